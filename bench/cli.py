@@ -1,0 +1,134 @@
+"""`bench`: run experiments and manage datasets, with Hydra override syntax.
+
+    bench run method=prompt_dt tasks=mt5 scale=smoke seed=1
+    bench run -m method=mtdt,prompt_dt seed=0,1,2 tasks=mt5 scale=quick
+    bench run --cfg job method=mtdt            # print the resolved config
+    bench data generate tasks=mt5 data=near_optimal episodes_per_task=100
+    bench data import-npz /path/to/MT50 --out data/mt50-published
+    bench data verify data/scripted-ep2000
+    bench methods
+
+User mistakes print one line `error: ...` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from bench.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Offline multi-task RL benchmark harness.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="train and evaluate one run (or a sweep with -m)")
+    run.add_argument("-m", "--multirun", action="store_true", help="expand key=a,b sweeps")
+    run.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=mtdt seed=1")
+
+    data = commands.add_parser("data", help="generate, import and verify datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    generate = data_commands.add_parser(
+        "generate", help="scripted-expert data: tasks=, data=, scale=, episodes_per_task=, workers="
+    )
+    generate.add_argument("overrides", nargs="*")
+    importer = data_commands.add_parser("import-npz", help="import the published MT50 npz layout")
+    importer.add_argument("source", type=Path, help="folder holding <task>-v2/<i>.npz")
+    importer.add_argument("--out", type=Path, help="store to create (default data/imported-<name>)")
+    importer.add_argument("--episodes", type=int, help="episodes per task (default: all)")
+    verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
+    verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
+
+    commands.add_parser("methods", help="list the registered methods")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bench.config import REPO_ROOT, compose_config
+
+    if args.multirun:
+        from bench.launch import launch
+
+        return launch(args.overrides)
+    config = compose_config(args.overrides)
+    if args.cfg == "job":
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
+    from bench.report import per_task_table
+    from bench.runner import execute, run_directory
+
+    result = execute(config, REPO_ROOT)
+    print(per_task_table(result))
+    print(f"\nresult: {run_directory(config) / 'result.json'}")
+    return 0
+
+
+_DATA_SHORTHANDS = {"episodes_per_task": "data.episodes_per_task", "workers": "data.workers"}
+
+
+def _data(args: argparse.Namespace) -> int:
+    if args.data_command == "generate":
+        from bench.config import compose_config
+        from bench.data.prepare import dataset_path, open_dataset
+        from bench.suites import get_suite
+
+        overrides = []
+        for override in args.overrides:
+            key, _, value = override.partition("=")
+            overrides.append(f"{_DATA_SHORTHANDS.get(key, key)}={value}" if value else override)
+        config = compose_config(overrides)
+        if config["data"]["path"]:
+            raise UserError("data generate writes a generated store; drop data.path")
+        suite = get_suite(config["tasks"]["name"])
+        store = open_dataset(config["data"], suite.tasks, bool(config["progress"]))
+        print(f"{dataset_path(config['data'])}: {len(store.tasks)} tasks")
+        return 0
+    if args.data_command == "import-npz":
+        from bench.data.import_npz import import_npz
+
+        out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
+        store = import_npz(args.source, out, episodes=args.episodes)
+        print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
+        return 0
+    from bench.data.store import DatasetStore
+
+    DatasetStore(args.path).verify()
+    print(f"{args.path}: every file matches its size and sha256")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bench.runner import RunFailed
+
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "data":
+            return _data(args)
+        from bench.registry import registered
+
+        print("\n".join(registered()))
+        return 0
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RunFailed as error:
+        print(f"error: run failed: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Hydra composition with errors a user can act on.
+
+CLI overrides -> Hydra composes configs/ -> one resolved plain dict, which is what a run saves
+and what every module receives. Bad group choices and unknown keys are caught here and turned
+into one-line UserErrors listing the valid choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.errors import UserError, unknown_choice
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+GROUPS = ("method", "tasks", "data", "scale", "launcher")
+
+
+def group_choices(group: str) -> list[str]:
+    """The selectable configs of a group (files starting with `_` are shared fragments)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[Override]:
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as error:
+        raise UserError(_one_line(error)) from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _check_groups(parsed: Sequence[Override]) -> None:
+    for override in parsed:
+        key = override.key_or_group
+        if key not in GROUPS:
+            continue
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.value()
+        ]
+        for value in values:
+            if value not in group_choices(key):
+                kind = {"tasks": "task suite", "scale": "scale preset"}.get(key, key)
+                raise unknown_choice(kind, value, group_choices(key))
+
+
+def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
+    """Each plain `a.b=value` override must name a key that exists (Hydra's `+a.b=` adds one)."""
+    for override in parsed:
+        key = override.key_or_group
+        if key in GROUPS or override.is_add() or override.is_force_add() or override.is_delete():
+            continue
+        node: Any = base
+        path = key.split(".")
+        for depth, part in enumerate(path):
+            if not isinstance(node, DictConfig) or part not in node:
+                where = ".".join(path[:depth]) or "the top level"
+                valid = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
+                raise UserError(f"unknown config key {key!r}; valid keys at {where}: {valid}")
+            node = node[part]
+        _check_type(key, node, override)
+
+
+def _check_type(key: str, current: Any, override: Override) -> None:
+    """A number or flag stays a number or flag: `seed=abc` is an error, not a new run."""
+    if override.is_sweep_override() or not isinstance(current, (bool, int, float)):
+        return
+    value = override.value()
+    expected = {bool: "true or false", int: "an integer", float: "a number"}[type(current)]
+    fits = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+    }[type(current)]
+    if not fits:
+        raise UserError(f"{key} must be {expected}, got {value!r}")
+
+
+def compose_config(overrides: Sequence[str], multirun: bool = False) -> dict[str, Any]:
+    """The resolved config for one run's overrides."""
+    parsed = parse_overrides(overrides)
+    sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+    if sweeps and not multirun:
+        raise UserError(f"override {sweeps[0]!r} is a sweep; run sweeps with `bench run -m ...`")
+    _check_groups(parsed)
+    group_overrides = [o.input_line for o in parsed if o.key_or_group in GROUPS]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        base = compose("config", overrides=group_overrides)
+        _check_keys(base, parsed)
+        try:
+            config = compose("config", overrides=list(overrides))
+            resolved = OmegaConf.to_container(config, resolve=True)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise UserError(_one_line(error)) from None
+    assert isinstance(resolved, dict)
+    return resolved
+
+
+def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """Hydra's basic sweeper: the cartesian product of every `key=a,b,c` in the overrides."""
+    parsed = parse_overrides(overrides)
+    _check_groups(parsed)
+    axes = []
+    for override in parsed:
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([override.input_line])
+    return [list(job) for job in itertools.product(*axes)]

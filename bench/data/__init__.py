@@ -1,0 +1,1 @@
+"""Offline datasets: the on-disk store, the scripted-expert generator and importers."""

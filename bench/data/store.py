@@ -1,0 +1,375 @@
+"""The on-disk dataset store: one folder per dataset, flat memory-mappable arrays per task.
+
+    <root>/manifest.json              schema version, provenance, per task: sizes and sha256
+    <root>/<task>/observations.npy    float32 (T, obs_dim)   the task's episodes, concatenated
+    <root>/<task>/actions.npy         float32 (T, act_dim)   in collection order
+    <root>/<task>/rewards.npy         float32 (T,)
+    <root>/<task>/terminals.npy       bool    (T,)
+    <root>/<task>/timeouts.npy        bool    (T,)
+    <root>/<task>/episode_starts.npy  int64   (E,)           index of each episode's first step
+    <root>/<task>/.verified.json      {file: [size, mtime_ns]} at the last good sha256 check
+
+Arrays are opened memory-mapped: MT50 near-optimal is ~18 GB and is never read into RAM whole.
+Every file is written whole (temporary name, fsync, rename) and the manifest last, so a task
+folder the manifest does not list is a leftover of an interrupted write and may be replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import UserError
+
+SCHEMA_VERSION = 1
+ARRAY_NAMES = ("observations", "actions", "rewards", "terminals", "timeouts", "episode_starts")
+MANIFEST_NAME = "manifest.json"
+STAMP_NAME = ".verified.json"
+
+_DTYPES = {
+    "observations": np.dtype(np.float32),
+    "actions": np.dtype(np.float32),
+    "rewards": np.dtype(np.float32),
+    "terminals": np.dtype(np.bool_),
+    "timeouts": np.dtype(np.bool_),
+    "episode_starts": np.dtype(np.int64),
+}
+_MATRICES = ("observations", "actions")  # (T, dim); every other array is a vector
+_HASH_CHUNK_BYTES = 8 << 20
+# A file changed within the file system's timestamp granularity of its last hashing can keep
+# its mtime (the "racy git" problem); 2 s covers the coarsest common one (FAT), so only files
+# older than that are stamped as verified.
+_MTIME_GRANULARITY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class TaskArrays:
+    """One task's arrays, memory-mapped read-only; episodes are contiguous row ranges."""
+
+    task: str
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+    episode_starts: np.ndarray
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_starts)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.rewards)
+
+    def episode_ends(self) -> np.ndarray:
+        """The exclusive end row of each episode."""
+        return np.append(self.episode_starts[1:], self.num_steps).astype(np.int64)
+
+
+def read_manifest(root: Path) -> dict:
+    """The dataset manifest of `root`, or a UserError saying why there is none."""
+    path = Path(root) / MANIFEST_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        message = f"no dataset at {root} ({path} is missing); generate or import one"
+        raise UserError(message) from None
+    except OSError as exc:
+        raise UserError(f"cannot read dataset manifest {path}: {exc.strerror}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"dataset manifest {path} is not valid JSON ({exc.msg})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("tasks"), dict):
+        raise UserError(f"{path} is not a dataset manifest (it has no 'tasks' table)")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(
+            f"dataset manifest {path} has schema version {version!r}, this mtbench reads "
+            f"version {SCHEMA_VERSION}; regenerate or re-import the dataset"
+        )
+    return manifest
+
+
+class DatasetStore:
+    """A dataset folder: its manifest and, per task, memory-mapped arrays checked against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks present, in manifest order."""
+        return list(self.manifest["tasks"])
+
+    def open_task(self, task: str) -> TaskArrays:
+        """The task's arrays after checking sizes always and sha256 unless already stamped."""
+        self._check_files(task, trust_stamp=True)
+        records = self._file_records(task)
+        arrays = {
+            name: _load_array(self.root / task / f"{name}.npy", records[f"{name}.npy"])
+            for name in ARRAY_NAMES
+        }
+        return TaskArrays(task=task, **arrays)
+
+    def verify(self) -> None:
+        """Re-hash every file of every task; a UserError names the first bad one."""
+        for task in self.tasks:
+            self._check_files(task, trust_stamp=False)
+
+    def _file_records(self, task: str) -> dict[str, dict]:
+        entries = self.manifest["tasks"]
+        if task not in entries:
+            held = ", ".join(entries) or "no tasks"
+            raise UserError(f"task {task!r} is not in the dataset at {self.root}; it holds: {held}")
+        files = entries[task].get("files", {})
+        for name in ARRAY_NAMES:
+            if f"{name}.npy" not in files:
+                raise UserError(
+                    f"dataset manifest {self.root / MANIFEST_NAME} lists no {name}.npy for "
+                    f"{task}; regenerate or re-import it"
+                )
+        return files
+
+    def _check_files(self, task: str, trust_stamp: bool) -> None:
+        task_dir = self.root / task
+        records = self._file_records(task)
+        # Sizes first: they are cheap and catch the common damage (an interrupted copy).
+        stats = {name: _checked_stat(task_dir / name, rec["size"]) for name, rec in records.items()}
+        stamp = _read_stamp(task_dir) if trust_stamp else {}
+        hashing_started_ns = time.time_ns()
+        verified = {}
+        for name, record in records.items():
+            key = [stats[name].st_size, stats[name].st_mtime_ns]
+            if stamp.get(name) != key:
+                _check_sha256(task_dir / name, record["sha256"])
+            if key[1] < hashing_started_ns - _MTIME_GRANULARITY_NS:
+                verified[name] = key
+        if verified != stamp:
+            _write_stamp(task_dir, verified)
+
+
+def write_task(root: Path, task: str, arrays: Mapping[str, np.ndarray]) -> dict:
+    """Write one task's arrays as `root/<task>/` (whole or not at all); return its manifest entry.
+
+    The caller adds the entry to the manifest (`add_tasks_to_manifest`); until then the folder
+    is not part of the dataset.
+    """
+    root = Path(root)
+    if Path(task).name != task or task.startswith("."):
+        raise ValueError(f"task name {task!r} cannot be a folder name")
+    num_steps, num_episodes = _validate_arrays(arrays)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".tmp-{task}-{os.getpid()}"
+    if staging.exists():  # left by a killed earlier process that had our pid
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        files = {}
+        for name in ARRAY_NAMES:
+            path = staging / f"{name}.npy"
+            array = arrays[name]
+            with open(path, "wb") as file:
+                np.save(file, array, allow_pickle=False)
+                file.flush()
+                os.fsync(file.fileno())
+            files[path.name] = {
+                "sha256": _sha256(path),
+                "size": path.stat().st_size,
+                "shape": list(array.shape),
+                "dtype": array.dtype.name,
+            }
+        _fsync_dir(staging)
+        _remove_leftover(root, task)
+        os.rename(staging, root / task)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"episodes": num_episodes, "steps": num_steps, "files": files}
+
+
+def add_tasks_to_manifest(
+    root: Path, entries: Mapping[str, dict], header: Mapping[str, Any]
+) -> None:
+    """Create or update `root/manifest.json` atomically with `entries` and `header`.
+
+    Tasks already listed and not in `entries` keep their place; `entries` follow in their order
+    (so passing every task again reorders them). `header` keys replace earlier values.
+    """
+    root = Path(root)
+    reserved = {"schema_version", "tasks"} & set(header)
+    if reserved:
+        raise ValueError(f"manifest header cannot set {sorted(reserved)}")
+    # Several processes (per-task generation jobs) may add tasks to one dataset at once.
+    with _manifest_lock(root):
+        path = root / MANIFEST_NAME
+        old = read_manifest(root) if path.exists() else {"tasks": {}}
+        tasks = {task: entry for task, entry in old["tasks"].items() if task not in entries}
+        tasks.update(entries)
+        manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        manifest.update((key, value) for key, value in old.items() if key != "tasks")
+        manifest.update(header)
+        manifest["tasks"] = tasks
+        _write_json_atomically(path, manifest)
+
+
+def provenance() -> dict[str, Any]:
+    """When and with which library versions a dataset is made (for the manifest header)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in ("numpy", "metaworld", "mujoco", "gymnasium"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"created": created, "versions": versions}
+
+
+def _validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(steps, episodes) of well-formed arrays; a ValueError for a caller's bug."""
+    if set(arrays) != set(ARRAY_NAMES):
+        raise ValueError(f"arrays must be exactly {ARRAY_NAMES}, got {sorted(arrays)}")
+    for name, dtype in _DTYPES.items():
+        array = arrays[name]
+        if array.dtype != dtype:
+            raise ValueError(f"{name} must be {dtype}, got {array.dtype}")
+        if array.ndim != (2 if name in _MATRICES else 1):
+            raise ValueError(f"{name} has shape {array.shape}")
+    num_steps = len(arrays["rewards"])
+    lengths = {name: len(arrays[name]) for name in ARRAY_NAMES if name != "episode_starts"}
+    if num_steps == 0 or set(lengths.values()) != {num_steps}:
+        raise ValueError(f"step arrays must have one equal, non-zero length, got {lengths}")
+    starts = np.asarray(arrays["episode_starts"])
+    increasing = len(starts) > 0 and starts[0] == 0 and bool(np.all(np.diff(starts) > 0))
+    if not increasing or starts[-1] >= num_steps:
+        raise ValueError("episode_starts must start at 0 and increase strictly below the steps")
+    return num_steps, len(starts)
+
+
+def _checked_stat(path: Path, expected_size: int) -> os.stat_result:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"dataset file {path} is missing; regenerate or re-import it") from None
+    if stat.st_size < expected_size:
+        raise UserError(
+            f"dataset file {path} is truncated ({stat.st_size} of {expected_size} bytes); "
+            "regenerate or re-import it"
+        )
+    if stat.st_size > expected_size:
+        raise UserError(
+            f"dataset file {path} is longer than recorded ({stat.st_size} instead of "
+            f"{expected_size} bytes); regenerate or re-import it"
+        )
+    return stat
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    if _sha256(path) != expected:
+        raise UserError(
+            f"dataset file {path} is corrupt (its sha256 differs from the manifest's); "
+            "regenerate or re-import it"
+        )
+
+
+def _load_array(path: Path, record: Mapping[str, Any]) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())  # the message must stay one line
+        raise UserError(
+            f"dataset file {path} is not a readable .npy array ({reason}); "
+            "regenerate or re-import it"
+        ) from None
+    expected_shape, expected_dtype = tuple(record["shape"]), np.dtype(record["dtype"])
+    if array.shape != expected_shape or array.dtype != expected_dtype:
+        raise UserError(
+            f"dataset file {path} holds {array.dtype} {array.shape} where the manifest records "
+            f"{expected_dtype} {expected_shape}; regenerate or re-import it"
+        )
+    return array
+
+
+def _read_stamp(task_dir: Path) -> dict:
+    try:
+        stamp = json.loads((task_dir / STAMP_NAME).read_text())
+    except (OSError, ValueError):
+        return {}  # no stamp or a damaged one: hash again
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_stamp(task_dir: Path, verified: dict) -> None:
+    try:
+        _write_json_atomically(task_dir / STAMP_NAME, verified)
+    except OSError:
+        pass  # a read-only dataset (shared storage) is fine: it is hashed on every open instead
+
+
+def _remove_leftover(root: Path, task: str) -> None:
+    """Make room for `root/<task>`: a folder there is a leftover unless the manifest lists it."""
+    target = root / task
+    if not target.exists():
+        return
+    if (root / MANIFEST_NAME).exists() and task in read_manifest(root)["tasks"]:
+        raise UserError(f"{target} is already part of the dataset at {root}; not overwriting it")
+    shutil.rmtree(target)
+
+
+def _write_json_atomically(path: Path, obj: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "w") as file:
+            json.dump(obj, file, indent=2)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".manifest.lock", "a") as lock_file:
+        fcntl.lockf(lock_file, fcntl.LOCK_EX)  # POSIX record locks also work on NFS
+        try:
+            yield
+        finally:
+            fcntl.lockf(lock_file, fcntl.LOCK_UN)

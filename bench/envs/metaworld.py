@@ -1,0 +1,94 @@
+"""Meta-World v3 with random goals (MT50-rand).
+
+Every episode runs on its own goal drawn from the task's goal pool. Pools come from
+`metaworld.MT1(task, seed=...)`: Meta-World ignores `reset(seed=...)`, so goals are the only
+randomness and seeding the pool is what makes an evaluation reproducible
+(shared/notes/metaworld-v3.md, pitfalls 2 and 6).
+
+The stack, from inside out: the raw v3 environment (`ml.train_classes[task]()`), `set_task(goal)`,
+and its own 500-step truncation. Nothing else wraps it: success is read from `info["success"]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import numpy as np
+
+MAX_EPISODE_STEPS = 500
+OBSERVATION_DIM = 39
+ACTION_DIM = 4
+
+# The scripted policies warn about their own constants on every call; it is harmless noise.
+warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high")
+warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
+
+
+@functools.lru_cache(maxsize=64)
+def goal_pool(task: str, seed: int) -> tuple[Any, ...]:
+    """The task's seeded pool of goals (Meta-World `Task` objects; 50 per task)."""
+    import metaworld
+
+    return tuple(metaworld.MT1(task, seed=seed).train_tasks)
+
+
+@functools.lru_cache(maxsize=64)
+def _env_class(task: str) -> type:
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return ALL_V3_ENVIRONMENTS[task]
+
+
+def make_env(task: str, goal: Any) -> Any:
+    """A raw Meta-World v3 env for `task` set to `goal` (call `reset()` before stepping)."""
+    env = _env_class(task)()
+    # MT1 goals are marked goal-observable, so set_task also rebuilds the observation space
+    # with the goal's bounds (setting the flag by hand would skip that and clip the goal to 0).
+    env.set_task(goal)
+    return env
+
+
+def sample_goals(task: str, num_episodes: int, pool_seed: int, rng: np.random.Generator) -> list:
+    """`num_episodes` goals from the task's pool: distinct while the pool lasts."""
+    pool = goal_pool(task, pool_seed)
+    replace = num_episodes > len(pool)
+    indices = rng.choice(len(pool), size=num_episodes, replace=replace)
+    return [pool[i] for i in indices]
+
+
+class ScriptedExpert:
+    """Meta-World's scripted expert for one task, with optional exploration noise.
+
+    With probability `random_prob` an action is uniform in [-1, 1]^4, otherwise it is the expert's
+    action plus N(0, noise_std^2), clipped to [-1, 1] (clipping leaves expert trajectories
+    unchanged: the env clips them itself).
+    """
+
+    def __init__(
+        self,
+        task: str,
+        rng: np.random.Generator | None = None,
+        random_prob: float = 0.0,
+        noise_std: float = 0.0,
+    ) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.expert = ENV_POLICY_MAP[task]()
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.random_prob = random_prob
+        self.noise_std = noise_std
+
+    def reset(self, num_episodes: int) -> None:
+        """The experts are stateless."""
+
+    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+        actions = np.stack([self.expert.get_action(obs) for obs in observations])
+        if self.noise_std > 0:
+            actions = actions + self.noise_std * self.rng.standard_normal(actions.shape)
+        if self.random_prob > 0:
+            random_rows = self.rng.random(len(actions)) < self.random_prob
+            uniform = self.rng.uniform(-1.0, 1.0, size=actions.shape)
+            actions = np.where(random_rows[:, None], uniform, actions)
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)

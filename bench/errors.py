@@ -1,0 +1,19 @@
+"""The one exception type for mistakes a user can fix (bad value, missing data, corrupt file).
+
+The CLI catches it once, prints its message as a single line and exits with status 2. Bugs raise
+anything else and keep their traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A bad input the user can act on; the message is one line and names the bad value."""
+
+
+def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserError:
+    """The standard 'unknown X; choose one of: ...' error."""
+    listed = ", ".join(sorted(choices))
+    return UserError(f"unknown {kind} {value!r}; choose one of: {listed}")

@@ -1,0 +1,96 @@
+"""Name -> method class. A method registers itself with `@register("name", config=Config)`.
+
+The method contract (DESIGN.md): a method is built from (suite, data, config, seed, device),
+trains with `train_step(step) -> dict of floats`, acts through `policy(task_id)` for n parallel
+episodes of one task, and resumes bit-for-bit from `state_dict()` / `load_state_dict()`.
+The harness never looks inside a method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from bench.data.samplers import OfflineData
+from bench.errors import UserError, unknown_choice
+from bench.policy import Policy
+from bench.suites import Suite
+
+
+class Method(Protocol):
+    def train_step(self, step: int) -> dict[str, float]: ...
+
+    def policy(self, task_id: int) -> Policy: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+    def num_parameters(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    cls: type
+    config_cls: type
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(name: str, config: type) -> Callable[[type], type]:
+    """Class decorator adding a method under `name` with its typed config dataclass."""
+
+    def add(cls: type) -> type:
+        if name in _REGISTRY:
+            raise RuntimeError(f"method {name!r} registered twice")
+        _REGISTRY[name] = MethodSpec(name, cls, config)
+        return cls
+
+    return add
+
+
+def _load_methods() -> None:
+    importlib.import_module("methods")
+
+
+def registered() -> list[str]:
+    _load_methods()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_methods()
+    if name not in _REGISTRY:
+        raise unknown_choice("method", name, _REGISTRY)
+    return _REGISTRY[name]
+
+
+def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> Any:
+    """The method's typed config from plain values; an unknown field is a UserError."""
+    fields = {f.name for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(values) - fields - {"name"})
+    if unknown:
+        raise UserError(
+            f"unknown option(s) {', '.join(unknown)} for method {spec.name!r}; "
+            f"its options are: {', '.join(sorted(fields))}"
+        )
+    return spec.config_cls(**{k: v for k, v in values.items() if k in fields})
+
+
+def build_method(
+    name: str,
+    values: Mapping[str, Any],
+    suite: Suite,
+    data: OfflineData,
+    seed: int,
+    device: str = "cpu",
+) -> Method:
+    spec = get_method(name)
+    return spec.cls(make_config(spec, values), suite, data, seed, torch.device(device))

@@ -1,0 +1,139 @@
+"""The run directory contract and the atomic writers behind it.
+
+    <run_dir>/config.yaml     resolved config + provenance (git commit, command, versions)
+    <run_dir>/metrics.jsonl   one JSON object per event (train, eval, resume)
+    <run_dir>/checkpoint.pt   latest checkpoint (atomic; loaded with weights_only=True)
+    <run_dir>/result.json     written last and atomically: the run's scores
+    <run_dir>/status          pending | running | done | failed: <why>
+
+Every file another step reads is written to a temporary name in the same folder, flushed,
+fsynced and renamed, so a crash leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+import yaml
+
+CONFIG = "config.yaml"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+STATUS = "status"
+
+
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary sibling of `path`; on success fsync it and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    with atomic_file(path) as handle:
+        json.dump(payload, handle, indent=2, sort_keys=False)
+        handle.write("\n")
+
+
+def write_yaml(path: Path, payload: Mapping[str, Any]) -> None:
+    with atomic_file(path) as handle:
+        yaml.safe_dump(dict(payload), handle, sort_keys=False)
+
+
+def write_status(run_dir: Path, status: str) -> None:
+    with atomic_file(run_dir / STATUS) as handle:
+        handle.write(status + "\n")
+
+
+def read_status(run_dir: Path) -> str:
+    path = run_dir / STATUS
+    return path.read_text().strip() if path.exists() else "pending"
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    with atomic_file(path, "wb") as handle:
+        torch.save(dict(state), handle)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def append_metrics(run_dir: Path, event: Mapping[str, Any]) -> None:
+    with open(run_dir / METRICS, "a") as handle:
+        handle.write(json.dumps(event) + "\n")
+        handle.flush()
+
+
+def truncate_metrics(run_dir: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Drop events a resumed run will log again (and a line cut short by a kill)."""
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if keep(event):
+            kept.append(line)
+    with atomic_file(path) as handle:
+        handle.write("".join(line + "\n" for line in kept))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that changes a number, as users of similar projects ask."""
+    found = {"python": platform.python_version()}
+    for package in ("torch", "numpy", "metaworld", "mujoco", "gymnasium", "d3rlpy", "mtbench"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def git_commit(repo: Path) -> dict[str, Any]:
+    """The code's commit and whether the working tree differed from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

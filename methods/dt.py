@@ -1,0 +1,336 @@
+"""The causal transformer backbone shared by MTDT, Prompt-DT and HarmoDT.
+
+A GPT-2 style stack (pre-LayerNorm blocks, MLP of 4x width, final LayerNorm, no positional
+embedding: the timestep embedding is added to every token instead), fed with interleaved
+(return-to-go, state, action) tokens and predicting each action from its state token.
+A variant differs only in how it conditions the stack (`make_conditioner` and the prompts it
+hands over); everything else, including training and the evaluation policy, lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.data.samplers import OfflineData, Segment, TaskData, sample_segments
+from bench.suites import Suite
+
+
+@dataclass(frozen=True)
+class DTConfig:
+    """Defaults are the paper's Table 6, and the official code where Table 6 is silent."""
+
+    n_layer: int = 6
+    n_head: int = 8
+    embed_dim: int = 256
+    context_length: int = 20  # K
+    dropout: float = 0.1
+    activation: Literal["relu", "gelu"] = "relu"
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-4  # official code
+    warmup_steps: int = 10_000  # official code: linear warm-up
+    grad_clip: float = 0.25  # official code
+    max_timestep: int = 1000  # official main.py: max_ep_len=1000 for the timestep embedding
+    target_return: float = 4500.0  # official code, every Meta-World task
+    return_scale: float = 1000.0  # official code
+    prompt_length: int = 5  # official code: --prompt-length 5
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What a variant adds to the token stream: prefix tokens and/or an offset on state tokens."""
+
+    prefix: Tensor | None = None  # (B, P, d)
+    prefix_mask: Tensor | None = None  # (B, P) bool
+    state_offset: Tensor | None = None  # (B, d)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: DTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.embed_dim, 3 * config.embed_dim)
+        self.proj = nn.Linear(config.embed_dim, config.embed_dim)
+        self.attn_dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
+        batch, length, width = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_head, -1).permute(2, 0, 3, 1, 4)
+        dropout = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, width)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: DTConfig) -> None:
+        super().__init__()
+        activation = {"relu": nn.ReLU, "gelu": nn.GELU}[config.activation]
+        self.ln_1 = nn.LayerNorm(config.embed_dim)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.embed_dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(config.embed_dim, 4 * config.embed_dim),
+            activation(),
+            nn.Linear(4 * config.embed_dim, config.embed_dim),
+            nn.Dropout(config.dropout),
+        )
+
+    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class CausalTransformer(nn.Module):
+    """The stack HarmoDT masks: `blocks` hold every maskable weight."""
+
+    def __init__(self, config: DTConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.embed_dim)
+
+    def forward(self, tokens: Tensor, key_mask: Tensor) -> Tensor:
+        length = tokens.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
+        # A padded query sees only itself, so no attention row is empty (empty rows give NaN).
+        eye = torch.eye(length, dtype=torch.bool, device=tokens.device)
+        attn_mask = (causal & key_mask[:, None, None, :]) | eye
+        x = self.dropout(tokens)
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.ln_f(x)
+
+
+class TrajectoryEmbedding(nn.Module):
+    """(return-to-go, state, action) of each step -> three tokens, plus the timestep embedding."""
+
+    def __init__(self, obs_dim: int, act_dim: int, config: DTConfig) -> None:
+        super().__init__()
+        width = config.embed_dim
+        self.timestep = nn.Embedding(config.max_timestep, width)
+        self.return_to_go = nn.Linear(1, width)
+        self.state = nn.Linear(obs_dim, width)
+        self.action = nn.Linear(act_dim, width)
+
+    def forward(
+        self, segment: Segment, state_offset: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        time = self.timestep(segment.timesteps)
+        states = self.state(segment.states) + time
+        if state_offset is not None:
+            states = states + state_offset[:, None, :]
+        returns = self.return_to_go(segment.returns_to_go) + time
+        actions = self.action(segment.actions) + time
+        tokens = torch.stack((returns, states, actions), dim=2)
+        batch, length = segment.mask.shape
+        mask = segment.mask[:, :, None].expand(batch, length, 3)
+        return tokens.reshape(batch, 3 * length, -1), mask.reshape(batch, 3 * length)
+
+
+class DecisionTransformerNet(nn.Module):
+    def __init__(
+        self, obs_dim: int, act_dim: int, config: DTConfig, conditioner: nn.Module | None
+    ) -> None:
+        super().__init__()
+        self.embed = TrajectoryEmbedding(obs_dim, act_dim, config)
+        self.embed_ln = nn.LayerNorm(config.embed_dim)
+        self.conditioner = conditioner
+        self.transformer = CausalTransformer(config)
+        self.predict_action = nn.Sequential(nn.Linear(config.embed_dim, act_dim), nn.Tanh())
+
+    def forward(self, segment: Segment, prompt: Segment | None = None) -> Tensor:
+        """Predicted actions (B, L, act_dim) for every step of `segment`."""
+        conditioning = (
+            self.conditioner(segment, prompt) if self.conditioner is not None else Conditioning()
+        )
+        tokens, key_mask = self.embed(segment, conditioning.state_offset)
+        tokens = self.embed_ln(tokens)
+        if conditioning.prefix is not None:
+            # As in the reference Prompt-DT, prompt tokens skip the embedding LayerNorm.
+            tokens = torch.cat((conditioning.prefix, tokens), dim=1)
+            key_mask = torch.cat((conditioning.prefix_mask, key_mask), dim=1)
+        hidden = self.transformer(tokens, key_mask)
+        length = segment.mask.shape[1]
+        state_tokens = hidden[:, -3 * length :][:, 1::3]
+        return self.predict_action(state_tokens)
+
+
+class DecisionTransformerMethod:
+    """Training and acting for every DT variant; subclasses choose the conditioning."""
+
+    def __init__(
+        self, config: DTConfig, suite: Suite, data: OfflineData, seed: int, device: torch.device
+    ) -> None:
+        self.config = config
+        self.suite = suite
+        self.data = data
+        self.device = device
+        torch.manual_seed(seed)
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.network = DecisionTransformerNet(
+            data.obs_dim, data.act_dim, config, self.make_conditioner()
+        ).to(device)
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        warmup = max(config.warmup_steps, 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
+        )
+
+    # What a variant overrides -------------------------------------------------------------
+
+    def make_conditioner(self) -> nn.Module | None:
+        return None
+
+    def training_prompt(self, task: TaskData, batch_size: int) -> Segment | None:
+        return None
+
+    def evaluation_prompt(self, task: TaskData) -> Segment | None:
+        return None
+
+    def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
+        """Action predictions for one task's batch (HarmoDT applies the task's mask here)."""
+        return self.network(segment, prompt)
+
+    # The method contract ------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, float]:
+        # One task per step, round-robin over the suite, as the official training loop does.
+        task = self.data.task_data[step % self.data.num_tasks]
+        segment = self.sample_segment(task)
+        prompt = self.training_prompt(task, self.config.batch_size)
+        self.network.train()
+        loss = self.action_loss(segment, prompt, task.task_id)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return {
+            "loss": float(loss.detach()),
+            "grad_norm": float(grad_norm),
+            "learning_rate": self.scheduler.get_last_lr()[0],
+        }
+
+    def sample_segment(self, task: TaskData) -> Segment:
+        segment = sample_segments(
+            task,
+            self.config.batch_size,
+            self.config.context_length,
+            self.rng,
+            self.config.return_scale,
+            self.config.max_timestep,
+        )
+        return _to_device(segment, self.device)
+
+    def action_loss(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
+        """Mean squared action error over the non-padded steps (the reference loss)."""
+        predicted = self.predict(segment, prompt, task_id)
+        return F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
+
+    def policy(self, task_id: int) -> DTPolicy:
+        task = self.data.task_data[task_id]
+        prompt = self.evaluation_prompt(task)
+        return DTPolicy(self, task, None if prompt is None else _to_device(prompt, self.device))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+
+def _to_device(segment: Segment, device: torch.device) -> Segment:
+    if device.type == "cpu":
+        return segment
+    return Segment(**{k: v.to(device) for k, v in segment.__dict__.items()})
+
+
+def _expand(segment: Segment, batch: int) -> Segment:
+    return Segment(**{k: v.expand(batch, *v.shape[1:]) for k, v in segment.__dict__.items()})
+
+
+class DTPolicy:
+    """Acts for n parallel episodes of one task with a rolling context of the last K steps."""
+
+    def __init__(self, method: DecisionTransformerMethod, task: TaskData, prompt: Segment | None):
+        self.method = method
+        self.task = task
+        self.prompt = prompt
+        self.config = method.config
+        self.device = method.device
+        self.state_mean = torch.from_numpy(task.state_mean).to(self.device)
+        self.state_std = torch.from_numpy(task.state_std).to(self.device)
+
+    def reset(self, num_episodes: int) -> None:
+        self.num_episodes = num_episodes
+        self.step_index = 0
+        context = self.config.context_length
+        obs_dim, act_dim = self.task.arrays.observations.shape[1], self.task.arrays.actions.shape[1]
+        zeros = lambda *shape: torch.zeros(num_episodes, context, *shape, device=self.device)
+        self.states, self.actions, self.returns_to_go = zeros(obs_dim), zeros(act_dim), zeros(1)
+        self.timesteps = torch.zeros(num_episodes, context, dtype=torch.long, device=self.device)
+        self.mask = torch.zeros(num_episodes, context, dtype=torch.bool, device=self.device)
+        self.prompt_batch = None if self.prompt is None else _expand(self.prompt, num_episodes)
+
+    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+        scale = self.config.return_scale
+        if rewards is None:
+            target = self.config.target_return / scale
+            rtg = torch.full((self.num_episodes,), target, device=self.device)
+        else:
+            earned = torch.as_tensor(rewards, dtype=torch.float32, device=self.device) / scale
+            rtg = self.returns_to_go[:, -1, 0] - earned
+        obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
+        timestep = min(self.step_index, self.config.max_timestep - 1)
+        self._push(
+            state=(obs - self.state_mean) / self.state_std,
+            return_to_go=rtg[:, None],
+            timestep=timestep,
+        )
+        segment = Segment(
+            states=self.states,
+            actions=self.actions,
+            returns_to_go=self.returns_to_go,
+            timesteps=self.timesteps,
+            mask=self.mask,
+            task_ids=torch.full((self.num_episodes,), self.task.task_id, device=self.device),
+        )
+        self.method.network.eval()
+        with torch.no_grad():
+            action = self.method.predict(segment, self.prompt_batch, self.task.task_id)[:, -1]
+        self.actions[:, -1] = action
+        self.step_index += 1
+        return action.cpu().numpy()
+
+    def _push(self, state: Tensor, return_to_go: Tensor, timestep: int) -> None:
+        """Shift the context one step left and write the new step (action filled in later)."""
+        for buffer in (self.states, self.actions, self.returns_to_go, self.timesteps, self.mask):
+            buffer[:, :-1] = buffer[:, 1:].clone()
+        self.states[:, -1] = state
+        self.actions[:, -1] = 0.0
+        self.returns_to_go[:, -1] = return_to_go
+        self.timesteps[:, -1] = timestep
+        self.mask[:, -1] = True

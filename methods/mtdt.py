@@ -1,0 +1,41 @@
+"""MTDT: the shared DT backbone conditioned on nothing (official default) or a task-id embedding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from bench.data.samplers import Segment
+from bench.registry import register
+from methods.dt import Conditioning, DecisionTransformerMethod, DTConfig
+
+
+@dataclass(frozen=True)
+class MTDTConfig(DTConfig):
+    # The official code's MTDT is Prompt-DT's network run with no prompt: "none" (the default).
+    # "task_id" is the paper's Appendix D description: a task embedding z joined to each state,
+    # i.e. W[s; onehot(task)] = W_s s + z_task, added to the state tokens.
+    conditioning: Literal["none", "task_id"] = "none"
+
+
+class TaskIdConditioner(nn.Module):
+    def __init__(self, num_tasks: int, width: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_tasks, width)
+
+    def forward(self, segment: Segment, prompt: Segment | None) -> Conditioning:
+        return Conditioning(state_offset=self.embedding(segment.task_ids))
+
+
+@register("mtdt", config=MTDTConfig)
+class MTDT(DecisionTransformerMethod):
+    """Multi-task DT on all tasks' data at once."""
+
+    config: MTDTConfig
+
+    def make_conditioner(self) -> nn.Module | None:
+        if self.config.conditioning == "none":
+            return None
+        return TaskIdConditioner(self.data.num_tasks, self.config.embed_dim)

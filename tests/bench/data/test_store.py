@@ -1,0 +1,225 @@
+"""The dataset store: arrays round-trip, and every kind of damage is a UserError naming the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.data.store import (
+    ARRAY_NAMES,
+    STAMP_NAME,
+    DatasetStore,
+    add_tasks_to_manifest,
+    write_task,
+)
+from bench.errors import UserError
+
+TASK = "reach-v3"
+HOUR_NS = 3600 * 10**9
+
+
+def make_arrays(episode_lengths: tuple[int, ...] = (3, 5), seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = np.array(episode_lengths, dtype=np.int64)
+    num_steps = int(lengths.sum())
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    timeouts = np.zeros(num_steps, dtype=bool)
+    timeouts[starts + lengths - 1] = True
+    return {
+        "observations": rng.standard_normal((num_steps, 39)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (num_steps, 4)).astype(np.float32),
+        "rewards": rng.standard_normal(num_steps).astype(np.float32),
+        "terminals": np.zeros(num_steps, dtype=bool),
+        "timeouts": timeouts,
+        "episode_starts": starts,
+    }
+
+
+def set_mtime(path: Path, mtime_ns: int) -> None:
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def age_files(task_dir: Path) -> None:
+    """Date the files an hour back, as data written in an earlier session (see test_fresh_...)."""
+    for path in task_dir.glob("*.npy"):
+        set_mtime(path, time.time_ns() - HOUR_NS)
+
+
+def flip_last_byte(path: Path) -> None:
+    """Corrupt the data region (the last byte), keeping the size."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    root = tmp_path / "data"
+    arrays = make_arrays()
+    entry = write_task(root, TASK, arrays)
+    add_tasks_to_manifest(root, {TASK: entry}, {"source": "test"})
+    age_files(root / TASK)
+    return root, arrays
+
+
+def test_round_trip_gives_equal_memory_mapped_arrays(dataset):
+    root, written = dataset
+    store = DatasetStore(root)
+    opened = store.open_task(TASK)
+
+    assert store.tasks == [TASK]
+    for name in ARRAY_NAMES:
+        array = getattr(opened, name)
+        assert isinstance(array, np.memmap)
+        assert array.dtype == written[name].dtype
+        np.testing.assert_array_equal(array, written[name])
+    assert (opened.num_episodes, opened.num_steps) == (2, 8)
+    np.testing.assert_array_equal(opened.episode_ends(), [3, 8])
+    entry = store.manifest["tasks"][TASK]
+    assert (entry["episodes"], entry["steps"]) == (2, 8)
+    assert store.manifest["schema_version"] == 1 and store.manifest["source"] == "test"
+
+
+def test_adding_tasks_keeps_earlier_ones_and_their_order(dataset):
+    root, _ = dataset
+    entry = write_task(root, "push-v3", make_arrays((4,), seed=1))
+    add_tasks_to_manifest(root, {"push-v3": entry}, {"source": "test", "note": "second"})
+
+    store = DatasetStore(root)
+    assert store.tasks == [TASK, "push-v3"]
+    assert store.manifest["note"] == "second"
+    np.testing.assert_array_equal(store.open_task("push-v3").episode_starts, [0])
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_truncated_file_is_named(dataset):
+    root, _ = dataset
+    path = root / TASK / "actions.npy"
+    size = path.stat().st_size
+    with open(path, "r+b") as file:
+        file.truncate(size - 10)
+
+    expected = f"actions.npy is truncated ({size - 10} of {size} bytes)"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        DatasetStore(root).open_task(TASK)
+
+
+def test_overlong_and_missing_files_are_named(dataset):
+    root, _ = dataset
+    with open(root / TASK / "rewards.npy", "ab") as file:
+        file.write(b"\0")
+    with pytest.raises(UserError, match=re.escape("rewards.npy is longer than recorded")):
+        DatasetStore(root).open_task(TASK)
+
+    (root / TASK / "rewards.npy").unlink()
+    with pytest.raises(UserError, match=re.escape("rewards.npy is missing")):
+        DatasetStore(root).open_task(TASK)
+
+
+def test_flipped_bytes_are_caught_on_open_and_by_verify(dataset):
+    root, _ = dataset
+    flip_last_byte(root / TASK / "observations.npy")
+    store = DatasetStore(root)
+
+    with pytest.raises(UserError, match=re.escape("observations.npy is corrupt")) as on_open:
+        store.open_task(TASK)
+    with pytest.raises(UserError, match=re.escape("observations.npy is corrupt")):
+        store.verify()
+    assert "\n" not in str(on_open.value)
+
+
+def test_stamp_skips_hashing_until_the_mtime_changes(dataset):
+    root, _ = dataset
+    store = DatasetStore(root)
+    store.open_task(TASK)
+    stamp = json.loads((root / TASK / STAMP_NAME).read_text())
+    assert sorted(stamp) == sorted(f"{name}.npy" for name in ARRAY_NAMES)
+
+    # Same size, same mtime: the stamp is trusted, so this corruption goes unseen on open...
+    path = root / TASK / "observations.npy"
+    mtime_ns = path.stat().st_mtime_ns
+    flip_last_byte(path)
+    set_mtime(path, mtime_ns)
+    store.open_task(TASK)
+    # ...but verify() always hashes,
+    with pytest.raises(UserError, match=re.escape("observations.npy is corrupt")):
+        store.verify()
+    # and a changed mtime makes open hash the file again.
+    set_mtime(path, mtime_ns + 1)
+    with pytest.raises(UserError, match=re.escape("observations.npy is corrupt")):
+        store.open_task(TASK)
+
+
+def test_fresh_files_are_not_stamped(tmp_path):
+    # A file changed within the mtime granularity of its hashing can keep its mtime, so files
+    # written moments ago are hashed again on the next open.
+    root = tmp_path / "data"
+    add_tasks_to_manifest(root, {TASK: write_task(root, TASK, make_arrays())}, {"source": "test"})
+    store = DatasetStore(root)
+    store.open_task(TASK)
+
+    path = root / TASK / "actions.npy"
+    mtime_ns = path.stat().st_mtime_ns
+    flip_last_byte(path)
+    set_mtime(path, mtime_ns)
+    with pytest.raises(UserError, match=re.escape("actions.npy is corrupt")):
+        store.open_task(TASK)
+
+
+def test_header_that_disagrees_with_the_manifest_is_named(dataset):
+    root, written = dataset
+    store = DatasetStore(root)
+    store.open_task(TASK)  # stamped: the next open trusts the bytes and reads the header
+    path = root / TASK / "rewards.npy"
+    mtime_ns = path.stat().st_mtime_ns
+    np.save(path, written["rewards"].view(np.int32))  # same size, other dtype
+    set_mtime(path, mtime_ns)
+
+    with pytest.raises(UserError, match=re.escape("rewards.npy holds int32")):
+        store.open_task(TASK)
+
+
+def test_missing_or_foreign_manifest_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match=re.escape("manifest.json is missing")):
+        DatasetStore(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"schema_version": 99, "tasks": {}}))
+    with pytest.raises(UserError, match="schema version 99"):
+        DatasetStore(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        DatasetStore(tmp_path)
+
+
+def test_unknown_task_lists_the_tasks_held(dataset):
+    root, _ = dataset
+    with pytest.raises(UserError, match=r"'push-v3' is not in the dataset.*reach-v3"):
+        DatasetStore(root).open_task("push-v3")
+
+
+def test_write_task_rejects_malformed_arrays(tmp_path):
+    arrays = make_arrays()
+    with pytest.raises(ValueError, match="rewards must be float32"):
+        write_task(tmp_path, TASK, {**arrays, "rewards": arrays["rewards"].astype(np.float64)})
+    with pytest.raises(ValueError, match="episode_starts"):
+        write_task(tmp_path, TASK, {**arrays, "episode_starts": np.array([0, 0], dtype=np.int64)})
+    with pytest.raises(ValueError, match="length"):
+        write_task(tmp_path, TASK, {**arrays, "actions": arrays["actions"][:-1]})
+    assert not any(tmp_path.iterdir())
+
+
+def test_write_task_replaces_a_leftover_folder_but_never_a_listed_task(dataset):
+    root, _ = dataset
+    leftover = root / "push-v3"
+    leftover.mkdir()
+    (leftover / "junk.npy").write_bytes(b"half a file")
+    write_task(root, "push-v3", make_arrays())
+    assert not (leftover / "junk.npy").exists()
+
+    with pytest.raises(UserError, match="already part of the dataset"):
+        write_task(root, TASK, make_arrays())
