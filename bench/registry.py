@@ -1,8 +1,9 @@
 """Name -> method class. A method registers itself with `@register("name", config=Config)`.
 
 The method contract (DESIGN.md): a method is built from (suite, data, config, seed, device),
-trains with `train_step(step) -> dict of floats`, acts through `policy(task_id)` for n parallel
-episodes of one task, and resumes bit-for-bit from `state_dict()` / `load_state_dict()`.
+trains with `train_step(step) -> dict of floats` (and `pop_events()` for richer log events),
+acts through `policy(task_id)` for n parallel episodes of one task, and resumes bit-for-bit
+from `state_dict()` / `load_state_dict()`.
 The harness never looks inside a method.
 """
 
@@ -24,6 +25,9 @@ from bench.suites import Suite
 
 class Method(Protocol):
     def train_step(self, step: int) -> dict[str, float]: ...
+
+    def pop_events(self) -> list[dict[str, Any]]:
+        """Structured events since the last call (e.g. HarmoDT's mask updates) for metrics.jsonl."""
 
     def policy(self, task_id: int) -> Policy: ...
 

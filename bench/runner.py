@@ -198,6 +198,8 @@ def _train(
                     "(check the data, or lower the learning rate)"
                 )
             done, window_steps = step + 1, window_steps + 1
+            for event in method.pop_events():
+                results.append_metrics(run_dir, {**event, "step": event.get("step", done)})
             bar.update()
             if done % log_every == 0 or done == total_steps:
                 now = time.perf_counter()

@@ -221,6 +221,9 @@ class DecisionTransformerMethod:
             "learning_rate": self.scheduler.get_last_lr()[0],
         }
 
+    def pop_events(self) -> list[dict[str, Any]]:
+        return []
+
     def sample_segment(self, task: TaskData) -> Segment:
         segment = sample_segments(
             task,

@@ -1,0 +1,41 @@
+"""Shared fixtures: small real datasets generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.data.generate import generate_dataset
+from bench.data.store import DatasetStore
+from bench.suites import Suite
+
+SMOKE_EPISODES = 6  # configs/scale/smoke.yaml: data.episodes_per_task
+TINY_TASKS = ("reach-v3", "button-press-v3")
+
+
+@pytest.fixture(scope="session")
+def smoke_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `data.root` already holding the mt5 smoke dataset, so CLI runs skip generation."""
+    from bench.suites import get_suite
+
+    root = tmp_path_factory.mktemp("data")
+    generate_dataset(
+        root / f"scripted-ep{SMOKE_EPISODES}",
+        get_suite("mt5").tasks,
+        episodes_per_task=SMOKE_EPISODES,
+        progress=False,
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_suite() -> Suite:
+    return Suite("tiny", TINY_TASKS)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
+    """Two tasks, four episodes each (two train, two prompt)."""
+    root = tmp_path_factory.mktemp("tiny") / "scripted-ep4"
+    return generate_dataset(root, TINY_TASKS, episodes_per_task=4, progress=False)
