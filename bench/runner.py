@@ -80,10 +80,10 @@ def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
     run_dir = run_directory(config)
     get_suite(config["tasks"]["name"])  # bad names fail before a run directory is made
     get_method(config["method"]["name"])
+    _check_same_config(run_dir, config)
     result_path = run_dir / results.RESULT
     if result_path.exists():
         return json.loads(result_path.read_text())
-    _check_same_config(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / results.CONFIG).exists():
         provenance = {

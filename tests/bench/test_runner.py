@@ -1,0 +1,155 @@
+"""The run directory: skip when done, resume after kill -9, stop on NaN, never a partial result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.data.store import add_tasks_to_manifest, write_task
+from bench.envs.metaworld import ACTION_DIM, OBSERVATION_DIM
+
+RUN_DIR = "mt5/near_optimal/{method}/seed0"
+
+
+def _overrides(method: str, data_root: Path, run_root: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        f"method={method}",
+        "tasks=mt5",
+        "scale=smoke",
+        f"data.root={data_root}",
+        f"run.root={run_root}",
+        "progress=false",
+        *extra,
+    ]
+
+
+def _per_task(result_path: Path) -> dict[str, tuple[float, float]]:
+    result = json.loads(result_path.read_text())
+    return {t: (r["success_rate"], r["mean_return"]) for t, r in result["per_task"].items()}
+
+
+def test_smoke_run_writes_a_complete_result(smoke_data_root, tmp_path):
+    assert main(_overrides("mtdt", smoke_data_root, tmp_path)) == 0
+    run_dir = tmp_path / RUN_DIR.format(method="mtdt")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert set(result["per_task"]) == {
+        "basketball-v3", "bin-picking-v3", "button-press-topdown-v3", "button-press-v3",
+        "button-press-wall-v3",
+    }  # fmt: skip
+    rates = [r["success_rate"] for r in result["per_task"].values()]
+    assert result["success_rate"] == pytest.approx(np.mean(rates))
+    assert all(len(r["episode_success"]) == 2 for r in result["per_task"].values())
+    assert result["scale"] == "smoke"
+    assert result["protocol"]["checkpoint"] == "final (step 50)"
+    assert result["versions"]["metaworld"] == "3.1.1"
+    assert (run_dir / "status").read_text().strip() == "done"
+    saved = (run_dir / "config.yaml").read_text()
+    assert "commit:" in saved and "name: mtdt" in saved
+    steps = [
+        e["step"]
+        for e in map(json.loads, (run_dir / "metrics.jsonl").open())
+        if e["event"] == "train"
+    ]
+    assert steps == [10, 20, 30, 40, 50]
+
+
+def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
+    args = _overrides("mtdt", smoke_data_root, tmp_path)
+    assert main(args) == 0
+    result = tmp_path / RUN_DIR.format(method="mtdt") / "result.json"
+    written = result.stat().st_mtime_ns
+    assert main(args) == 0
+    assert result.stat().st_mtime_ns == written
+
+
+def test_relaunch_with_a_different_config_is_refused(smoke_data_root, tmp_path, capsys):
+    assert main(_overrides("mtdt", smoke_data_root, tmp_path)) == 0
+    capsys.readouterr()
+    assert main(_overrides("mtdt", smoke_data_root, tmp_path, "train.steps=60")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "different config" in error and "train.steps" in error and "\n" not in error
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, (
+            f"the run ended before it was killed: {process.stderr.read()}"
+        )
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("method", ["mtdt", "prompt_dt"])
+def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
+    method, smoke_data_root, tmp_path
+):
+    extra = ("train.steps=200", "train.checkpoint_every=40", "train.log_every=20")
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert main(_overrides(method, smoke_data_root, straight, *extra)) == 0
+
+    command = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        *_overrides(method, smoke_data_root, killed, *extra),
+    ]
+    run_dir = killed / RUN_DIR.format(method=method)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+    _wait_for(run_dir / "checkpoint.pt", process)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "result.json").exists()
+    assert (run_dir / "status").read_text().strip() == "running"
+
+    assert main(_overrides(method, smoke_data_root, killed, *extra)) == 0
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
+    resumed_at = [e["step"] for e in events if e["event"] == "resume"]
+    assert len(resumed_at) == 1 and 0 < resumed_at[0] < 200
+    train_steps = [e["step"] for e in events if e["event"] == "train"]
+    assert train_steps == list(range(20, 201, 20))  # nothing lost, nothing logged twice
+    straight_result = straight / RUN_DIR.format(method=method) / "result.json"
+    assert _per_task(run_dir / "result.json") == _per_task(straight_result)
+
+
+def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys):
+    """Data with a NaN observation (checksums match: it was written that way) poisons the loss."""
+    store = tmp_path / "nan-data"
+    rng = np.random.default_rng(0)
+    steps = 100
+    observations = rng.standard_normal((steps, OBSERVATION_DIM)).astype(np.float32)
+    observations[:, 0] = np.nan
+    arrays = {
+        "observations": observations,
+        "actions": rng.uniform(-1, 1, (steps, ACTION_DIM)).astype(np.float32),
+        "rewards": np.ones(steps, dtype=np.float32),
+        "terminals": np.zeros(steps, dtype=bool),
+        "timeouts": np.arange(steps) % 25 == 24,
+        "episode_starts": np.arange(0, steps, 25, dtype=np.int64),
+    }
+    entries = {task: write_task(store, task, arrays) for task in (
+        "basketball-v3", "bin-picking-v3", "button-press-topdown-v3", "button-press-v3",
+        "button-press-wall-v3",
+    )}  # fmt: skip
+    add_tasks_to_manifest(store, entries, {"source": "test"})
+
+    code = main(_overrides("mtdt", tmp_path, tmp_path / "runs", f"data.path={store}"))
+    assert code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: run failed: loss is nan at step 0") and "\n" not in error
+    run_dir = tmp_path / "runs" / RUN_DIR.format(method="mtdt")
+    assert not (run_dir / "result.json").exists()
+    assert (run_dir / "status").read_text().startswith("failed: loss is nan")
