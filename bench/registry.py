@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -85,7 +86,26 @@ def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> Any:
             f"unknown option(s) {', '.join(unknown)} for method {spec.name!r}; "
             f"its options are: {', '.join(sorted(fields))}"
         )
+    hints = typing.get_type_hints(spec.config_cls)
+    for key, value in values.items():
+        if key in fields:
+            _check_field(spec.name, key, value, hints[key])
     return spec.config_cls(**{k: v for k, v in values.items() if k in fields})
+
+
+def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
+    """Literal choices and plain scalar types are checked, so a typo never runs silently."""
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise unknown_choice(f"value for method.{key}", value, map(str, choices))
+        return
+    if annotation is bool and not isinstance(value, bool):
+        raise UserError(f"method.{key} must be true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UserError(f"method.{key} must be an integer, got {value!r}")
+    if annotation is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise UserError(f"method.{key} must be a number, got {value!r}")
 
 
 def build_method(

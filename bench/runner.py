@@ -21,7 +21,7 @@ from bench.data.prepare import open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol, evaluate
-from bench.registry import Method, build_method, get_method
+from bench.registry import Method, build_method, get_method, make_config
 from bench.suites import get_suite
 
 # Keys that change how a run is watched, not what it computes.
@@ -78,8 +78,9 @@ def _check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
 def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
     """Run (or resume, or skip) the run described by a resolved config; returns its result."""
     run_dir = run_directory(config)
-    get_suite(config["tasks"]["name"])  # bad names fail before a run directory is made
-    get_method(config["method"]["name"])
+    # Bad names and method options fail before a run directory or dataset is made.
+    get_suite(config["tasks"]["name"])
+    make_config(get_method(config["method"]["name"]), _method_values(config))
     _check_same_config(run_dir, config)
     result_path = run_dir / results.RESULT
     if result_path.exists():
@@ -114,10 +115,9 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) ->
     data = OfflineData(
         store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
     )
-    method_config = {k: v for k, v in config["method"].items() if k != "name"}
     seed = int(config["seed"])
     method = build_method(
-        config["method"]["name"], method_config, suite, data, seed, config["device"]
+        config["method"]["name"], _method_values(config), suite, data, seed, config["device"]
     )
     protocol = EvalProtocol(
         episodes=int(config["eval"]["episodes"]),
@@ -154,6 +154,10 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) ->
         "git": results.git_commit(repo),
         "run_dir": str(run_dir),
     }
+
+
+def _method_values(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config["method"].items() if k != "name"}
 
 
 def _resume(method: Method, run_dir: Path) -> tuple[int, float]:

@@ -1,0 +1,105 @@
+"""Bad input: one line naming the bad value and the choices, exit status 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.config import expand_sweep
+
+
+def test_unknown_method_exits_2_with_one_line_and_no_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "method=nope", f"run.root={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr == (
+        "error: unknown method 'nope'; choose one of: " + ", ".join(_methods()) + "\n"
+    )
+    assert not any(tmp_path.iterdir())
+
+
+def _methods() -> list[str]:
+    from bench.registry import registered
+
+    return registered()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tasks=mt7", "unknown task suite 'mt7'; choose one of: mt30, mt5, mt50"),
+        ("scale=huge", "unknown scale preset 'huge'; choose one of: paper, quick, smoke"),
+        ("data=medium", "unknown data 'medium'; choose one of: near_optimal, sub_optimal"),
+        ("train.stepz=3", "unknown config key 'train.stepz'; valid keys at train: "),
+        ("seed=abc", "seed must be an integer, got 'abc'"),
+        ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
+        (
+            "method.conditioning=oops",
+            "unknown value for method.conditioning 'oops'; choose one of: none, task_id",
+        ),
+    ],
+)
+def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):
+    args = ["run", override, "scale=smoke", "tasks=mt5", f"run.root={tmp_path}", "progress=false"]
+    assert main([*args, f"data.root={tmp_path / 'data'}"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert message in error
+    assert not any(tmp_path.iterdir())
+
+
+def test_cfg_job_prints_the_resolved_config(capsys):
+    assert main(["run", "--cfg", "job", "method=prompt_dt", "scale=smoke", "seed=3"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["seed"] == 3
+    assert config["method"]["name"] == "prompt_dt"
+    assert config["method"]["n_layer"] == config["dt"]["n_layer"] == 1  # interpolations resolved
+    assert config["scale"]["name"] == "smoke"
+
+
+def test_paper_is_the_default_scale(capsys):
+    assert main(["run", "--cfg", "job"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["scale"]["name"] == "paper"
+    assert config["tasks"]["name"] == "mt50"
+    method = config["method"]
+    assert (method["n_layer"], method["n_head"], method["embed_dim"]) == (6, 8, 256)
+    assert (method["context_length"], method["batch_size"], method["learning_rate"]) == (
+        20,
+        8,
+        1e-4,
+    )
+    assert method["dropout"] == 0.1 and method["activation"] == "relu"
+    assert config["train"]["steps"] == 1_000_000 and config["eval"]["episodes"] == 50
+
+
+def test_help_lists_the_subcommands():
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0
+    for command in ("run", "data", "methods"):
+        assert command in completed.stdout
+
+
+def test_sweep_expands_to_the_cartesian_product():
+    jobs = expand_sweep(["method=mtdt,prompt_dt", "seed=0,1", "tasks=mt5"])
+    assert jobs == [
+        ["method=mtdt", "seed=0", "tasks=mt5"],
+        ["method=mtdt", "seed=1", "tasks=mt5"],
+        ["method=prompt_dt", "seed=0", "tasks=mt5"],
+        ["method=prompt_dt", "seed=1", "tasks=mt5"],
+    ]
+
+
+def test_sweep_with_a_bad_value_starts_nothing(tmp_path, capsys):
+    assert main(["run", "-m", "method=mtdt,nope", f"run.root={tmp_path}"]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
