@@ -7,6 +7,7 @@
     bench data import-npz /path/to/MT50 --out data/mt50-published
     bench data verify data/scripted-ep2000
     bench methods
+    bench analyze runs/mt5/near_optimal/harmodt_f/seed0
 
 User mistakes print one line `error: ...` and exit with status 2.
 """
@@ -51,7 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
     verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
 
+    experts = commands.add_parser(
+        "experts", help="evaluate Meta-World's scripted experts (tasks=, eval.episodes=, seed=)"
+    )
+    experts.add_argument("overrides", nargs="*")
     commands.add_parser("methods", help="list the registered methods")
+    analyze = commands.add_parser(
+        "analyze", help="plot a run's harmony scores and a t-SNE of its task masks (PNG)"
+    )
+    analyze.add_argument("run_dir", type=Path, help="run directory (holding metrics.jsonl)")
     return parser
 
 
@@ -109,6 +118,36 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experts(args: argparse.Namespace) -> int:
+    """The scripted experts through the same evaluator: what "near-optimal" can mean on v3."""
+    from bench.config import compose_config
+    from bench.envs.metaworld import ScriptedExpert
+    from bench.evaluate import evaluate
+    from bench.report import per_task_table
+    from bench.runner import eval_protocol
+    from bench.suites import get_suite
+
+    config = compose_config(args.overrides)
+    suite = get_suite(config["tasks"]["name"])
+    scores = evaluate(
+        suite,
+        lambda task_id: ScriptedExpert(suite.tasks[task_id]),
+        eval_protocol(config),
+        bool(config["progress"]),
+    )
+    described = {
+        "method": "scripted expert",
+        "suite": suite.name,
+        "data": {"name": "-"},
+        "seed": config["seed"],
+        "scale": config["scale"]["name"],
+        **scores,
+        "protocol": {**scores["protocol"], "checkpoint": "-"},
+    }
+    print(per_task_table(described))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from bench.runner import RunFailed
@@ -118,6 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "data":
             return _data(args)
+        if args.command == "experts":
+            return _experts(args)
+        if args.command == "analyze":
+            from bench.analyze import analyze
+
+            for path in analyze(args.run_dir):
+                print(path)
+            return 0
         from bench.registry import registered
 
         print("\n".join(registered()))

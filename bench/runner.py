@@ -119,11 +119,7 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) ->
     method = build_method(
         config["method"]["name"], _method_values(config), suite, data, seed, config["device"]
     )
-    protocol = EvalProtocol(
-        episodes=int(config["eval"]["episodes"]),
-        goal_pool_seed=int(config["eval"]["goal_pool_seed_offset"]) + seed,
-        goal_selection_seed=seed,
-    )
+    protocol = eval_protocol(config)
     train = config["train"]
     total_steps = int(train["steps"])
     start, train_seconds = _resume(method, run_dir)
@@ -154,6 +150,16 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) ->
         "git": results.git_commit(repo),
         "run_dir": str(run_dir),
     }
+
+
+def eval_protocol(config: Mapping[str, Any]) -> EvalProtocol:
+    """The evaluation protocol of a config: goals are seeded from the run seed."""
+    seed = int(config["seed"])
+    return EvalProtocol(
+        episodes=int(config["eval"]["episodes"]),
+        goal_pool_seed=int(config["eval"]["goal_pool_seed_offset"]) + seed,
+        goal_selection_seed=seed,
+    )
 
 
 def _method_values(config: Mapping[str, Any]) -> dict[str, Any]:
