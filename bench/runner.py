@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from bench import results
@@ -109,6 +110,8 @@ def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
 
 def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) -> dict[str, Any]:
     progress = bool(config["progress"])
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))
     suite = get_suite(config["tasks"]["name"])
     data_config = config["data"]
     store = open_dataset(data_config, suite.tasks, progress)
@@ -145,6 +148,7 @@ def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) ->
         "per_task": scores["per_task"],
         "protocol": {**scores["protocol"], "checkpoint": f"final (step {final['step']})"},
         "num_parameters": method.num_parameters(),
+        "torch_threads": torch.get_num_threads(),
         "wall_time_s": {"train": final["train_seconds"], "evaluate": eval_seconds},
         "versions": results.versions(),
         "git": results.git_commit(repo),

@@ -41,6 +41,7 @@ class DTConfig:
     target_return: float = 4500.0  # official code, every Meta-World task
     return_scale: float = 1000.0  # official code
     prompt_length: int = 5  # official code: --prompt-length 5
+    harmony_every: int = 0  # >0: log the averaged harmony score (paper Def. 3.2) every N steps
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ class DecisionTransformerMethod:
         self.device = device
         torch.manual_seed(seed)
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        # Diagnostics draw their batches from their own stream, so turning them on never
+        # changes the training batches.
+        self.diagnostic_rng = np.random.Generator(np.random.PCG64([seed, 1]))
+        self.events: list[dict[str, Any]] = []
         self.network = DecisionTransformerNet(
             data.obs_dim, data.act_dim, config, self.make_conditioner()
         ).to(device)
@@ -213,16 +218,57 @@ class DecisionTransformerMethod:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-        self.optimizer.step()
+        self.optimizer_step(task.task_id)
         self.scheduler.step()
+        every = self.config.harmony_every
+        if every and (step + 1) % every == 0:
+            self.events.append({"event": "harmony", "step": step + 1, "harmony": self.harmony()})
         return {
             "loss": float(loss.detach()),
             "grad_norm": float(grad_norm),
             "learning_rate": self.scheduler.get_last_lr()[0],
         }
 
+    def optimizer_step(self, task_id: int) -> None:
+        """Apply the gradients of one task's step (HarmoDT keeps the task's masked weights)."""
+        self.optimizer.step()
+
     def pop_events(self) -> list[dict[str, Any]]:
-        return []
+        events, self.events = self.events, []
+        return events
+
+    def shared_weights(self) -> dict[str, nn.Parameter]:
+        """The transformer blocks' weight matrices: what HarmoDT masks and Def. 3.2 scores."""
+        return {
+            name: param
+            for name, param in self.network.named_parameters()
+            if name.startswith("transformer.blocks.") and param.dim() == 2
+        }
+
+    def sample_batch(
+        self, task: TaskData, rng: np.random.Generator
+    ) -> tuple[Segment, Segment | None]:
+        """A training-like (segment, prompt) drawn from `rng` rather than the training stream."""
+        training_rng, self.rng = self.rng, rng
+        try:
+            return self.sample_segment(task), self.training_prompt(task, self.config.batch_size)
+        finally:
+            self.rng = training_rng
+
+    def harmony(self) -> float:
+        """Averaged harmony score of one batch per task at the current weights (dropout off)."""
+        was_training = self.network.training
+        self.network.eval()
+        weights = list(self.shared_weights().values())
+        size = sum(weight.numel() for weight in weights)
+        gradients = torch.empty(self.data.num_tasks, size, device=self.device)
+        for task in self.data.task_data:
+            segment, prompt = self.sample_batch(task, self.diagnostic_rng)
+            loss = self.action_loss(segment, prompt, task.task_id)
+            grads = torch.autograd.grad(loss, weights)
+            torch.cat([g.reshape(-1) for g in grads], out=gradients[task.task_id])
+        self.network.train(was_training)
+        return average_harmony(gradients)
 
     def sample_segment(self, task: TaskData) -> Segment:
         segment = sample_segments(
@@ -254,6 +300,7 @@ class DecisionTransformerMethod:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "numpy_rng": self.rng.bit_generator.state,
+            "diagnostic_rng": self.diagnostic_rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
         }
 
@@ -262,7 +309,25 @@ class DecisionTransformerMethod:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.bit_generator.state = state["numpy_rng"]
+        if "diagnostic_rng" in state:  # checkpoints written before the harmony diagnostic
+            self.diagnostic_rng.bit_generator.state = state["diagnostic_rng"]
         torch.set_rng_state(state["torch_rng"])
+
+
+def average_harmony(task_gradients: Tensor) -> float:
+    """Def. 3.2: the mean over tasks i and weights j of (g_i * g_mean)_j / (|g_ij| |g_mean_j|).
+
+    `task_gradients` is (tasks, weights). Each term is the sign agreement of one scalar with the
+    mean gradient; a term where either gradient is zero (e.g. a weight the task's mask turns
+    off) has no direction and is left out of the mean rather than counted as 0.
+    """
+    mean_sign = task_gradients.mean(dim=0).sign()
+    agreement, defined = 0.0, 0
+    for gradient in task_gradients:  # one task at a time: (tasks, weights) temporaries are big
+        terms = gradient.sign() * mean_sign
+        agreement += float(terms.sum())
+        defined += int(terms.count_nonzero())
+    return agreement / max(defined, 1)
 
 
 def _to_device(segment: Segment, device: torch.device) -> Segment:

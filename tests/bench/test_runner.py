@@ -90,7 +90,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> 
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("method", ["mtdt", "prompt_dt"])
+@pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])
 def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     method, smoke_data_root, tmp_path
 ):

@@ -1,0 +1,221 @@
+"""HarmoDT (ICML 2024): Prompt-DT in which every task trains and acts through its own mask.
+
+Algorithm 1: the weight matrices of the transformer blocks get one boolean mask per task, ERK
+initialised at sparsity S (App. C). Task i's step takes its loss at theta * M_i, so the gradient
+reaching theta is grad L(theta * M_i) * M_i (Eq. 11), and only its active weights move. Every
+t_m steps Algorithm 2 swaps alpha_t weights per task (Eq. 8-10, 12): HarmoDT-M and -F differ in
+the importance term, HarmoDT-R keeps its random masks. Where the paper is silent, and which
+tensors are masked and why: docs/harmodt.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from bench.data.samplers import OfflineData, Segment
+from bench.errors import UserError
+from bench.registry import register
+from bench.suites import Suite
+from methods.dt import average_harmony
+from methods.harmodt_masks import (
+    cosine_alpha,
+    erk_mask,
+    mean_pairwise_iou,
+    pack_masks,
+    unpack_masks,
+    update_masks,
+    vote_mask,
+)
+from methods.prompt_dt import PromptDT, PromptDTConfig
+
+
+@dataclass(frozen=True)
+class HarmoDTConfig(PromptDTConfig):
+    """Defaults are the paper's Table 6 (and the official code's --mask_batches of one batch)."""
+
+    variant: Literal["random", "magnitude", "fisher"] = "fisher"  # HarmoDT-R / -M / -F
+    sparsity: float = 0.2  # S: fraction of each task's maskable weights that is inactive
+    mask_interval: int = 5000  # t_m
+    eta_min: int = 0
+    eta_max: int = 100
+    balance: float = 10.0  # lambda in Eq. 8
+    vote_threshold: int = 25  # Eq. 13
+    mask_batches: int = 1  # batches per task behind each mask-update gradient
+    total_steps: int = 1_000_000  # E in Eq. 12: the run's train.steps
+
+    def __post_init__(self) -> None:
+        problems = {
+            "sparsity must be in [0, 1)": not 0.0 <= self.sparsity < 1.0,
+            "mask_interval must be >= 1": self.mask_interval < 1,
+            "need 0 <= eta_min <= eta_max": not 0 <= self.eta_min <= self.eta_max,
+            "mask_batches must be >= 1": self.mask_batches < 1,
+            "total_steps must be >= 1": self.total_steps < 1,
+        }
+        bad = [message for message, failed in problems.items() if failed]
+        if bad:
+            raise UserError(f"harmodt: {'; '.join(bad)}")
+
+
+class HarmoDT(PromptDT):
+    """Masks live in one (tasks, weights) bool tensor in the order of `shared_weights()`."""
+
+    config: HarmoDTConfig
+
+    def __init__(
+        self,
+        config: HarmoDTConfig,
+        suite: Suite,
+        data: OfflineData,
+        seed: int,
+        device: torch.device,
+    ) -> None:
+        super().__init__(config, suite, data, seed, device)
+        self.weights = self.shared_weights()
+        self.shapes = [tuple(weight.shape) for weight in self.weights.values()]
+        self.sizes = [weight.numel() for weight in self.weights.values()]
+        # Masks have their own generator: the network starts exactly as Prompt-DT's does.
+        generator = torch.Generator().manual_seed(seed)
+        self.masks = torch.stack(
+            [erk_mask(self.shapes, config.sparsity, generator) for _ in range(data.num_tasks)]
+        ).to(device)
+        # Mask-update batches have their own stream: the training batches stay Prompt-DT's.
+        self.mask_rng = np.random.Generator(np.random.PCG64([seed, 2]))
+
+    # Masked weights ---------------------------------------------------------------------------
+
+    def task_mask(self, task_id: int) -> list[Tensor]:
+        """Task `task_id`'s mask as one bool tensor per weight (views, no copies); a task the
+        method was not trained on gets the vote of the training tasks' masks (Eq. 13)."""
+        flat = self.masks[task_id] if task_id < len(self.masks) else self.unseen_task_mask()
+        parts = flat.split(self.sizes)
+        return [part.view(shape) for part, shape in zip(parts, self.shapes, strict=True)]
+
+    def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
+        """The network at theta * M_task: autograd then hands theta the gradient times M_task."""
+        masks = self.task_mask(task_id)
+        masked = {
+            name: weight * mask
+            for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
+        }
+        return functional_call(self.network, masked, (segment, prompt))
+
+    def optimizer_step(self, task_id: int) -> None:
+        # Eq. 11 moves only the task's active weights, but AdamW would still move the masked
+        # ones (weight decay, momentum), so they are put back, as the official code does. Their
+        # moments do see the zero gradient: Adam's running mean then estimates Eq. 11's
+        # E_i[grad L_i * M_i], the average in which a task that masks a weight contributes 0.
+        weights = list(self.weights.values())
+        with torch.no_grad():
+            before = [weight.detach().clone() for weight in weights]
+            self.optimizer.step()
+            for weight, old, active in zip(weights, before, self.task_mask(task_id), strict=True):
+                torch.where(active, weight, old, out=weight)
+
+    # Algorithm 2 --------------------------------------------------------------------------------
+
+    def train_step(self, step: int) -> dict[str, float]:
+        logs = super().train_step(step)
+        if (step + 1) % self.config.mask_interval == 0:
+            self.events.append(self.update_masks(step + 1))
+        return logs
+
+    def update_masks(self, t: int) -> dict[str, Any]:
+        """Alg. 2 at step t (HarmoDT-R only measures); returns the `mask_update` event."""
+        config = self.config
+        alpha = 0
+        if config.variant != "random":
+            alpha = cosine_alpha(t, config.total_steps, config.eta_min, config.eta_max)
+        masked_grads, full_grads = self.task_gradients()
+        before = self.masks
+        if alpha > 0:
+            theta = torch.cat([weight.detach().reshape(-1) for weight in self.weights.values()])
+            self.masks = update_masks(
+                before, masked_grads, full_grads, theta, alpha, config.variant, config.balance
+            )
+        size = self.masks.shape[1]
+        # Row by row: a 1-D count_nonzero is many times faster than a (tasks, weights) sum.
+        active_counts = [int(row.count_nonzero()) for row in self.masks]
+        pairs = zip(self.masks, before, strict=True)
+        changed = [int((new ^ old).count_nonzero()) for new, old in pairs]
+        return {
+            "event": "mask_update",
+            "step": t,
+            "alpha": alpha,
+            # The inactive count is fixed at round(S * weights): S itself up to 1 / weights.
+            "sparsity": [round(1.0 - active / size, 4) for active in active_counts],
+            "inactive": [size - active for active in active_counts],
+            "changed": changed,
+            "harmony": {
+                "masked": average_harmony(masked_grads),
+                "unmasked": average_harmony(full_grads),
+            },
+            "overlap": mean_pairwise_iou(self.masks),
+        }
+
+    def task_gradients(self) -> tuple[Tensor, Tensor]:
+        """Per task, on the same `mask_batches` batches: the masked gradient grad L(theta * M_i)
+        * M_i (Eq. 4) and the unmasked grad L(theta), each (tasks, weights). In training mode
+        (dropout on), as the official code's update_gradient."""
+        self.network.train()
+        weights = list(self.weights.values())
+        batches = self.config.mask_batches
+        shape = (len(self.masks), sum(self.sizes))
+        masked = torch.empty(shape, device=self.device)
+        full = torch.empty(shape, device=self.device)
+        for task in self.data.task_data:
+            for batch in range(batches):
+                segment, prompt = self.sample_batch(task, self.mask_rng)
+                masked_loss = self.action_loss(segment, prompt, task.task_id) / batches
+                grads = torch.autograd.grad(masked_loss, weights)
+                _store(masked[task.task_id], grads, accumulate=batch > 0)
+                predicted = self.network(segment, prompt)  # theta itself, no mask
+                full_loss = F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
+                grads = torch.autograd.grad(full_loss / batches, weights)
+                _store(full[task.task_id], grads, accumulate=batch > 0)
+        return masked, full
+
+    def unseen_task_mask(self) -> Tensor:
+        """Eq. 13's mask for a task outside the training set (flat, in `shared_weights` order)."""
+        return vote_mask(self.masks, self.config.vote_threshold)
+
+    # Checkpoints --------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "task_masks": pack_masks(self.masks),
+            "task_mask_size": self.masks.shape[1],
+            "mask_rng": self.mask_rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        masks = unpack_masks(state["task_masks"], int(state["task_mask_size"]))
+        if masks.shape != self.masks.shape:
+            raise UserError(
+                f"checkpoint holds masks of shape {tuple(masks.shape)}, this run needs "
+                f"{tuple(self.masks.shape)}: it was written for another suite or network size"
+            )
+        self.masks = masks.to(self.device)
+        self.mask_rng.bit_generator.state = state["mask_rng"]
+
+
+def _store(row: Tensor, gradients: tuple[Tensor, ...], accumulate: bool) -> None:
+    """Write (or add) the gradients, flattened, into one row of a (tasks, weights) tensor."""
+    flat = [gradient.reshape(-1) for gradient in gradients]
+    if accumulate:
+        row.add_(torch.cat(flat))
+    else:
+        torch.cat(flat, out=row)
+
+
+for _name in ("harmodt_r", "harmodt_m", "harmodt_f"):  # the YAML of each name sets `variant`
+    register(_name, config=HarmoDTConfig)(HarmoDT)

@@ -1,0 +1,205 @@
+"""HarmoDT's task masks as functions over tensors (paper Sec. 4, Alg. 2, Eq. 8-13, App. C).
+
+A task mask is a flat boolean vector over the maskable weights (True = active), and a set of
+task masks is a (tasks, weights) tensor, one row per task. Nothing here knows about networks:
+the method (methods/harmodt.py) flattens its weights and gradients into the same order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+Importance = Literal["magnitude", "fisher"]
+
+
+def erk_densities(shapes: Sequence[Sequence[int]], density: float) -> list[float]:
+    """Per-layer fraction of active weights by Erdős-Rényi-Kernel (Evci et al. 2020, App. C).
+
+    A layer's density is eps * (sum of its dims) / (product of its dims): (n_in + n_out) /
+    (n_in * n_out) for a linear layer, with eps chosen so that the layers together keep
+    `density` of all weights. A layer whose density would exceed 1 is made dense and eps is
+    solved again for the rest (as in the reference ERK code).
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    raw = [sum(shape) / size for shape, size in zip(shapes, sizes, strict=True)]
+    if density >= 1.0:
+        return [1.0] * len(shapes)
+    dense: set[int] = set()
+    while True:
+        sparse = [i for i in range(len(shapes)) if i not in dense]
+        budget = density * sum(sizes) - sum(sizes[i] for i in dense)
+        eps = budget / sum(raw[i] * sizes[i] for i in sparse)
+        if max(eps * raw[i] for i in sparse) <= 1.0:
+            return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
+        largest = max(raw[i] for i in sparse)
+        dense |= {i for i in sparse if raw[i] == largest}
+
+
+def erk_mask(
+    shapes: Sequence[Sequence[int]], sparsity: float, generator: torch.Generator
+) -> Tensor:
+    """One task's flat mask: ERK densities per layer, exactly round((1 - S) * total) active.
+
+    Each layer gets its ERK share of the active count (largest remainders get the rounding),
+    placed uniformly at random within the layer.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    shares = [d * n for d, n in zip(erk_densities(shapes, 1.0 - sparsity), sizes, strict=True)]
+    counts = [math.floor(share) for share in shares]
+    missing = round((1.0 - sparsity) * sum(sizes)) - sum(counts)
+    by_remainder = sorted(range(len(sizes)), key=lambda i: counts[i] - shares[i])
+    for i in by_remainder[:missing]:
+        counts[i] += 1
+    parts = []
+    for size, count in zip(sizes, counts, strict=True):
+        part = torch.zeros(size, dtype=torch.bool)
+        part[torch.randperm(size, generator=generator)[:count]] = True
+        parts.append(part)
+    return torch.cat(parts)
+
+
+def cosine_alpha(t: int, total: int, eta_min: int, eta_max: int) -> int:
+    """Eq. 12: weights swapped per task at step t of E = `total` (eta_min at 0 and E, eta_max
+    at E/2)."""
+    value = eta_max + 0.5 * (eta_min - eta_max) * (1.0 + math.cos(2.0 * math.pi * t / total))
+    return math.ceil(round(value, 9))  # the rounding keeps float noise (50.000...01) from ceil
+
+
+def importance(kind: Importance, masked_grad: Tensor, weights: Tensor) -> Tensor:
+    """Def. 4.2: I_M = |theta| (magnitude) or I_F = masked gradient squared (Fisher)."""
+    if kind == "magnitude":
+        return weights.abs()
+    if kind == "fisher":
+        return masked_grad.square()
+    raise ValueError(f"unknown importance {kind!r}")
+
+
+def harmony_scores(
+    masked_grad: Tensor, mean_grad: Tensor, importances: Tensor, mask: Tensor, balance: float
+) -> Tensor:
+    """Eq. 8: agreement g_bar_i * g_hat plus balance * importance; +inf where already masked."""
+    scores = (masked_grad * mean_grad).add_(importances, alpha=balance)
+    return scores.masked_fill_(~mask, math.inf)
+
+
+def update_task_mask(
+    mask: Tensor,
+    masked_grad: Tensor,
+    full_grad: Tensor,
+    mean_grad: Tensor,
+    weights: Tensor,
+    alpha: int,
+    kind: Importance,
+    balance: float,
+) -> Tensor:
+    """Alg. 2 for one task: mask the alpha lowest harmony scores among its active weights
+    (Eq. 9), recover the alpha highest g_i * g_hat among the weights inactive before this
+    update (Eq. 10). The number of active weights is unchanged."""
+    active = int(mask.count_nonzero())
+    alpha = min(alpha, active, mask.numel() - active)
+    if alpha == 0:
+        return mask.clone()
+    scores = harmony_scores(
+        masked_grad, mean_grad, importance(kind, masked_grad, weights), mask, balance
+    )
+    to_mask = top_k_indices(scores, alpha, largest=False)
+    recovery = (full_grad * mean_grad).masked_fill(mask, -math.inf)
+    to_recover = top_k_indices(recovery, alpha, largest=True)
+    updated = mask.clone()
+    updated[to_mask] = False
+    updated[to_recover] = True
+    return updated
+
+
+def top_k_indices(values: Tensor, k: int, largest: bool, chunks: int = 64) -> Tensor:
+    """Indices of the k largest (or smallest) entries of a flat tensor.
+
+    Exact: the top k of each of `chunks` slices, then the top k of their union. On CPU one
+    top-k over millions of entries runs on one thread; this runs ~10x faster.
+    """
+    width = values.numel() // chunks
+    if width < 4 * k:
+        return values.topk(k, largest=largest).indices
+    body = values[: chunks * width].view(chunks, width)
+    per_chunk = body.topk(k, dim=1, largest=largest).indices
+    per_chunk += torch.arange(0, chunks * width, width, device=values.device)[:, None]
+    tail = torch.arange(chunks * width, values.numel(), device=values.device)
+    candidates = torch.cat([per_chunk.reshape(-1), tail])
+    return candidates[values[candidates].topk(k, largest=largest).indices]
+
+
+def update_masks(
+    masks: Tensor,
+    masked_grads: Tensor,
+    full_grads: Tensor,
+    weights: Tensor,
+    alpha: int,
+    kind: Importance,
+    balance: float,
+) -> Tensor:
+    """Alg. 2 for every task: masks, masked gradients g_bar_i (Eq. 4) and unmasked g_i are
+    (tasks, weights); g_hat is the mean of the masked gradients."""
+    mean_grad = masked_grads.mean(dim=0)
+    return torch.stack(
+        [
+            update_task_mask(mask, masked, full, mean_grad, weights, alpha, kind, balance)
+            for mask, masked, full in zip(masks, masked_grads, full_grads, strict=True)
+        ]
+    )
+
+
+def vote_mask(masks: Tensor, threshold: float) -> Tensor:
+    """Eq. 13: the unseen-task mask keeps a weight active where more than `threshold`
+    training-task masks have it active."""
+    return masks.sum(dim=0) > threshold
+
+
+def mask_intersections(masks: Tensor, chunk: int = 1 << 20) -> Tensor:
+    """(tasks, tasks) counts of weights active in both masks; float64, exact."""
+    count = masks.shape[0]
+    shared = torch.zeros(count, count, dtype=torch.float64, device=masks.device)
+    for start in range(0, masks.shape[1], chunk):  # chunks: counts stay exact in float32
+        block = masks[:, start : start + chunk].float()
+        shared += (block @ block.T).double()
+    return shared
+
+
+def mean_pairwise_iou(masks: Tensor) -> float:
+    """Mean over task pairs of |M_a and M_b| / |M_a or M_b| of their active weights."""
+    count = masks.shape[0]
+    if count < 2:
+        return 1.0
+    shared = mask_intersections(masks)
+    active = shared.diagonal()
+    iou = shared / (active[:, None] + active[None, :] - shared).clamp(min=1)
+    pairs = ~torch.eye(count, dtype=torch.bool, device=masks.device)
+    return float(iou[pairs].mean())
+
+
+_BITS = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+
+
+def pack_masks(masks: Tensor) -> Tensor:
+    """(tasks, weights) bool -> (tasks, ceil(weights / 8)) uint8: checkpoints 8x smaller."""
+    count, size = masks.shape
+    padded = torch.zeros(count, -(-size // 8) * 8, dtype=torch.uint8)
+    padded[:, :size] = masks.cpu()
+    return (padded.view(count, -1, 8) * _BITS).sum(dim=-1, dtype=torch.uint8)
+
+
+def unpack_masks(packed: Tensor, size: int) -> Tensor:
+    """Inverse of `pack_masks` for masks over `size` weights."""
+    bits = packed[..., None].bitwise_and(_BITS).ne(0)
+    return bits.reshape(packed.shape[0], -1)[:, :size]
+
+
+def masks_from_state(method_state: Mapping[str, Any]) -> Tensor | None:
+    """The task masks held in a method's state_dict (None for methods without masks)."""
+    if "task_masks" not in method_state:
+        return None
+    return unpack_masks(method_state["task_masks"], int(method_state["task_mask_size"]))

@@ -1,0 +1,257 @@
+"""HarmoDT: ERK masks, Eq. 12, Alg. 2's mask update, Eq. 11's masked step, Eq. 13's vote,
+the harmony diagnostic, resume, and a smoke run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.config import compose_config
+from bench.data.samplers import OfflineData
+from bench.registry import build_method
+from methods.dt import average_harmony
+from methods.harmodt_masks import (
+    cosine_alpha,
+    erk_densities,
+    erk_mask,
+    mean_pairwise_iou,
+    pack_masks,
+    top_k_indices,
+    unpack_masks,
+    update_masks,
+    vote_mask,
+)
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ERK (Appendix C) -----------------------------------------------------------------------------
+
+
+def test_erk_densities_follow_appendix_c_and_keep_one_minus_s():
+    # One transformer block at the paper's width, plus a tiny layer.
+    shapes = [(8, 8), (768, 256), (256, 256), (1024, 256), (256, 1024)]
+    densities = erk_densities(shapes, density=0.8)
+    sizes = [math.prod(s) for s in shapes]
+    raw = [(a + b) / (a * b) for a, b in shapes]  # App. C: (n_in + n_out) / (n_in * n_out)
+    # Layers that would need a density above 1 are dense: the tiny one and the 256x256 one.
+    assert densities[0] == densities[2] == 1.0
+    sparse = [1, 3, 4]
+    eps = [densities[i] / raw[i] for i in sparse]
+    assert eps == pytest.approx([eps[0]] * len(sparse))
+    assert all(0 < densities[i] < 1 for i in sparse)
+    total = sum(d * n for d, n in zip(densities, sizes, strict=True))
+    assert total == pytest.approx(0.8 * sum(sizes))
+
+
+def test_erk_mask_has_exact_global_density_and_per_layer_erk_counts():
+    shapes = [(96, 32), (32, 32), (128, 32), (32, 128)]
+    sizes = [math.prod(s) for s in shapes]
+    mask = erk_mask(shapes, sparsity=0.2, generator=seeded(0))
+    assert mask.dtype == torch.bool and mask.numel() == sum(sizes)
+    assert int(mask.sum()) == round(0.8 * sum(sizes))
+    for part, density, size in zip(
+        mask.split(sizes), erk_densities(shapes, 0.8), sizes, strict=True
+    ):
+        assert abs(int(part.sum()) - density * size) < 1
+    assert torch.equal(mask, erk_mask(shapes, 0.2, seeded(0)))
+    assert not torch.equal(mask, erk_mask(shapes, 0.2, seeded(1)))
+
+
+# Eq. 12 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("eta_min", "eta_max"), [(0, 100), (3, 100)])
+def test_alpha_follows_the_cosine_schedule_of_eq_12(eta_min, eta_max):
+    total = 1_000_000
+    assert cosine_alpha(0, total, eta_min, eta_max) == eta_min
+    assert cosine_alpha(total // 4, total, eta_min, eta_max) == math.ceil((eta_min + eta_max) / 2)
+    assert cosine_alpha(total // 2, total, eta_min, eta_max) == eta_max
+    assert cosine_alpha(total, total, eta_min, eta_max) == eta_min
+
+
+# Algorithm 2 ----------------------------------------------------------------------------------
+
+
+def test_mask_update_keeps_sparsity_and_swaps_exactly_alpha_weights():
+    generator = seeded(0)
+    shapes = [(20, 30), (40, 10)]
+    masks = torch.stack([erk_mask(shapes, 0.2, generator) for _ in range(3)])
+    masked_grads = torch.randn(masks.shape, generator=generator) * masks
+    full_grads = torch.randn(masks.shape, generator=generator)
+    weights = torch.randn(masks.shape[1], generator=generator)
+    for kind in ("fisher", "magnitude"):
+        new = update_masks(masks, masked_grads, full_grads, weights, 7, kind, 10.0)
+        for before, after in zip(masks, new, strict=True):
+            assert int(after.sum()) == int(before.sum())
+            assert int((before & ~after).sum()) == 7  # masked (Eq. 9)
+            assert int((~before & after).sum()) == 7  # recovered (Eq. 10), all inactive before
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_chunked_top_k_finds_the_same_entries_as_topk(largest):
+    values = torch.randn(100_003, generator=seeded(0))
+    values[::3] = math.inf if not largest else -math.inf  # excluded entries, as in Eq. 8
+    expected = values.topk(50, largest=largest).indices
+    found = top_k_indices(values, 50, largest=largest)
+    assert sorted(found.tolist()) == sorted(expected.tolist())
+
+
+def test_a_weight_whose_task_gradients_conflict_is_masked_for_one_task():
+    # Two tasks, six weights; weight 5 is inactive for both (so each has one to recover).
+    masks = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    masked_grads = torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.5, 0.0], [-3.0, 0.5, 0.5, 0.5, 0.5, 0.0]])
+    # Mean gradient on weight 0 is -1: task 0 pulls against it, task 1 with it.
+    full_grads = masked_grads.clone()
+    weights = torch.ones(6)  # equal magnitudes: only the agreement ranks the weights
+    new = update_masks(masks, masked_grads, full_grads, weights, 1, "magnitude", 10.0)
+    assert not new[0, 0] and new[1, 0]
+    assert new[0, 5] and new[1, 5]
+
+
+def test_vote_mask_keeps_weights_active_in_more_than_threshold_tasks():
+    masks = torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 1, 0, 0, 1], [1, 1, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.bool
+    )
+    # Active counts per weight: 4, 3, 1, 1, 1.
+    assert vote_mask(masks, 2).tolist() == [True, True, False, False, False]
+    assert vote_mask(masks, 3).tolist() == [True, False, False, False, False]  # 3 is not > 3
+    assert vote_mask(masks, 0).tolist() == [True] * 5
+
+
+def test_overlap_and_packing_on_hand_made_masks():
+    masks = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    # IoU: (0,1) 1/3, (0,2) 1, (1,2) 1/3.
+    assert mean_pairwise_iou(masks) == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
+    big = torch.rand(3, 1003, generator=seeded(0)) > 0.5
+    assert torch.equal(unpack_masks(pack_masks(big), 1003), big)
+
+
+def test_average_harmony_is_definition_3_2_over_defined_terms():
+    # Mean gradient (-1, 1.5): task 0 disagrees on weight 0 and agrees on 1; task 1 agrees on both.
+    assert average_harmony(torch.tensor([[1.0, 2.0], [-3.0, 1.0]])) == pytest.approx(0.5)
+    # A zero (masked) entry has no direction and is left out.
+    assert average_harmony(torch.tensor([[1.0, 0.0], [1.0, 2.0]])) == pytest.approx(1.0)
+
+
+# The method -----------------------------------------------------------------------------------
+
+
+def _build(name, suite, store, *overrides, seed=0):
+    config = compose_config([f"method={name}", "scale=smoke", *overrides])
+    values = {k: v for k, v in config["method"].items() if k != "name"}
+    data = OfflineData(store, suite.tasks, fraction=1.0, prompt_episodes=2)
+    return build_method(name, values, suite, data, seed)
+
+
+def test_masks_start_by_erk_at_sparsity_s(tiny_suite, tiny_store):
+    method = _build("harmodt_f", tiny_suite, tiny_store)
+    size = method.masks.shape[1]
+    assert method.masks.shape[0] == 2
+    assert size == sum(w.numel() for w in method.shared_weights().values())
+    assert (~method.masks).sum(dim=1).tolist() == [round(0.2 * size)] * 2
+    assert not torch.equal(method.masks[0], method.masks[1])
+
+
+def test_masked_weights_get_no_gradient_and_are_not_moved_by_adamw(tiny_suite, tiny_store):
+    method = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=1000")
+    weights = list(method.weights.values())
+    for step in range(2):  # tasks 0 and 1: masked weights of task 0 now carry momentum
+        method.train_step(step)
+    before = [w.detach().clone() for w in weights]
+    moments = [method.optimizer.state[w]["exp_avg"].clone() for w in weights]
+    method.train_step(2)  # task 0 again
+    beta1 = method.optimizer.param_groups[0]["betas"][0]
+    moved = carried = 0
+    for weight, old, moment, active in zip(
+        weights, before, moments, method.task_mask(0), strict=True
+    ):
+        inactive = ~active
+        assert torch.all(weight.grad[inactive] == 0)
+        assert torch.equal(weight.detach()[inactive], old[inactive])  # no decay, no momentum
+        # Their moments see the zero gradient: they only decay.
+        new_moment = method.optimizer.state[weight]["exp_avg"][inactive]
+        assert torch.allclose(new_moment, beta1 * moment[inactive], rtol=1e-6, atol=0)
+        moved += int((weight.detach()[active] != old[active]).sum())
+        carried += int(moment[inactive].count_nonzero())
+    assert moved > 0
+    assert carried > 0  # the masked weights stayed put although their momentum was not zero
+
+
+def test_mask_update_events_keep_sparsity_and_swap_alpha(tiny_suite, tiny_store):
+    overrides = ("harmodt.mask_interval=2", "harmodt.mask_batches=2")
+    method = _build("harmodt_m", tiny_suite, tiny_store, *overrides)
+    inactive = (~method.masks).sum(dim=1).tolist()
+    events = []
+    for step in range(6):
+        method.train_step(step)
+        events += [e for e in method.pop_events() if e["event"] == "mask_update"]
+    assert [e["step"] for e in events] == [2, 4, 6]
+    for event in events:
+        assert event["alpha"] == cosine_alpha(event["step"], 50, 0, 10) > 0
+        assert event["inactive"] == inactive
+        assert event["sparsity"] == [0.2, 0.2]
+        assert event["changed"] == [2 * event["alpha"]] * 2
+        assert -1 <= event["harmony"]["masked"] <= 1 and -1 <= event["harmony"]["unmasked"] <= 1
+        assert 0 < event["overlap"] < 1
+    assert (~method.masks).sum(dim=1).tolist() == inactive
+
+
+def test_harmodt_r_never_changes_its_masks(tiny_suite, tiny_store):
+    method = _build("harmodt_r", tiny_suite, tiny_store, "harmodt.mask_interval=2")
+    initial = method.masks.clone()
+    for step in range(6):
+        method.train_step(step)
+        for event in method.pop_events():
+            assert event["alpha"] == 0 and event["changed"] == [0, 0]
+    assert torch.equal(method.masks, initial)
+
+
+def test_resume_through_mask_updates_is_bit_for_bit(tiny_suite, tiny_store):
+    straight = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
+    losses = [straight.train_step(step)["loss"] for step in range(6)]
+    events = straight.pop_events()
+
+    first = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
+    for step in range(3):
+        first.train_step(step)
+    resumed_events, state = first.pop_events(), first.state_dict()
+    torch.manual_seed(123)  # the global RNG must come from the checkpoint, not from here
+    resumed = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2", seed=7)
+    resumed.load_state_dict(state)
+    assert [resumed.train_step(step)["loss"] for step in range(3, 6)] == losses[3:]
+    assert resumed_events + resumed.pop_events() == events
+    assert torch.equal(resumed.masks, straight.masks)
+
+
+def test_harmony_diagnostic_logs_without_changing_training(tiny_suite, tiny_store):
+    plain = _build("prompt_dt", tiny_suite, tiny_store)  # one after the other: the global
+    plain_logs = [plain.train_step(step) for step in range(4)]  # torch RNG is shared
+    watched = _build("prompt_dt", tiny_suite, tiny_store, "analysis.harmony_every=2")
+    assert [watched.train_step(step) for step in range(4)] == plain_logs
+    events = watched.pop_events()
+    assert [e["step"] for e in events] == [2, 4]
+    assert all(e["event"] == "harmony" and -1 <= e["harmony"] <= 1 for e in events)
+    assert plain.pop_events() == []
+
+
+def test_smoke_run_logs_mask_updates_with_exact_sparsity(smoke_data_root, tmp_path):
+    args = ["run", "method=harmodt_f", "tasks=mt5", "scale=smoke", "eval.episodes=1"]
+    args += [f"data.root={smoke_data_root}", f"run.root={tmp_path}", "progress=false"]
+    assert main(args) == 0
+    run_dir = tmp_path / "mt5" / "near_optimal" / "harmodt_f" / "seed0"
+    assert (run_dir / "result.json").exists()
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    updates = [e for e in events if e["event"] == "mask_update"]
+    assert len(updates) >= 2
+    inactive = updates[0]["inactive"][0]
+    for update in updates:
+        assert update["sparsity"] == [0.2] * 5
+        assert update["inactive"] == [inactive] * 5
+        assert update["changed"] == [2 * update["alpha"]] * 5
