@@ -196,7 +196,9 @@ class DecisionTransformerMethod:
     def make_conditioner(self) -> nn.Module | None:
         return None
 
-    def training_prompt(self, task: TaskData, batch_size: int) -> Segment | None:
+    def training_prompt(
+        self, task: TaskData, batch_size: int, rng: np.random.Generator
+    ) -> Segment | None:
         return None
 
     def evaluation_prompt(self, task: TaskData) -> Segment | None:
@@ -211,8 +213,7 @@ class DecisionTransformerMethod:
     def train_step(self, step: int) -> dict[str, float]:
         # One task per step, round-robin over the suite, as the official training loop does.
         task = self.data.task_data[step % self.data.num_tasks]
-        segment = self.sample_segment(task)
-        prompt = self.training_prompt(task, self.config.batch_size)
+        segment, prompt = self.sample_batch(task, self.rng)
         self.network.train()
         loss = self.action_loss(segment, prompt, task.task_id)
         self.optimizer.zero_grad(set_to_none=True)
@@ -248,12 +249,13 @@ class DecisionTransformerMethod:
     def sample_batch(
         self, task: TaskData, rng: np.random.Generator
     ) -> tuple[Segment, Segment | None]:
-        """A training-like (segment, prompt) drawn from `rng` rather than the training stream."""
-        training_rng, self.rng = self.rng, rng
-        try:
-            return self.sample_segment(task), self.training_prompt(task, self.config.batch_size)
-        finally:
-            self.rng = training_rng
+        """One training batch of `task` (with its prompt, if the variant has one) drawn from `rng`.
+
+        Training draws from `self.rng`; diagnostics pass their own stream, so turning them on
+        never changes the training batches.
+        """
+        segment = self.sample_segment(task, rng)
+        return segment, self.training_prompt(task, self.config.batch_size, rng)
 
     def harmony(self) -> float:
         """Averaged harmony score of one batch per task at the current weights (dropout off)."""
@@ -270,12 +272,12 @@ class DecisionTransformerMethod:
         self.network.train(was_training)
         return average_harmony(gradients)
 
-    def sample_segment(self, task: TaskData) -> Segment:
+    def sample_segment(self, task: TaskData, rng: np.random.Generator) -> Segment:
         segment = sample_segments(
             task,
             self.config.batch_size,
             self.config.context_length,
-            self.rng,
+            rng,
             self.config.return_scale,
             self.config.max_timestep,
         )
@@ -309,8 +311,7 @@ class DecisionTransformerMethod:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.bit_generator.state = state["numpy_rng"]
-        if "diagnostic_rng" in state:  # checkpoints written before the harmony diagnostic
-            self.diagnostic_rng.bit_generator.state = state["diagnostic_rng"]
+        self.diagnostic_rng.bit_generator.state = state["diagnostic_rng"]
         torch.set_rng_state(state["torch_rng"])
 
 

@@ -38,12 +38,14 @@ class PromptDT(DecisionTransformerMethod):
     def make_conditioner(self) -> nn.Module | None:
         return PromptConditioner(self.data.obs_dim, self.data.act_dim, self.config)
 
-    def training_prompt(self, task: TaskData, batch_size: int) -> Segment | None:
+    def training_prompt(
+        self, task: TaskData, batch_size: int, rng: np.random.Generator
+    ) -> Segment | None:
         return sample_prompts(
             task,
             batch_size,
             self.config.prompt_length,
-            self.rng,
+            rng,
             self.config.return_scale,
             self.config.max_timestep,
         )
