@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import UserError
+from bench.suites import SUITES
 
 SCHEMA_VERSION = 1
 ARRAY_NAMES = ("observations", "actions", "rewards", "terminals", "timeouts", "episode_starts")
@@ -214,7 +215,7 @@ def add_tasks_to_manifest(
     (so passing every task again reorders them). `header` keys replace earlier values.
     """
     root = Path(root)
-    reserved = {"schema_version", "tasks"} & set(header)
+    reserved = {"schema_version", "suites", "tasks"} & set(header)
     if reserved:
         raise ValueError(f"manifest header cannot set {sorted(reserved)}")
     # Several processes (per-task generation jobs) may add tasks to one dataset at once.
@@ -226,6 +227,10 @@ def add_tasks_to_manifest(
         manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         manifest.update((key, value) for key, value in old.items() if key != "tasks")
         manifest.update(header)
+        # Which suites this store can serve whole; derived, so it is never stale.
+        manifest["suites"] = [
+            name for name, suite in SUITES.items() if set(suite.tasks) <= set(tasks)
+        ]
         manifest["tasks"] = tasks
         _write_json_atomically(path, manifest)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -108,6 +109,7 @@ def test_sweep_with_a_bad_value_starts_nothing(tmp_path, capsys):
 def test_data_generate_reuses_finished_tasks(smoke_data_root, capsys):
     manifest = smoke_data_root / "scripted-ep6" / "manifest.json"
     before = manifest.read_text()
+    assert json.loads(before)["suites"] == ["mt5"]
     args = ["data", "generate", "tasks=mt5", "episodes_per_task=6", f"data.root={smoke_data_root}"]
     assert main([*args, "progress=false"]) == 0
     assert manifest.read_text() == before
