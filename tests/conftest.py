@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from bench.data.generate import generate_dataset
 from bench.data.store import DatasetStore
@@ -39,3 +42,24 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
     """Two tasks, four episodes each (two train, two prompt)."""
     root = tmp_path_factory.mktemp("tiny") / "scripted-ep4"
     return generate_dataset(root, TINY_TASKS, episodes_per_task=4, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_method_values() -> Callable[[str], dict[str, Any]]:
+    """A method's options exactly as `bench run method=<name> scale=smoke` resolves them."""
+    from bench.config import compose_config
+
+    def values(name: str) -> dict[str, Any]:
+        config = compose_config([f"method={name}", "scale=smoke"])
+        return {k: v for k, v in config["method"].items() if k != "name"}
+
+    return values
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small updates on 2 shared cores: 2 threads are up to 10x slower (notes/d3rlpy.md)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

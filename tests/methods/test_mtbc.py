@@ -9,9 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from bench.config import compose_config
 from bench.data.samplers import OfflineData
 from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
@@ -23,22 +21,15 @@ from methods.mtbc import MTBCConfig
 SMALL = {"hidden_units": [64, 64], "batch_size": 64, "learning_rate": 1e-3}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """d3rlpy-sized updates on 2 shared cores: 2 threads are up to 10x slower (notes/d3rlpy.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def smoke_values() -> dict:
-    config = compose_config(["method=mtbc", "scale=smoke"])
-    return {k: v for k, v in config["method"].items() if k != "name"}
+@pytest.fixture
+def build(smoke_method_values):
+    def build_with(suite: Suite, data: OfflineData, seed: int = 0, **values):
+        return build_method("mtbc", {**smoke_method_values("mtbc"), **values}, suite, data, seed)
 
-
-def build(suite: Suite, data: OfflineData, seed: int = 0, **values):
-    return build_method("mtbc", {**smoke_values(), **values}, suite, data, seed)
+    return build_with
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def opposite_tasks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, Off
     return suite, OfflineData(DatasetStore(root), suite.tasks, prompt_episodes=0)
 
 
-def test_learner_is_d3rlpys_bc_on_state_plus_task_one_hot(tiny_suite, tiny_store):
+def test_learner_is_d3rlpys_bc_on_state_plus_task_one_hot(tiny_suite, tiny_store, build):
     data = OfflineData(tiny_store, tiny_suite.tasks)
     method = build(tiny_suite, data)
     assert isinstance(method.learner, d3rlpy.algos.BC)
@@ -74,7 +65,7 @@ def test_learner_is_d3rlpys_bc_on_state_plus_task_one_hot(tiny_suite, tiny_store
     assert method.learner.impl.action_size == 4
 
 
-def test_network_is_scaled_as_configured(tiny_suite, tiny_store):
+def test_network_is_scaled_as_configured(tiny_suite, tiny_store, build):
     """The default MLP is [1024, 1024, 512] over 39 + num_tasks inputs, then a 4-action layer."""
     data = OfflineData(tiny_store, tiny_suite.tasks)
     method = build(tiny_suite, data)
@@ -95,7 +86,7 @@ def test_inputs_are_normalised_with_each_tasks_statistics(tiny_suite, tiny_store
         assert encoded.dtype == np.float32
 
 
-def test_policy_acts_for_all_episodes_in_one_forward(tiny_suite, tiny_store):
+def test_policy_acts_for_all_episodes_in_one_forward(tiny_suite, tiny_store, build):
     data = OfflineData(tiny_store, tiny_suite.tasks)
     method = build(tiny_suite, data)
     calls = []
@@ -110,7 +101,7 @@ def test_policy_acts_for_all_episodes_in_one_forward(tiny_suite, tiny_store):
     np.testing.assert_array_equal(actions, expected)
 
 
-def test_learns_opposite_actions_for_the_same_states(opposite_tasks):
+def test_learns_opposite_actions_for_the_same_states(opposite_tasks, build):
     """Below the best task-blind error (predicting 0): only the one-hot tells the tasks apart."""
     suite, data = opposite_tasks
     method = build(suite, data, **SMALL)

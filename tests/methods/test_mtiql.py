@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import compose_config
 from bench.data.samplers import OfflineData, Transitions
 from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
@@ -25,22 +24,15 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """d3rlpy-sized updates on 2 shared cores: 2 threads are up to 10x slower (notes/d3rlpy.md)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def smoke_values() -> dict:
-    config = compose_config(["method=mtiql", "scale=smoke"])
-    return {k: v for k, v in config["method"].items() if k != "name"}
+@pytest.fixture
+def build(smoke_method_values):
+    def build_with(suite: Suite, data: OfflineData, seed: int = 0, **values):
+        return build_method("mtiql", {**smoke_method_values("mtiql"), **values}, suite, data, seed)
 
-
-def build(suite: Suite, data: OfflineData, seed: int = 0, **values):
-    return build_method("mtiql", {**smoke_values(), **values}, suite, data, seed)
+    return build_with
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def _heads(module: torch.nn.Module) -> TaskHeads:
     return next(m for m in module.modules() if isinstance(m, TaskHeads))
 
 
-def test_learners_are_d3rlpys_iql_with_task_head_critics(tiny):
+def test_learners_are_d3rlpys_iql_with_task_head_critics(tiny, build):
     method = build(*tiny)
     modules = method.learner.impl.modules
     assert isinstance(method.learner, d3rlpy.algos.IQL)
@@ -94,7 +86,7 @@ def test_learners_are_d3rlpys_iql_with_task_head_critics(tiny):
     assert isinstance(modules.policy._encoder, d3rlpy.models.torch.VectorEncoder)
 
 
-def test_critic_heads_differ_by_task_and_only_the_selected_head_learns(tiny):
+def test_critic_heads_differ_by_task_and_only_the_selected_head_learns(tiny, build):
     method = build(*tiny)
     modules = method.learner.impl.modules
     state = torch.randn(6, 39)
@@ -139,7 +131,7 @@ def test_timeouts_are_bootstrapped_and_terminals_are_not(tiny):
     assert minibatch.observations.shape == (3, 39 + 2)
 
 
-def test_rewards_are_scaled_per_task_to_a_return_range_of_1000(tiny):
+def test_rewards_are_scaled_per_task_to_a_return_range_of_1000(tiny, build):
     """The IQL paper's r * 1000 / (R_max - R_min), over each task's training episodes."""
     _, data = tiny
     scales = return_range_reward_scales(data, 1000.0)
@@ -155,7 +147,7 @@ def test_rewards_are_scaled_per_task_to_a_return_range_of_1000(tiny):
     np.testing.assert_array_equal(unscaled.inputs.reward_scale, [1.0, 1.0])
 
 
-def test_each_task_learns_its_own_values_and_policy(opposite_rewards):
+def test_each_task_learns_its_own_values_and_policy(opposite_rewards, build):
     """Same states and actions, opposite rewards: Q, advantage and actor must follow the task."""
     _, data = opposite_rewards
     # gamma 0: Q = r; tau 0.05: the target critics that weight the actor catch up in 300 steps.
@@ -176,7 +168,7 @@ def test_each_task_learns_its_own_values_and_policy(opposite_rewards):
         assert np.all(sign * policy.act(states, None)[:, 0] > 0.2)
 
 
-def test_resume_restores_every_network_optimizer_and_schedule_bit_for_bit(tiny):
+def test_resume_restores_every_network_optimizer_and_schedule_bit_for_bit(tiny, build):
     straight = build(*tiny)
     for step in range(4):
         straight.train_step(step)
@@ -209,7 +201,7 @@ def _assert_same(expected, got, where: str) -> None:
         assert expected == got, where
 
 
-def test_actor_learning_rate_decays_on_a_cosine_over_the_run_and_the_critics_does_not(tiny):
+def test_actor_learning_rate_decays_on_a_cosine_over_the_run_and_the_critics_does_not(tiny, build):
     method = build(*tiny, actor_lr_cosine_steps=4)
     modules = method.learner.impl.modules
     for step in range(2):

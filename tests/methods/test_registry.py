@@ -6,21 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import compose_config, group_choices
+from bench.config import group_choices
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.registry import build_method, get_method, registered
 
 
-def _method_values(name: str) -> dict:
-    """The method's smoke-scale config exactly as `bench run` would resolve it."""
-    config = compose_config([f"method={name}", "scale=smoke"])
-    return {k: v for k, v in config["method"].items() if k != "name"}
+@pytest.fixture
+def build(smoke_method_values):
+    def build_with(name: str, suite, store, seed: int = 0):
+        data = OfflineData(store, suite.tasks, fraction=1.0, prompt_episodes=2)
+        return build_method(name, smoke_method_values(name), suite, data, seed)
 
-
-def _build(name: str, suite, store, seed: int = 0):
-    data = OfflineData(store, suite.tasks, fraction=1.0, prompt_episodes=2)
-    return build_method(name, _method_values(name), suite, data, seed)
+    return build_with
 
 
 def test_every_registered_method_has_a_config_and_every_config_a_method():
@@ -28,8 +26,8 @@ def test_every_registered_method_has_a_config_and_every_config_a_method():
 
 
 @pytest.mark.parametrize("name", registered())
-def test_method_trains_and_acts(name, tiny_suite, tiny_store):
-    method = _build(name, tiny_suite, tiny_store)
+def test_method_trains_and_acts(name, tiny_suite, tiny_store, build):
+    method = build(name, tiny_suite, tiny_store)
     logs = [method.train_step(step) for step in range(3)]
     assert all(np.isfinite(v) for log in logs for v in log.values())
     assert method.num_parameters() > 0
@@ -43,17 +41,17 @@ def test_method_trains_and_acts(name, tiny_suite, tiny_store):
 
 
 @pytest.mark.parametrize("name", registered())
-def test_state_dict_resumes_bit_for_bit(name, tiny_suite, tiny_store):
+def test_state_dict_resumes_bit_for_bit(name, tiny_suite, tiny_store, build):
     """Train 4 steps straight vs. 2 steps, save, load into a fresh method, 2 more steps."""
-    straight = _build(name, tiny_suite, tiny_store)
+    straight = build(name, tiny_suite, tiny_store)
     losses = [straight.train_step(step)["loss"] for step in range(4)]
 
-    first_half = _build(name, tiny_suite, tiny_store)
+    first_half = build(name, tiny_suite, tiny_store)
     for step in range(2):
         first_half.train_step(step)
     state = first_half.state_dict()
     torch.manual_seed(12345)  # the global RNG must come from the checkpoint, not from here
-    resumed = _build(name, tiny_suite, tiny_store, seed=99)
+    resumed = build(name, tiny_suite, tiny_store, seed=99)
     resumed.load_state_dict(state)
     resumed_losses = [resumed.train_step(step)["loss"] for step in range(2, 4)]
     assert resumed_losses == losses[2:]
