@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from bench import results
-from bench.data.prepare import open_dataset
+from bench.data.prepare import check_dataset, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol, evaluate
@@ -62,8 +63,6 @@ def _check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
     path = run_dir / results.CONFIG
     if not path.exists():
         return
-    import yaml
-
     saved = _flatten(yaml.safe_load(path.read_text())["config"])
     new = _flatten(config)
     keys = (set(saved) | set(new)) - _COSMETIC_KEYS
@@ -82,6 +81,7 @@ def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
     # Bad names and method options fail before a run directory or dataset is made.
     get_suite(config["tasks"]["name"])
     make_config(get_method(config["method"]["name"]), _method_values(config))
+    check_dataset(config["data"])
     _check_same_config(run_dir, config)
     result_path = run_dir / results.RESULT
     if result_path.exists():

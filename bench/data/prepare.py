@@ -17,15 +17,20 @@ def dataset_path(data: Mapping[str, Any]) -> Path:
     return Path(data["root"]) / f"scripted-ep{data['episodes_per_task']}"
 
 
+def check_dataset(data: Mapping[str, Any]) -> None:
+    """Fail early (before a run directory exists) when an explicit `data.path` holds no dataset."""
+    if data.get("path") and not (dataset_path(data) / "manifest.json").exists():
+        raise UserError(
+            f"no dataset at data.path={data['path']} (no manifest.json); "
+            "import one with `bench data import-npz` or generate one with `bench data generate`"
+        )
+
+
 def open_dataset(data: Mapping[str, Any], tasks: Sequence[str], progress: bool) -> DatasetStore:
     """The store holding `tasks`; missing scripted tasks are generated (resumably) first."""
     path = dataset_path(data)
     if data.get("path"):
-        if not (path / "manifest.json").exists():
-            raise UserError(
-                f"no dataset at data.path={path} (no manifest.json); "
-                "import one with `bench data import-npz` or generate one with `bench data generate`"
-            )
+        check_dataset(data)
         return DatasetStore(path)
     from bench.data.generate import generate_dataset
 

@@ -41,6 +41,7 @@ def _methods() -> list[str]:
         ("train.stepz=3", "unknown config key 'train.stepz'; valid keys at train: "),
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
+        ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
         (
             "method.conditioning=oops",
             "unknown value for method.conditioning 'oops'; choose one of: none, task_id",
