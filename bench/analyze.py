@@ -30,7 +30,7 @@ def analyze(run_dir: Path) -> list[Path]:
     metrics = run_dir / results.METRICS
     if not metrics.exists():
         raise UserError(f"{run_dir} has no {results.METRICS}: is it a run directory?")
-    events = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    events = results.read_metrics(run_dir)
     written = []
     if any(e.get("event") in ("mask_update", "harmony") for e in events):
         written.append(_save(plot_harmony(events), run_dir / HARMONY_PNG))

@@ -66,11 +66,6 @@ def write_status(run_dir: Path, status: str) -> None:
         handle.write(status + "\n")
 
 
-def read_status(run_dir: Path) -> str:
-    path = run_dir / STATUS
-    return path.read_text().strip() if path.exists() else "pending"
-
-
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     with atomic_file(path, "wb") as handle:
         torch.save(dict(state), handle)
@@ -91,23 +86,23 @@ def truncate_metrics(run_dir: Path, keep: Callable[[dict[str, Any]], bool]) -> N
     path = run_dir / METRICS
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if keep(event):
-            kept.append(line)
+    kept = [json.dumps(event) + "\n" for event in read_metrics(run_dir) if keep(event)]
     with atomic_file(path) as handle:
-        handle.write("".join(line + "\n" for line in kept))
+        handle.write("".join(kept))
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every complete event; a line cut short by a kill is not an event."""
     path = run_dir / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events
 
 
 def versions() -> dict[str, str]:
