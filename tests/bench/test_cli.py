@@ -130,3 +130,11 @@ def test_data_verify_names_a_corrupted_file(tiny_store, tmp_path, capsys):
     assert main(["data", "verify", str(copy)]) == 2
     error = capsys.readouterr().err
     assert "actions.npy" in error and "reach-v3" in error and error.count("\n") == 1
+
+
+def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):
+    args = ["run", "-m", "method=mtdt,prompt_dt", "tasks=mt5", "scale=smoke", "progress=false"]
+    assert main([*args, f"data.root={smoke_data_root}", f"run.root={tmp_path}"]) == 0
+    assert "2 of 2 runs finished" in capsys.readouterr().out
+    for method in ("mtdt", "prompt_dt"):
+        assert (tmp_path / "mt5" / "near_optimal" / method / "seed0" / "result.json").exists()
