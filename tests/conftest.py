@@ -45,15 +45,18 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
 
 
 @pytest.fixture(scope="session")
-def smoke_method_values() -> Callable[[str], dict[str, Any]]:
-    """A method's options exactly as `bench run method=<name> scale=smoke` resolves them."""
+def build_smoke() -> Callable[..., Any]:
+    """Build a method with its options exactly as `bench run method=<name> scale=smoke` resolves
+    them, plus any `values` given: `build_smoke(name, suite, data, seed=0, **values)`."""
     from bench.config import compose_config
+    from bench.registry import build_method
 
-    def values(name: str) -> dict[str, Any]:
+    def build(name: str, suite: Suite, data: Any, seed: int = 0, **values: Any) -> Any:
         config = compose_config([f"method={name}", "scale=smoke"])
-        return {k: v for k, v in config["method"].items() if k != "name"}
+        smoke = {k: v for k, v in config["method"].items() if k != "name"}
+        return build_method(name, {**smoke, **values}, suite, data, seed)
 
-    return values
+    return build
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import subprocess
 import sys
@@ -13,7 +14,6 @@ import pytest
 from bench.data.samplers import OfflineData
 from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
-from bench.registry import build_method
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy
 from methods.mtbc import MTBCConfig
@@ -25,11 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def build(smoke_method_values):
-    def build_with(suite: Suite, data: OfflineData, seed: int = 0, **values):
-        return build_method("mtbc", {**smoke_method_values("mtbc"), **values}, suite, data, seed)
-
-    return build_with
+def build(build_smoke):
+    return functools.partial(build_smoke, "mtbc")
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,6 @@ import torch
 from bench.data.samplers import OfflineData, Transitions
 from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
-from bench.registry import build_method
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy, return_range_reward_scales, to_minibatch
 from methods.mtiql import MTIQLConfig, TaskHeadEncoder, TaskHeadEncoderWithAction, TaskHeads
@@ -28,11 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
-def build(smoke_method_values):
-    def build_with(suite: Suite, data: OfflineData, seed: int = 0, **values):
-        return build_method("mtiql", {**smoke_method_values("mtiql"), **values}, suite, data, seed)
-
-    return build_with
+def build(build_smoke):
+    return functools.partial(build_smoke, "mtiql")
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,16 @@ import torch
 from bench.config import group_choices
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
-from bench.registry import build_method, get_method, registered
+from bench.registry import get_method, registered
 
 
 @pytest.fixture
-def build(smoke_method_values):
-    def build_with(name: str, suite, store, seed: int = 0):
+def build(build_smoke):
+    def build_from_store(name: str, suite, store, seed: int = 0):
         data = OfflineData(store, suite.tasks, fraction=1.0, prompt_episodes=2)
-        return build_method(name, smoke_method_values(name), suite, data, seed)
+        return build_smoke(name, suite, data, seed)
 
-    return build_with
+    return build_from_store
 
 
 def test_every_registered_method_has_a_config_and_every_config_a_method():
