@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from bench.data.generate import generate_dataset
-from bench.data.store import DatasetStore
+from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.suites import Suite
 
 SMOKE_EPISODES = 6  # configs/scale/smoke.yaml: data.episodes_per_task
@@ -66,3 +67,32 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _write_store(
+    root: Path,
+    tasks: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    episode_length: int,
+) -> DatasetStore:
+    """A store of hand-made (observations, actions, rewards) per task, cut into equal episodes
+    that end in a time-limit truncation, as Meta-World's do."""
+    entries = {}
+    for task, (observations, actions, rewards) in tasks.items():
+        steps = len(observations)
+        arrays = {
+            "observations": np.asarray(observations, dtype=np.float32),
+            "actions": np.asarray(actions, dtype=np.float32),
+            "rewards": np.asarray(rewards, dtype=np.float32),
+            "terminals": np.zeros(steps, dtype=bool),
+            "timeouts": np.arange(steps) % episode_length == episode_length - 1,
+            "episode_starts": np.arange(0, steps, episode_length, dtype=np.int64),
+        }
+        entries[task] = write_task(root, task, arrays)
+    add_tasks_to_manifest(root, entries, {"source": "test"})
+    return DatasetStore(root)
+
+
+@pytest.fixture(scope="session")
+def write_store() -> Callable[..., DatasetStore]:
+    """`write_store(root, {task: (observations, actions, rewards)}, episode_length)`."""
+    return _write_store

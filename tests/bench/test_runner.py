@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.data.store import add_tasks_to_manifest, write_task
 from bench.envs.metaworld import ACTION_DIM, OBSERVATION_DIM
 
 RUN_DIR = "mt5/near_optimal/{method}/seed0"
@@ -125,26 +124,19 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     assert _per_task(run_dir / "result.json") == _per_task(straight_result)
 
 
-def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys):
+def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
     """Data with a NaN observation (checksums match: it was written that way) poisons the loss."""
     store = tmp_path / "nan-data"
     rng = np.random.default_rng(0)
     steps = 100
-    observations = rng.standard_normal((steps, OBSERVATION_DIM)).astype(np.float32)
+    observations = rng.standard_normal((steps, OBSERVATION_DIM))
     observations[:, 0] = np.nan
-    arrays = {
-        "observations": observations,
-        "actions": rng.uniform(-1, 1, (steps, ACTION_DIM)).astype(np.float32),
-        "rewards": np.ones(steps, dtype=np.float32),
-        "terminals": np.zeros(steps, dtype=bool),
-        "timeouts": np.arange(steps) % 25 == 24,
-        "episode_starts": np.arange(0, steps, 25, dtype=np.int64),
-    }
-    entries = {task: write_task(store, task, arrays) for task in (
+    actions = rng.uniform(-1, 1, (steps, ACTION_DIM))
+    tasks = (
         "basketball-v3", "bin-picking-v3", "button-press-topdown-v3", "button-press-v3",
         "button-press-wall-v3",
-    )}  # fmt: skip
-    add_tasks_to_manifest(store, entries, {"source": "test"})
+    )  # fmt: skip
+    write_store(store, {task: (observations, actions, np.ones(steps)) for task in tasks}, 25)
 
     code = main(_overrides("mtdt", tmp_path, tmp_path / "runs", f"data.path={store}"))
     assert code == 1

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from bench.data.samplers import OfflineData
-from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy
@@ -30,28 +29,20 @@ def build(build_smoke):
 
 
 @pytest.fixture(scope="module")
-def opposite_tasks(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, OfflineData]:
+def opposite_tasks(tmp_path_factory, write_store) -> tuple[Suite, OfflineData]:
     """Two tasks over the same states whose experts act in opposite directions."""
     root: Path = tmp_path_factory.mktemp("opposite") / "store"
     rng = np.random.default_rng(0)
     episodes, length = 8, 50
     states = rng.normal(size=(episodes * length, 39)).astype(np.float32)
-    entries = {}
-    for task, sign in (("left", -1.0), ("right", 1.0)):
-        timeouts = np.zeros(episodes * length, bool)
-        timeouts[length - 1 :: length] = True
-        arrays = {
-            "observations": states,
-            "actions": (sign * np.tanh(states[:, :4])).astype(np.float32),
-            "rewards": np.zeros(episodes * length, np.float32),
-            "terminals": np.zeros(episodes * length, bool),
-            "timeouts": timeouts,
-            "episode_starts": np.arange(0, episodes * length, length, dtype=np.int64),
-        }
-        entries[task] = write_task(root, task, arrays)
-    add_tasks_to_manifest(root, entries, {"source": "test"})
+    zeros = np.zeros(episodes * length)
+    tasks = {
+        task: (states, sign * np.tanh(states[:, :4]), zeros)
+        for task, sign in (("left", -1.0), ("right", 1.0))
+    }
+    store = write_store(root, tasks, length)
     suite = Suite("opposite", ("left", "right"))
-    return suite, OfflineData(DatasetStore(root), suite.tasks, prompt_episodes=0)
+    return suite, OfflineData(store, suite.tasks, prompt_episodes=0)
 
 
 def test_learner_is_d3rlpys_bc_on_state_plus_task_one_hot(tiny_suite, tiny_store, build):

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from bench.data.samplers import OfflineData, Transitions
-from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
 from bench.errors import UserError
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy, return_range_reward_scales, to_minibatch
@@ -38,7 +37,7 @@ def tiny(tiny_suite, tiny_store) -> tuple[Suite, OfflineData]:
 
 
 @pytest.fixture(scope="module")
-def opposite_rewards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, OfflineData]:
+def opposite_rewards(tmp_path_factory, write_store) -> tuple[Suite, OfflineData]:
     """Two tasks over the same states and random actions: one rewards a[0], the other -a[0].
 
     A few states recur, each with many actions, so the best action of a state is learnable.
@@ -48,22 +47,13 @@ def opposite_rewards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Suite, O
     episodes, length = 8, 50
     states = rng.normal(size=(4, 39)).astype(np.float32)[rng.integers(0, 4, episodes * length)]
     actions = rng.uniform(-1, 1, size=(episodes * length, 4)).astype(np.float32)
-    entries = {}
-    for task, sign in (("up", 1.0), ("down", -1.0)):
-        timeouts = np.zeros(episodes * length, bool)
-        timeouts[length - 1 :: length] = True
-        arrays = {
-            "observations": states,
-            "actions": actions,
-            "rewards": (sign * actions[:, 0]).astype(np.float32),
-            "terminals": np.zeros(episodes * length, bool),
-            "timeouts": timeouts,
-            "episode_starts": np.arange(0, episodes * length, length, dtype=np.int64),
-        }
-        entries[task] = write_task(root, task, arrays)
-    add_tasks_to_manifest(root, entries, {"source": "test"})
+    tasks = {
+        task: (states, actions, sign * actions[:, 0])
+        for task, sign in (("up", 1.0), ("down", -1.0))
+    }
+    store = write_store(root, tasks, length)
     suite = Suite("bandit", ("up", "down"))
-    return suite, OfflineData(DatasetStore(root), suite.tasks, prompt_episodes=0)
+    return suite, OfflineData(store, suite.tasks, prompt_episodes=0)
 
 
 def _heads(module: torch.nn.Module) -> TaskHeads:
