@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         "experts", help="evaluate Meta-World's scripted experts (tasks=, eval.episodes=, seed=)"
     )
     experts.add_argument("overrides", nargs="*")
+    status = commands.add_parser("status", help="list the runs below a folder and their state")
+    status.add_argument("root", type=Path, nargs="?", default=Path("runs"))
     commands.add_parser("methods", help="list the registered methods")
     analyze = commands.add_parser(
         "analyze", help="plot a run's harmony scores and a t-SNE of its task masks (PNG)"
@@ -159,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data(args)
         if args.command == "experts":
             return _experts(args)
+        if args.command == "status":
+            from bench.report import status_table
+
+            print(status_table(args.root))
+            return 0
         if args.command == "analyze":
             from bench.analyze import analyze
 

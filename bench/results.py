@@ -91,6 +91,16 @@ def truncate_metrics(run_dir: Path, keep: Callable[[dict[str, Any]], bool]) -> N
         handle.write("".join(kept))
 
 
+def find_runs(root: Path) -> list[Path]:
+    """Every run directory below `root` (a folder holding a status file), sorted."""
+    return sorted(path.parent for path in Path(root).rglob(STATUS))
+
+
+def read_status(run_dir: Path) -> str:
+    path = run_dir / STATUS
+    return path.read_text().strip() if path.exists() else "pending"
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Every complete event; a line cut short by a kill is not an event."""
     path = run_dir / METRICS

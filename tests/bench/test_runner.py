@@ -69,6 +69,10 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
     written = result.stat().st_mtime_ns
     assert main(args) == 0
     assert result.stat().st_mtime_ns == written
+    capsys.readouterr()
+    assert main(["status", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "seed0" in line)
+    assert "| done" in row and "50/50" in row
 
 
 def test_relaunch_with_a_different_config_is_refused(smoke_data_root, tmp_path, capsys):
@@ -145,3 +149,8 @@ def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
     run_dir = tmp_path / "runs" / RUN_DIR.format(method="mtdt")
     assert not (run_dir / "result.json").exists()
     assert (run_dir / "status").read_text().startswith("failed: loss is nan")
+
+    assert main(["status", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out
+    assert "mt5/near_optimal/mtdt/seed0" in table and "failed: loss is nan" in table
+    assert "0/50" in table
