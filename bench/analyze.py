@@ -19,6 +19,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from bench import results
+from bench.atomic import atomic_file
 from bench.errors import UserError
 
 HARMONY_PNG = "harmony.png"
@@ -151,6 +152,6 @@ def _task_names(run_dir: Path, count: int) -> list[str]:
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    with results.atomic_file(path, "wb") as handle:
+    with atomic_file(path, "wb") as handle:
         figure.savefig(handle, format="png", dpi=120)
     return path

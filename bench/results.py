@@ -6,54 +6,31 @@
     <run_dir>/result.json     written last and atomically: the run's scores
     <run_dir>/status          pending | running | done | failed: <why>
 
-Every file another step reads is written to a temporary name in the same folder, flushed,
-fsynced and renamed, so a crash leaves the old file or the new one, never half of one.
+Every file another step reads is written whole (bench.atomic): a crash leaves the old file or
+the new one, never half of one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import yaml
+
+from bench.atomic import atomic_file
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 STATUS = "status"
-
-
-@contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary sibling of `path`; on success fsync it and rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, payload: Mapping[str, Any]) -> None:
-    with atomic_file(path) as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False)
-        handle.write("\n")
 
 
 def write_yaml(path: Path, payload: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from bench import results
+from bench.atomic import write_json
 from bench.data.prepare import check_dataset, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
@@ -103,7 +104,7 @@ def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
     except BaseException as error:
         results.write_status(run_dir, f"failed: {type(error).__name__}: {error}")
         raise
-    results.write_json(result_path, result)
+    write_json(result_path, result)
     results.write_status(run_dir, "done")
     return result
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.atomic import fsync_dir, write_json
 from bench.errors import UserError
 from bench.suites import SUITES
 
@@ -196,10 +197,10 @@ def write_task(root: Path, task: str, arrays: Mapping[str, np.ndarray]) -> dict:
                 "shape": list(array.shape),
                 "dtype": array.dtype.name,
             }
-        _fsync_dir(staging)
+        fsync_dir(staging)
         _remove_leftover(root, task)
         os.rename(staging, root / task)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -232,7 +233,7 @@ def add_tasks_to_manifest(
             name for name, suite in SUITES.items() if set(suite.tasks) <= set(tasks)
         ]
         manifest["tasks"] = tasks
-        _write_json_atomically(path, manifest)
+        write_json(path, manifest)
 
 
 def provenance() -> dict[str, Any]:
@@ -330,7 +331,7 @@ def _read_stamp(task_dir: Path) -> dict:
 
 def _write_stamp(task_dir: Path, verified: dict) -> None:
     try:
-        _write_json_atomically(task_dir / STAMP_NAME, verified)
+        write_json(task_dir / STAMP_NAME, verified)
     except OSError:
         pass  # a read-only dataset (shared storage) is fine: it is hashed on every open instead
 
@@ -343,30 +344,6 @@ def _remove_leftover(root: Path, task: str) -> None:
     if (root / MANIFEST_NAME).exists() and task in read_manifest(root)["tasks"]:
         raise UserError(f"{target} is already part of the dataset at {root}; not overwriting it")
     shutil.rmtree(target)
-
-
-def _write_json_atomically(path: Path, obj: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "w") as file:
-            json.dump(obj, file, indent=2)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename inside `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
