@@ -25,7 +25,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol, evaluate
 from bench.registry import Method, build_method, get_method, make_config
-from bench.suites import get_suite
+from bench.suites import Suite, get_suite
 
 # Keys that change how a run is watched, not what it computes.
 _COSMETIC_KEYS = {"progress", "data.workers"}
@@ -192,7 +192,7 @@ def _train(
     train: Mapping[str, Any],
     train_seconds: float,
     protocol: EvalProtocol,
-    suite: Any,
+    suite: Suite,
     progress: bool,
 ) -> None:
     log_every, checkpoint_every = int(train["log_every"]), int(train["checkpoint_every"])
