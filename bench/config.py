@@ -8,7 +8,9 @@ into one-line UserErrors listing the valid choices.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,24 @@ def group_choices(group: str) -> list[str]:
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[Override]:
-    try:
-        return OverridesParser.create().parse_overrides(list(overrides))
-    except HydraException as error:
-        raise UserError(_one_line(error)) from None
+    parser = OverridesParser.create()
+    parsed = []
+    for override in overrides:  # one at a time, so the error can name the one that failed
+        try:
+            parsed.extend(parser.parse_overrides([override]))
+        except HydraException:
+            raise UserError(_unparsable(override)) from None
+    return parsed
+
+
+def _unparsable(override: str) -> str:
+    key, _, value = override.partition("=")
+    hint = "use key=value, key=a,b for a sweep (with -m)"
+    if value and not (value[0] in "'\"" and value[-1] == value[0]):
+        hint = f"quote the value as {key}='{value}'"
+        if value.startswith("~"):
+            hint += " or spell out the home folder"
+    return f"cannot parse override {override!r} (Hydra override grammar): {hint}"
 
 
 def _one_line(error: BaseException) -> str:
@@ -88,8 +104,29 @@ def _check_type(key: str, current: Any, override: Override) -> None:
         raise UserError(f"{key} must be {expected}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Composed:
+    """One run's resolved config, and what it would be without its key overrides.
+
+    `defaults` is the config of the same groups (method, tasks, data, scale, launcher) with no
+    `key=value` override; `sources` maps each flat key whose default is an interpolation
+    (`method.total_steps: ${train.steps}`) to the key it copies. Run identity (bench.identity)
+    names a run directory by the differences between the two.
+    """
+
+    config: dict[str, Any]
+    defaults: dict[str, Any]
+    sources: dict[str, str]
+    overrides: tuple[str, ...]
+
+
 def compose_config(overrides: Sequence[str], multirun: bool = False) -> dict[str, Any]:
     """The resolved config for one run's overrides."""
+    return compose_run(overrides, multirun).config
+
+
+def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
+    """The resolved config for one run's overrides, with its defaults (see `Composed`)."""
     parsed = parse_overrides(overrides)
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
@@ -102,10 +139,24 @@ def compose_config(overrides: Sequence[str], multirun: bool = False) -> dict[str
         try:
             config = compose("config", overrides=list(overrides))
             resolved = OmegaConf.to_container(config, resolve=True)
+            defaults = OmegaConf.to_container(base, resolve=True)
         except (HydraException, OmegaConfBaseException) as error:
             raise UserError(_one_line(error)) from None
-    assert isinstance(resolved, dict)
-    return resolved
+    assert isinstance(resolved, dict) and isinstance(defaults, dict)
+    return Composed(resolved, defaults, _interpolation_sources(base), tuple(overrides))
+
+
+def _interpolation_sources(node: DictConfig, prefix: str = "") -> dict[str, str]:
+    sources: dict[str, str] = {}
+    for key in node:
+        name = f"{prefix}{key}"
+        if OmegaConf.is_interpolation(node, key):
+            match = re.fullmatch(r"\$\{([\w.]+)\}", str(node._get_node(key)._value()))
+            if match:
+                sources[name] = match.group(1)
+        elif isinstance(node[key], DictConfig):
+            sources.update(_interpolation_sources(node[key], name + "."))
+    return sources
 
 
 def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:

@@ -17,3 +17,12 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserErro
     """The standard 'unknown X; choose one of: ...' error."""
     listed = ", ".join(sorted(choices))
     return UserError(f"unknown {kind} {value!r}; choose one of: {listed}")
+
+
+class Interrupted(Exception):
+    """Work stopped by Ctrl-C (SIGINT) or SIGTERM, with what was kept; the CLI prints the
+    message as one line and exits with 128 + the signal number (130 for Ctrl-C)."""
+
+    def __init__(self, message: str, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number

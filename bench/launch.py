@@ -1,7 +1,10 @@
-"""Sweeps: expand `bench run -m` overrides into runs and launch them.
+"""Sweeps: expand `bench run -m` overrides into runs, check them all, then launch them.
 
-The local launcher runs each job as its own `bench run` process, one after another, so a crash
-in one run cannot take the others down, and each run resumes or skips by its run directory.
+Every job is composed and checked (bench.settings) before any starts, and no two jobs may
+share a run directory. The local launcher runs each job as its own `bench run` process, one
+after another, so a crash in one run cannot take the others down, and each run resumes or
+skips by its run directory. Ctrl-C reaches the running job too: it saves its step and stops,
+and the sweep stops with it; the same command resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -10,23 +13,55 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from bench.config import compose_config, expand_sweep
-from bench.errors import UserError
+from bench.config import expand_sweep
+from bench.errors import Interrupted, UserError
+from bench.settings import Settings, load_settings
+
+INTERRUPTED = 130
+
+
+def plan(overrides: Sequence[str]) -> list[tuple[list[str], Settings]]:
+    """Every job of the sweep with its checked settings; a UserError before anything runs."""
+    from bench.runner import check_claimable
+
+    jobs = [(job, load_settings(job)) for job in expand_sweep(overrides)]
+    owners: dict[str, list[str]] = {}
+    for job, settings in jobs:
+        key = str(settings.run_dir.resolve())
+        if key in owners:
+            raise UserError(
+                f"jobs {' '.join(owners[key])!r} and {' '.join(job)!r} are the same run "
+                f"({settings.run_dir}); drop one of the repeated values"
+            )
+        owners[key] = job
+        check_claimable(settings)
+    return jobs
 
 
 def launch(overrides: Sequence[str]) -> int:
-    jobs = expand_sweep(overrides)
-    configs = [compose_config(job) for job in jobs]  # every job is checked before any starts
-    launcher = configs[0]["launcher"]["name"]
-    if launcher != "local":
-        raise UserError(f"launcher {launcher!r} is not implemented yet; choose one of: local")
+    jobs = plan(overrides)
     failed = []
-    for number, job in enumerate(jobs, start=1):
+    for number, (job, _) in enumerate(jobs, start=1):
         print(f"[{number}/{len(jobs)}] bench run {' '.join(job)}", flush=True)
-        completed = subprocess.run([sys.executable, "-m", "bench.cli", "run", *job])
-        if completed.returncode != 0:
+        code = _run_job(job)
+        if code == INTERRUPTED:
+            raise Interrupted(
+                f"sweep interrupted at run {number} of {len(jobs)}; run the same command to "
+                "resume"
+            )
+        if code != 0:
             failed.append(" ".join(job))
     print(f"{len(jobs) - len(failed)} of {len(jobs)} runs finished")
     for job in failed:
         print(f"failed: {job}")
     return 1 if failed else 0
+
+
+def _run_job(job: list[str]) -> int:
+    process = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *job])
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # The job got the same Ctrl-C: let it finish its step and checkpoint.
+            continue

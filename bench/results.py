@@ -4,7 +4,8 @@
     <run_dir>/metrics.jsonl   one JSON object per event (train, eval, resume)
     <run_dir>/checkpoint.pt   latest checkpoint (atomic; loaded with weights_only=True)
     <run_dir>/result.json     written last and atomically: the run's scores
-    <run_dir>/status          pending | running | done | failed: <why>
+    <run_dir>/status          running | interrupted at step N | done | failed: <why>
+    <run_dir>/.lock           held by the process running the run (bench.run_lock)
 
 Every file another step reads is written whole (bench.atomic): a crash leaves the old file or
 the new one, never half of one.
@@ -12,11 +13,12 @@ the new one, never half of one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ import torch
 import yaml
 
 from bench.atomic import atomic_file
+from bench.errors import UserError
+from bench.run_lock import is_held
 
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
@@ -73,23 +77,62 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(path.parent for path in Path(root).rglob(STATUS))
 
 
-def read_status(run_dir: Path) -> str:
-    path = run_dir / STATUS
-    return path.read_text().strip() if path.exists() else "pending"
-
-
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every complete event; a line cut short by a kill is not an event."""
+    """Every event. A kill can cut the last line short (it is no event); a bad line anywhere
+    else is damage, and an error naming it."""
     path = run_dir / METRICS
     if not path.exists():
         return []
+    text = path.read_text()
+    lines = text.split("\n")
     events = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
         try:
             events.append(json.loads(line))
         except json.JSONDecodeError:
-            continue
+            torn_last_line = number == len(lines) and not text.endswith("\n")
+            if torn_last_line:
+                break
+            raise UserError(
+                f"{path} line {number} is not a JSON event; the file is damaged"
+            ) from None
     return events
+
+
+def read_status(run_dir: Path) -> str:
+    """The status file's word, with `running` told from `interrupted` by the run's lock: a
+    run whose process died without a word (kill -9, a lost node) holds no lock."""
+    path = run_dir / STATUS
+    status = path.read_text().strip() if path.exists() else "pending"
+    if status == "running" and not is_held(run_dir):
+        return "interrupted (its process is gone)"
+    return status
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove a run's files (not its lock, which the caller holds)."""
+    for name in (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files a killed writer left (`.<name>.tmp-<pid>`); the caller holds the lock,
+    so no live writer owns one."""
+    for leftover in run_dir.glob(".*.tmp-*"):
+        leftover.unlink(missing_ok=True)
+
+
+def dataset_hash(manifest: Mapping[str, Any], tasks: Sequence[str]) -> str:
+    """sha256 of what a run reads of a dataset: its source, generator settings and every file
+    record (sha256, size) of its tasks. Adding other tasks to the store leaves it unchanged."""
+    read = {
+        "source": manifest.get("source"),
+        "generator": manifest.get("generator"),
+        "tasks": {task: manifest["tasks"][task] for task in tasks},
+    }
+    return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
 
 
 def versions() -> dict[str, str]:

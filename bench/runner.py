@@ -1,17 +1,28 @@
-"""One run = (method, suite, data, seed): train, checkpoint, resume, evaluate the final model.
+"""One run = (method, suite, data, seed, non-default values): train, checkpoint, resume, evaluate.
 
-A run whose result.json exists is done and is skipped; a run with a checkpoint resumes from it
-bit-for-bit (model, optimizer, scheduler, RNG states and step all live in the checkpoint), so a
-run killed at any moment and relaunched reports exactly what an uninterrupted run reports.
+The lifecycle of a run directory (bench.results has the files):
+
+- one process at a time holds its lock (bench.run_lock); a second launch is refused, naming it;
+- a run whose result.json exists is done and is skipped; `run.restart=true` starts it over;
+- a run with a checkpoint resumes from it bit-for-bit: the method's state, every global
+  generator (bench.process_state) and the step live in the checkpoint, and resuming onto a
+  dataset whose manifest changed is refused;
+- a directory holding a different config is replaced when it made no progress (a failed
+  start), and refused with a way out when it did;
+- Ctrl-C or SIGTERM stops after the current step with a checkpoint, status `interrupted`,
+  and one line; a NaN loss stops with status `failed` and no result.json.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -20,220 +31,359 @@ from tqdm import tqdm
 
 from bench import results
 from bench.atomic import write_json
-from bench.data.prepare import check_dataset, open_dataset
+from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 from bench.evaluate import EvalProtocol, evaluate
-from bench.registry import Method, build_method, get_method, make_config
-from bench.suites import Suite, get_suite
+from bench.identity import identity_values
+from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
+from bench.registry import Method, get_method
+from bench.run_lock import RunLock
+from bench.settings import Settings
 
-# Keys that change how a run is watched, not what it computes.
-_COSMETIC_KEYS = {"progress", "data.workers"}
+Say = Callable[[str], None]
 
 
 class RunFailed(Exception):
     """The run stopped without a result (status says why)."""
 
 
-def run_directory(config: Mapping[str, Any]) -> Path:
-    run = config["run"]
-    if run.get("dir"):
-        return Path(run["dir"])
-    return (
-        Path(run["root"])
-        / config["tasks"]["name"]
-        / config["data"]["name"]
-        / config["method"]["name"]
-        / f"seed{config['seed']}"
-    )
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _check_same_config(run_dir: Path, config: Mapping[str, Any]) -> None:
-    """A run directory belongs to one config: refuse to resume or skip with a different one."""
-    path = run_dir / results.CONFIG
-    if not path.exists():
-        return
-    saved = _flatten(yaml.safe_load(path.read_text())["config"])
-    new = _flatten(config)
-    keys = (set(saved) | set(new)) - _COSMETIC_KEYS
-    differing = sorted(k for k in keys if saved.get(k) != new.get(k))
-    if differing:
-        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {new.get(k)!r})" for k in differing[:3])
-        raise UserError(
-            f"{run_dir} holds a run with a different config: {shown}; "
-            "choose another run.root or run.dir, or delete that run"
-        )
-
-
-def execute(config: Mapping[str, Any], repo: Path) -> dict[str, Any]:
-    """Run (or resume, or skip) the run described by a resolved config; returns its result."""
-    run_dir = run_directory(config)
-    # Bad names and method options fail before a run directory or dataset is made.
-    get_suite(config["tasks"]["name"])
-    make_config(get_method(config["method"]["name"]), _method_values(config))
-    check_dataset(config["data"])
-    _check_same_config(run_dir, config)
-    result_path = run_dir / results.RESULT
-    if result_path.exists():
-        return json.loads(result_path.read_text())
+def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]:
+    """Run (or resume, or skip) the run of `settings`; returns its result."""
+    run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / results.CONFIG).exists():
-        provenance = {
-            "git": results.git_commit(repo),
-            "command": results.command_line(),
-            "versions": results.versions(),
-        }
-        results.write_yaml(run_dir / results.CONFIG, {"config": dict(config), **provenance})
-    results.write_status(run_dir, "running")
+    lock = RunLock(run_dir)
+    lock.acquire()
     try:
-        result = _train_and_evaluate(config, run_dir, repo)
-    except (UserError, RunFailed) as error:
-        results.write_status(run_dir, f"failed: {error}")
-        raise
-    except BaseException as error:
-        results.write_status(run_dir, f"failed: {type(error).__name__}: {error}")
-        raise
-    write_json(result_path, result)
-    results.write_status(run_dir, "done")
-    return result
+        results.remove_stale_temporaries(run_dir)
+        _claim_directory(settings, run_dir, say)
+        result_path = run_dir / results.RESULT
+        if result_path.exists():
+            say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
+            return json.loads(result_path.read_text())
+        if not (run_dir / results.CONFIG).exists():
+            results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo))
+        results.write_status(run_dir, "running")
+        run = _Run(settings, run_dir, repo, say)
+        with _signals_stop_training() as stop:
+            try:
+                result = run.train_and_evaluate(stop)
+            except KeyboardInterrupt:
+                results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
+                raise Interrupted(run.interrupted_message(), stop.signal_number) from None
+            except Interrupted:
+                results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
+                raise
+            except (UserError, RunFailed) as error:
+                results.write_status(run_dir, f"failed: {error}")
+                raise
+            except BaseException as error:
+                results.write_status(run_dir, f"failed: {type(error).__name__}: {error}")
+                raise
+        write_json(result_path, result)
+        results.write_status(run_dir, "done")
+        return result
+    finally:
+        lock.release()
 
 
-def _train_and_evaluate(config: Mapping[str, Any], run_dir: Path, repo: Path) -> dict[str, Any]:
-    progress = bool(config["progress"])
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
-    suite = get_suite(config["tasks"]["name"])
-    data_config = config["data"]
-    store = open_dataset(data_config, suite.tasks, progress)
-    data = OfflineData(
-        store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
-    )
-    seed = int(config["seed"])
-    method = build_method(
-        config["method"]["name"], _method_values(config), suite, data, seed, config["device"]
-    )
-    protocol = eval_protocol(config)
-    train = config["train"]
-    total_steps = int(train["steps"])
-    start, train_seconds = _resume(method, run_dir)
-    _train(method, run_dir, start, total_steps, train, train_seconds, protocol, suite, progress)
-
-    eval_start = time.perf_counter()
-    scores = evaluate(suite, method.policy, protocol, progress)
-    eval_seconds = time.perf_counter() - eval_start
-    final = results.load_checkpoint(run_dir / results.CHECKPOINT)
-    results.append_metrics(
-        run_dir, {"event": "eval", "step": total_steps, "final": True, **_scores_only(scores)}
-    )
+def _saved_config(settings: Settings, repo: Path) -> dict[str, Any]:
     return {
-        "method": config["method"]["name"],
-        "suite": suite.name,
-        "tasks": list(suite.tasks),
-        "data": {"name": data_config["name"], **data.summary()},
-        "scale": config["scale"]["name"],
-        "seed": seed,
-        "steps": total_steps,
-        "success_rate": scores["success_rate"],
-        "mean_return": scores["mean_return"],
-        "per_task": scores["per_task"],
-        "protocol": {**scores["protocol"], "checkpoint": f"final (step {final['step']})"},
-        "num_parameters": method.num_parameters(),
-        "torch_threads": torch.get_num_threads(),
-        "wall_time_s": {"train": final["train_seconds"], "evaluate": eval_seconds},
-        "versions": results.versions(),
+        "config": settings.config,
+        "overrides": list(settings.overrides),
+        "non_default": settings.non_default,
         "git": results.git_commit(repo),
-        "run_dir": str(run_dir),
+        "command": results.command_line(),
+        "versions": results.versions(),
     }
 
 
-def eval_protocol(config: Mapping[str, Any]) -> EvalProtocol:
-    """The evaluation protocol of a config: goals are seeded from the run seed."""
-    seed = int(config["seed"])
-    return EvalProtocol(
-        episodes=int(config["eval"]["episodes"]),
-        goal_pool_seed=int(config["eval"]["goal_pool_seed_offset"]) + seed,
-        goal_selection_seed=seed,
-    )
+def check_claimable(settings: Settings) -> None:
+    """Refuse, before anything runs, a run directory that holds another config's progress."""
+    differences = _config_differences(settings)
+    if differences and not settings.restart and (settings.run_dir / results.CHECKPOINT).exists():
+        raise UserError(
+            f"{settings.run_dir} holds a run of a different config with progress: {differences}; "
+            "run.restart=true discards it and starts over (or undo the change to resume it)"
+        )
 
 
-def _method_values(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config["method"].items() if k != "name"}
+def _config_differences(settings: Settings) -> str | None:
+    """The result-affecting values in which the run directory's saved config differs."""
+    config_path = settings.run_dir / results.CONFIG
+    if not config_path.exists():
+        return None
+    saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
+    new = identity_values(settings.config)
+    # A key only one side has comes from another code version's config: not a difference.
+    differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
+    if not differing:
+        return None
+    return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])
 
 
-def _resume(method: Method, run_dir: Path) -> tuple[int, float]:
-    path = run_dir / results.CHECKPOINT
-    if not path.exists():
-        results.truncate_metrics(run_dir, lambda event: False)
-        return 0, 0.0
-    checkpoint = results.load_checkpoint(path)
-    method.load_state_dict(checkpoint["method"])
-    step = int(checkpoint["step"])
-    results.truncate_metrics(run_dir, lambda event: event.get("step", 0) <= step)
-    results.append_metrics(run_dir, {"event": "resume", "step": step})
-    return step, float(checkpoint["train_seconds"])
-
-
-def _train(
-    method: Method,
-    run_dir: Path,
-    start: int,
-    total_steps: int,
-    train: Mapping[str, Any],
-    train_seconds: float,
-    protocol: EvalProtocol,
-    suite: Suite,
-    progress: bool,
-) -> None:
-    log_every, checkpoint_every = int(train["log_every"]), int(train["checkpoint_every"])
-    eval_every = int(train["eval_every"])
-    if start >= total_steps and (run_dir / results.CHECKPOINT).exists():
+def _claim_directory(settings: Settings, run_dir: Path, say: Say) -> None:
+    """Make `run_dir` this config's: start over on request, replace a failed start, refuse a
+    different config that made progress."""
+    if settings.restart and any(p.name != ".lock" for p in run_dir.iterdir()):
+        results.clear_run(run_dir)
+        say(f"run.restart=true: cleared {run_dir}")
         return
-    session_start = time.perf_counter()
-    paused = 0.0  # time spent in periodic evaluations, which is not training time
-    window_start, window_steps = session_start, 0
-    with tqdm(total=total_steps, initial=start, desc="train", disable=not progress) as bar:
-        for step in range(start, total_steps):
-            logs = method.train_step(step)
-            bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
-            if bad:
-                name, value = next(iter(bad.items()))
-                raise RunFailed(
-                    f"{name} is {value} at step {step}: training diverged; no result written "
-                    "(check the data, or lower the learning rate)"
+    check_claimable(settings)
+    differences = _config_differences(settings)
+    if differences:
+        results.clear_run(run_dir)
+        say(f"replacing the run in {run_dir}, which made no progress: {differences}")
+
+
+class _Run:
+    """The training and evaluation of one claimed run directory."""
+
+    def __init__(self, settings: Settings, run_dir: Path, repo: Path, say: Say) -> None:
+        self.settings = settings
+        self.run_dir = run_dir
+        self.repo = repo
+        self.say = say
+        self.checkpoint_step = 0
+
+    def train_and_evaluate(self, stop: _StopRequest) -> dict[str, Any]:
+        settings, say = self.settings, self.say
+        set_threads(settings.threads, settings.interop_threads)
+        seed_everything(settings.seed)
+        suite = settings.suite
+        data_config = settings.data
+        say(f"run: {self.run_dir}")
+        say(f"data: {dataset_path(data_config)}")
+        store = open_dataset(data_config, suite.tasks, settings.progress)
+        data = OfflineData(
+            store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
+        )
+        self.dataset_hash = results.dataset_hash(store.manifest, suite.tasks)
+        self.commit = results.git_commit(self.repo)
+        spec = get_method(settings.method_name)
+        method = spec.cls(
+            settings.method_config, suite, data, settings.seed, torch.device(settings.device)
+        )
+        protocol = eval_protocol(settings)
+        start, train_seconds = self._resume(method)
+        self._train(method, start, train_seconds, protocol, stop)
+        eval_start = time.perf_counter()
+        scores = evaluate(suite, method.policy, protocol, settings.progress)
+        eval_seconds = time.perf_counter() - eval_start
+        total_steps = settings.train.steps
+        final = results.load_checkpoint(self.run_dir / results.CHECKPOINT)
+        results.append_metrics(
+            self.run_dir,
+            {"event": "eval", "step": total_steps, "final": True, **_scores_only(scores)},
+        )
+        return {
+            "method": settings.method_name,
+            "suite": suite.name,
+            "tasks": list(suite.tasks),
+            "data": {"name": data_config["name"], **data.summary()},
+            "dataset_hash": self.dataset_hash,
+            "scale": settings.scale,
+            "seed": settings.seed,
+            "non_default": settings.non_default,
+            "steps": total_steps,
+            "success_rate": scores["success_rate"],
+            "mean_return": scores["mean_return"],
+            "per_task": scores["per_task"],
+            "protocol": {**scores["protocol"], "checkpoint": f"final (step {final['step']})"},
+            "num_parameters": method.num_parameters(),
+            "device": settings.device,
+            "torch_threads": torch.get_num_threads(),
+            "wall_time_s": {"train": final["train_seconds"], "evaluate": eval_seconds},
+            "versions": results.versions(),
+            "git": self.commit,
+            "run_dir": str(self.run_dir),
+        }
+
+    def interrupted_message(self) -> str:
+        return f"interrupted at step {self.checkpoint_step}; run the same command to resume"
+
+    # Checkpoints ------------------------------------------------------------------------------
+
+    def _resume(self, method: Method) -> tuple[int, float]:
+        path = self.run_dir / results.CHECKPOINT
+        if not path.exists():
+            results.truncate_metrics(self.run_dir, lambda event: False)
+            return 0, 0.0
+        checkpoint = results.load_checkpoint(path)
+        if "rng" not in checkpoint or "dataset_hash" not in checkpoint:
+            raise UserError(
+                f"{path} was written by an older mtbench (no generator state or dataset hash); "
+                "run.restart=true starts the run over"
+            )
+        if checkpoint["dataset_hash"] != self.dataset_hash:
+            raise UserError(
+                f"the dataset changed since {self.run_dir} started (manifest hash "
+                f"{checkpoint['dataset_hash'][:12]} -> {self.dataset_hash[:12]}); resuming would "
+                "mix two datasets: run.restart=true starts over on the new one"
+            )
+        method.load_state_dict(checkpoint["method"])
+        restore_rng_state(checkpoint["rng"])
+        step = int(checkpoint["step"])
+        self.checkpoint_step = step
+        results.truncate_metrics(self.run_dir, lambda event: event.get("step", 0) <= step)
+        event = {
+            "event": "resume",
+            "step": step,
+            "git": self.commit,
+            "dataset_hash": self.dataset_hash,
+            "device": self.settings.device,
+            "threads": torch.get_num_threads(),
+        }
+        results.append_metrics(self.run_dir, event)
+        self.say(f"resuming from step {step} of {self.settings.train.steps}")
+        for key, now in (("device", self.settings.device), ("threads", torch.get_num_threads())):
+            if checkpoint.get(key) is not None and checkpoint[key] != now:
+                self.say(
+                    f"warning: {key} is {now}, the run started with {checkpoint[key]}: its "
+                    "result may differ in rounding from an uninterrupted run's"
                 )
-            done, window_steps = step + 1, window_steps + 1
-            for event in method.pop_events():
-                results.append_metrics(run_dir, {**event, "step": event.get("step", done)})
-            bar.update()
-            if done % log_every == 0 or done == total_steps:
-                now = time.perf_counter()
-                rate = window_steps / max(now - window_start, 1e-9)
-                event = {"event": "train", "step": done, **logs, "steps_per_second": rate}
-                results.append_metrics(run_dir, event)
-                bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
-                window_start, window_steps = now, 0
-            if done % checkpoint_every == 0 or done == total_steps:
-                seconds = train_seconds + time.perf_counter() - session_start - paused
-                state = {"step": done, "train_seconds": seconds, "method": method.state_dict()}
-                results.save_checkpoint(run_dir / results.CHECKPOINT, state)
-            if eval_every and done % eval_every == 0 and done < total_steps:
-                eval_start = time.perf_counter()
-                scores = evaluate(suite, method.policy, protocol, progress=False)
-                event = {"event": "eval", "step": done, "final": False, **_scores_only(scores)}
-                results.append_metrics(run_dir, event)
-                paused += time.perf_counter() - eval_start
-                window_start = time.perf_counter()
+        return step, float(checkpoint["train_seconds"])
+
+    def _save_checkpoint(self, method: Method, step: int, train_seconds: float) -> None:
+        state = {
+            "step": step,
+            "train_seconds": train_seconds,
+            "method": method.state_dict(),
+            "rng": capture_rng_state(),
+            "dataset_hash": self.dataset_hash,
+            "git": self.commit["commit"],
+            "device": self.settings.device,
+            "threads": torch.get_num_threads(),
+        }
+        results.save_checkpoint(self.run_dir / results.CHECKPOINT, state)
+        self.checkpoint_step = step
+
+    # Training ---------------------------------------------------------------------------------
+
+    def _train(
+        self,
+        method: Method,
+        start: int,
+        train_seconds: float,
+        protocol: EvalProtocol,
+        stop: _StopRequest,
+    ) -> None:
+        settings, run_dir = self.settings, self.run_dir
+        train, total_steps = settings.train, settings.train.steps
+        if start >= total_steps:
+            return
+        session_start = time.perf_counter()
+        paused = 0.0  # time spent in periodic evaluations, which is not training time
+        window_start, window_steps = session_start, 0
+        told_duration = False
+        seconds = lambda: train_seconds + time.perf_counter() - session_start - paused
+        bar = tqdm(total=total_steps, initial=start, desc="train", disable=not settings.progress)
+        with bar, stop.deferred():
+            for step in range(start, total_steps):
+                logs = method.train_step(step)
+                _check_finite(logs, step)
+                done, window_steps = step + 1, window_steps + 1
+                for event in method.pop_events():
+                    results.append_metrics(run_dir, {**event, "step": event.get("step", done)})
+                bar.update()
+                if done % train.log_every == 0 or done == total_steps:
+                    now = time.perf_counter()
+                    rate = window_steps / max(now - window_start, 1e-9)
+                    event = {"event": "train", "step": done, **logs, "steps_per_second": rate}
+                    results.append_metrics(run_dir, event)
+                    bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
+                    window_start, window_steps = now, 0
+                    if not told_duration:
+                        self.say(f"training: {rate:.1f} steps/s, about "
+                                 f"{_duration((total_steps - done) / rate)} to go")  # fmt: skip
+                        told_duration = True
+                if done % train.checkpoint_every == 0 or done == total_steps:
+                    self._save_checkpoint(method, done, seconds())
+                if stop.requested:
+                    if self.checkpoint_step != done:
+                        self._save_checkpoint(method, done, seconds())
+                    raise Interrupted(self.interrupted_message(), stop.signal_number)
+                if train.eval_every and done % train.eval_every == 0 and done < total_steps:
+                    eval_start = time.perf_counter()
+                    scores = evaluate(settings.suite, method.policy, protocol, progress=False)
+                    event = {"event": "eval", "step": done, "final": False, **_scores_only(scores)}
+                    results.append_metrics(run_dir, event)
+                    paused += time.perf_counter() - eval_start
+                    # A new rate window: the evaluation's time and steps are not training's.
+                    window_start, window_steps = time.perf_counter(), 0
+
+
+def _check_finite(logs: Mapping[str, float], step: int) -> None:
+    bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise RunFailed(
+            f"{name} is {value} at step {step}: training diverged; no result written "
+            "(check the data, or lower the learning rate)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class _StopRequest:
+    """Ctrl-C and SIGTERM: between training steps they only ask to stop (so the checkpoint is
+    of a whole step); anywhere else, and at a second signal, they interrupt at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_number = signal.SIGINT
+        self._defer = False
+
+    def handle(self, signal_number: int, frame: FrameType | None) -> None:
+        self.signal_number = signal_number
+        if self._defer and not self.requested:
+            self.requested = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+
+
+@contextmanager
+def _signals_stop_training() -> Iterator[_StopRequest]:
+    stop = _StopRequest()
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for number in previous:
+            signal.signal(number, stop.handle)
+    except ValueError:  # not the main thread: leave signals alone
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def eval_protocol(settings: Settings) -> EvalProtocol:
+    """The evaluation protocol of a run: goals are seeded from the run seed."""
+    return EvalProtocol(
+        episodes=settings.eval.episodes,
+        goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
+        goal_selection_seed=settings.seed,
+    )
 
 
 def _scores_only(scores: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,221 @@
+"""The harness config, typed and checked once before anything is made.
+
+`load_settings(overrides)` composes the Hydra config (bench.config), checks every value, range
+and relation a run depends on (the method's own options through its config dataclass), the
+device, and that the run and data folders can be written, and returns one frozen `Settings`
+that the runner and the launcher are handed. A bad value is a one-line UserError naming the
+value and what is valid; nothing has been written when it is raised.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.config import Composed, compose_run
+from bench.errors import UserError
+from bench.identity import non_default_values, override_component, run_directory
+from bench.suites import Suite, get_suite
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    log_every: int
+    checkpoint_every: int
+    eval_every: int  # 0: no periodic evaluation
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    episodes: int
+    goal_pool_seed_offset: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run, as every module below the CLI sees it. `config` is the resolved dict it was
+    made from, saved as the run's config.yaml."""
+
+    config: dict[str, Any]
+    overrides: tuple[str, ...]
+    run_dir: Path
+    suite: Suite
+    method_name: str
+    method_config: Any  # the method's own frozen dataclass
+    seed: int
+    device: str
+    threads: int | None
+    interop_threads: int | None
+    progress: bool
+    restart: bool
+    scale: str
+    train: TrainSettings
+    eval: EvalSettings
+    non_default: dict[str, Any]  # what the run directory's extra component stands for
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The data section, with `~` in its paths expanded."""
+        data = dict(self.config["data"])
+        for key in ("root", "path"):
+            if data.get(key):
+                data[key] = str(Path(data[key]).expanduser())
+        return data
+
+    @property
+    def launcher(self) -> str:
+        return str(self.config["launcher"]["name"])
+
+    @property
+    def component(self) -> str | None:
+        return override_component(self.non_default)
+
+
+def load_settings(overrides: Sequence[str]) -> Settings:
+    """Compose, check and type the config of one run (a sweep's job is one run)."""
+    return check(compose_run(overrides))
+
+
+def check(composed: Composed) -> Settings:
+    from bench.registry import get_method, make_config
+
+    config = composed.config
+    suite = get_suite(config["tasks"]["name"])
+    train = config["train"]
+    _at_least(train, "train", steps=1, log_every=1, checkpoint_every=1, eval_every=0)
+    _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
+    data = config["data"]
+    _at_least(data, "data", episodes_per_task=1, prompt_episodes=0, seed=0, goal_pool_seed=0,
+              workers=1)  # fmt: skip
+    fraction = data["fraction"]
+    if not 0.0 < fraction <= 1.0:
+        raise UserError(f"data.fraction must be in (0, 1], got {fraction!r}")
+    if not data.get("path"):
+        _check_generated_episodes(data)
+    if int(config["seed"]) < 0:
+        raise UserError(f"seed must be >= 0, got {config['seed']!r}")
+    threads = _optional_count(config, "threads")
+    interop = _optional_count(config, "interop_threads")
+    device = check_device(str(config["device"]))
+    spec = get_method(config["method"]["name"])
+    method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
+    run_dir = run_directory(composed)
+    _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
+    _check_data_location(data)
+    return Settings(
+        config=config,
+        overrides=composed.overrides,
+        run_dir=run_dir,
+        suite=suite,
+        method_name=spec.name,
+        method_config=method_config,
+        seed=int(config["seed"]),
+        device=device,
+        threads=threads,
+        interop_threads=interop,
+        progress=bool(config["progress"]),
+        restart=bool(config["run"].get("restart", False)),
+        scale=str(config["scale"]["name"]),
+        train=TrainSettings(**{k: int(v) for k, v in train.items()}),
+        eval=EvalSettings(**{k: int(v) for k, v in config["eval"].items()}),
+        non_default=non_default_values(composed),
+    )
+
+
+def _at_least(section: Mapping[str, Any], name: str, **minimums: int) -> None:
+    for key, minimum in minimums.items():
+        value = section[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{name}.{key} must be an integer >= {minimum}, got {value!r}")
+        if value < minimum:
+            raise UserError(f"{name}.{key} must be >= {minimum}, got {value}")
+
+
+def _optional_count(config: Mapping[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{key} must be null (torch's default) or an integer >= 1, got {value!r}")
+    return value
+
+
+def _check_generated_episodes(data: Mapping[str, Any]) -> None:
+    """A generated store must leave every task at least one training episode after prompts."""
+    used = int(data["episodes_per_task"] * data["fraction"])
+    if used - int(data["prompt_episodes"]) < 1:
+        raise UserError(
+            f"data.episodes_per_task={data['episodes_per_task']} with data.fraction="
+            f"{data['fraction']} uses {used} episode(s) per task, and data.prompt_episodes="
+            f"{data['prompt_episodes']} of them are prompts: no training episode is left"
+        )
+
+
+def check_device(device: str) -> str:
+    """`cpu`, `cuda`, `cuda:<index>` or `mps`, and only when this torch can use it."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    valid = ["cpu", "cuda", "cuda:<index>", "mps"]
+    if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise UserError(f"unknown device {device!r}; choose one of: {', '.join(valid)}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"
+            raise UserError(
+                f"device={device} is not available (torch {torch.__version__}: {build}); "
+                "use device=cpu"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise UserError(
+                f"device={device} does not exist; this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device={device} is not available on this machine; use device=cpu")
+    return device
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """`folder` can be made and written: its nearest existing ancestor is a writable folder.
+
+    Probed with a temporary file that is removed at once (os.access says yes to root on a
+    read-only mount of some file systems), so nothing is left behind.
+    """
+    ancestor = folder
+    while not ancestor.exists():
+        if ancestor.parent == ancestor:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{key}: cannot make {folder}: {ancestor} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        message = f"{key}: cannot write under {ancestor} ({reason}); choose another folder"
+        raise UserError(message) from None
+
+
+def _check_data_location(data: Mapping[str, Any]) -> None:
+    if data.get("path"):
+        path = Path(data["path"]).expanduser()
+        if path.exists() and not path.is_dir():
+            raise UserError(f"data.path={data['path']} is a file; it must be a dataset folder")
+        if not (path / "manifest.json").is_file():
+            raise UserError(
+                f"no dataset at data.path={data['path']} (no manifest.json); import one with "
+                "`bench data import-npz` or generate one with `bench data generate`"
+            )
+        return
+    root = Path(data["root"]).expanduser()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"data.root={data['root']} is a file; it must be a folder")
+    store = root / f"scripted-ep{data['episodes_per_task']}"
+    if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
+        _check_writable(store, "data.root")

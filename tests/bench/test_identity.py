@@ -1,0 +1,71 @@
+"""One directory per result-affecting config, with a path a researcher can read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.config import compose_run
+from bench.identity import override_component, run_directory
+
+BASE = ["tasks=mt5", "scale=smoke", "run.root=runs"]
+
+
+def _dir(*overrides: str) -> str:
+    return str(run_directory(compose_run([*BASE, *overrides])))
+
+
+def test_defaults_keep_the_plain_layout():
+    assert _dir("method=harmodt_f", "seed=2") == "runs/mt5/near_optimal/harmodt_f/seed2"
+    # Values equal to the defaults, and keys that do not change a result, change nothing.
+    assert _dir("method=harmodt_f", "method.sparsity=0.2") == _dir("method=harmodt_f")
+    for cosmetic in ("progress=false", "threads=2", "data.workers=1", "device=cpu"):
+        assert _dir("method=mtdt", cosmetic) == "runs/mt5/near_optimal/mtdt/seed0"
+
+
+def test_non_default_values_add_one_readable_component():
+    assert _dir("method=harmodt_f", "method.sparsity=0.3", "method.mask_interval=1000") == (
+        "runs/mt5/near_optimal/harmodt_f/mask_interval=1000,sparsity=0.3/seed0"
+    )
+    # train.steps also moves HarmoDT's E (method.total_steps follows it): named once.
+    assert _dir("method=harmodt_f", "train.steps=200") == (
+        "runs/mt5/near_optimal/harmodt_f/train.steps=200/seed0"
+    )
+    # The preset's `dt` section reaches the method: the method's value names the folder.
+    assert _dir("method=mtdt", "dt.learning_rate=0.002") == _dir(
+        "method=mtdt", "method.learning_rate=0.002"
+    )
+    assert _dir("method=mtdt", "method.learning_rate=1e-3") == _dir(
+        "method=mtdt", "method.learning_rate=0.001"
+    )
+
+
+def test_an_unreadable_or_long_component_gets_a_short_hash():
+    component = override_component({"data.path": "/some/where/store"})
+    assert component is not None and component.startswith("data.path=_some_where_store-h")
+    long = override_component({f"option_{i}": 0.123456 for i in range(10)})
+    assert long is not None and len(long) <= 64 and "-h" in long
+    assert long != override_component({f"option_{i}": 0.123457 for i in range(10)})
+
+
+def test_a_sweep_over_a_method_option_makes_one_directory_per_value(
+    smoke_data_root, tmp_path, capsys
+):
+    args = ["run", "-m", "method=harmodt_f", "method.sparsity=0.1,0.3", *BASE[:2]]
+    roots = [f"data.root={smoke_data_root}", f"run.root={tmp_path}"]
+    assert main([*args, "progress=false", *roots]) == 0
+    assert "2 of 2 runs finished" in capsys.readouterr().out
+    made = sorted(p.parent.relative_to(tmp_path) for p in tmp_path.rglob("result.json"))
+    assert made == [
+        Path("mt5/near_optimal/harmodt_f/sparsity=0.1/seed0"),
+        Path("mt5/near_optimal/harmodt_f/sparsity=0.3/seed0"),
+    ]
+
+
+@pytest.mark.parametrize("sweep", ["seed=0,0", "method.learning_rate=0.001,1e-3"])
+def test_a_sweep_whose_jobs_share_a_directory_is_refused(sweep, tmp_path, capsys):
+    assert main(["run", "-m", "method=mtdt", sweep, *BASE[:2], f"run.root={tmp_path}"]) == 2
+    assert "are the same run" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,84 @@
+"""Every value is checked before any data or run folder is made: one line, exit 2, nothing left."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.settings import load_settings
+
+# (override, what the one-line error must say); {tmp} is the test's folder.
+BAD_RUN_INPUTS = [
+    ("eval.episodes=0", "eval.episodes must be >= 1, got 0"),
+    ("train.steps=0", "train.steps must be >= 1, got 0"),
+    ("train.steps=-5", "train.steps must be >= 1, got -5"),
+    ("train.log_every=0", "train.log_every must be >= 1"),
+    ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
+    ("train.eval_every=-1", "train.eval_every must be >= 0"),
+    ("data.fraction=2.0", "data.fraction must be in (0, 1], got 2.0"),
+    ("data.fraction=0", "data.fraction must be in (0, 1], got 0"),
+    ("data.prompt_episodes=6", "no training episode is left"),
+    ("data.workers=0", "data.workers must be >= 1"),
+    ("seed=-1", "seed must be >= 0, got -1"),
+    ("threads=0", "threads must be null (torch's default) or an integer >= 1, got 0"),
+    ("interop_threads=0", "interop_threads must be null"),
+    ("device=gpu", "unknown device 'gpu'; choose one of: cpu, cuda, cuda:<index>, mps"),
+    ("device=cuda:x", "unknown device 'cuda:x'"),
+    ("method.n_head=3", "n_head"),
+    ("method.context_length=0", "context_length"),
+    ("method.learning_rate=0", "learning_rate"),
+    ("method.dropout=1.5", "dropout"),
+    ("method.conditioning=oops", "unknown value for method.conditioning 'oops'"),
+    ("data.path=~/x", "cannot parse override 'data.path=~/x'"),
+    ("data.path='{tmp}/missing-store'", "no dataset at data.path="),
+    ("data.path={tmp}/afile", "is a file; it must be a dataset folder"),
+    ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),
+    ("run.root={tmp}/afile/runs", "is a file, not a folder"),
+    ("run.root=/sys/mtbench-runs", "cannot write under /sys"),
+]
+if not __import__("torch").cuda.is_available():
+    BAD_RUN_INPUTS.append(("device=cuda", "device=cuda is not available"))
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_RUN_INPUTS)
+def test_bad_run_input_is_one_line_exit_2_and_leaves_nothing(override, message, tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    args = ["tasks=mt5", "scale=smoke", "progress=false", f"run.root={runs}", f"data.root={data}"]
+    override = override.format(tmp=tmp_path)
+    assert main(["run", *args, override]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1, error
+    assert message.format(tmp=tmp_path) in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # no run or data folder
+
+
+def test_a_bad_sweep_value_is_refused_before_any_job_runs(tmp_path, capsys):
+    args = ["run", "-m", "method=mtdt", "train.steps=10,0", "tasks=mt5", "scale=smoke"]
+    assert main([*args, f"run.root={tmp_path}", f"data.root={tmp_path}"]) == 2
+    assert "train.steps must be >= 1, got 0" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_input_from_a_real_process_prints_no_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "eval.episodes=0", f"run.root={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr == "error: eval.episodes must be >= 1, got 0\n"
+    assert not any(tmp_path.iterdir())
+
+
+def test_settings_are_typed_and_expand_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = load_settings(["scale=smoke", "tasks=mt5", "run.root='~/runs'", "train.steps=7"])
+    assert settings.train.steps == 7 and settings.eval.episodes == 2
+    assert settings.run_dir == Path(tmp_path) / "runs/mt5/near_optimal/mtdt/train.steps=7/seed0"
+    assert settings.method_config.n_layer == 1  # the method's own typed config
+    assert settings.suite.num_tasks == 5
