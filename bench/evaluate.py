@@ -54,23 +54,26 @@ def run_episodes(
     """Roll `protocol.episodes` episodes of one task in lockstep; per-episode success and return."""
     goals = protocol.goal_indices(task)
     pool = goal_pool(task, protocol.goal_pool_seed)
-    envs = [make_env(task, pool[g]) for g in goals]
-    observations = np.stack([env.reset()[0] for env in envs])
-    policy.reset(len(envs))
-    rewards: np.ndarray | None = None
-    returns = np.zeros(len(envs))
-    success = np.zeros(len(envs), dtype=bool)
-    for _ in range(protocol.max_steps):
-        actions = policy.act(observations, rewards)
-        steps = [env.step(action) for env, action in zip(envs, actions, strict=True)]
-        observations = np.stack([s[0] for s in steps])
-        rewards = np.array([s[1] for s in steps], dtype=np.float64)
-        success |= np.array([s[4]["success"] > 0 for s in steps])
-        returns += rewards
-        if on_step is not None:
-            on_step()
-    for env in envs:
-        env.close()
+    envs = []
+    returns = np.zeros(len(goals))
+    success = np.zeros(len(goals), dtype=bool)
+    try:  # the environments are closed whatever happens, a policy's exception included
+        envs.extend(make_env(task, pool[g]) for g in goals)
+        observations = np.stack([env.reset()[0] for env in envs])
+        policy.reset(len(envs))
+        rewards: np.ndarray | None = None
+        for _ in range(protocol.max_steps):
+            actions = policy.act(observations, rewards)
+            steps = [env.step(action) for env, action in zip(envs, actions, strict=True)]
+            observations = np.stack([s[0] for s in steps])
+            rewards = np.array([s[1] for s in steps], dtype=np.float64)
+            success |= np.array([s[4]["success"] > 0 for s in steps])
+            returns += rewards
+            if on_step is not None:
+                on_step()
+    finally:
+        for env in envs:
+            env.close()
     return {
         "success_rate": float(success.mean()),
         "mean_return": float(returns.mean()),

@@ -62,3 +62,46 @@ def test_evaluate_reports_every_task_and_the_mean():
     rates = [r["success_rate"] for r in scores["per_task"].values()]
     assert scores["success_rate"] == np.mean(rates)
     assert scores["protocol"]["success"] == "info['success'] at any step of the episode"
+
+
+class FailsAtStep:
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def reset(self, num_episodes: int) -> None:
+        self.calls = 0
+
+    def act(self, observations, rewards):
+        self.calls += 1
+        if self.calls > self.step:
+            raise RuntimeError("policy bug")
+        return np.zeros((len(observations), 4))
+
+
+def test_environments_are_closed_when_the_policy_raises(monkeypatch):
+    """Real environments, each noting its close(): a policy bug must not leak MuJoCo envs."""
+    import pytest
+
+    import bench.evaluate
+    from bench.envs import metaworld
+
+    made = []
+
+    def make_and_note(task, goal):
+        env = metaworld.make_env(task, goal)
+        close = env.close
+        env.closed = False
+
+        def close_and_note():
+            env.closed = True
+            close()
+
+        env.close = close_and_note
+        made.append(env)
+        return env
+
+    monkeypatch.setattr(bench.evaluate, "make_env", make_and_note)
+    protocol = EvalProtocol(episodes=3, goal_pool_seed=1000, goal_selection_seed=0)
+    with pytest.raises(RuntimeError, match="policy bug"):
+        run_episodes("reach-v3", FailsAtStep(5), protocol)
+    assert len(made) == 3 and all(env.closed for env in made)
