@@ -54,6 +54,11 @@ def launch(overrides: Sequence[str]) -> int:
     print(f"{len(jobs) - len(failed)} of {len(jobs)} runs finished")
     for job in failed:
         print(f"failed: {job}")
+    from bench.report import comparison_table
+
+    table = comparison_table([settings.run_dir for _, settings in jobs])
+    if table:
+        print("\n" + table)
     return 1 if failed else 0
 
 

@@ -1,63 +1,439 @@
-"""Results -> pandas -> tables (tabulate markdown)."""
+"""`bench report`: the paper's tables from run results, with honest statistics and provenance.
+
+Everything comes from one DataFrame (bench.result_table: a row per run and task). Runs of
+different scale presets, dataset stores or evaluation protocols form separate cohorts and are
+never averaged together; within a cohort a cell is one configuration (method, variant, suite,
+data) averaged over its seeds, and a cell with fewer seeds than the most complete one says so.
+The tables report the final checkpoint; the paper's own numbers appear only in rows labelled
+"paper (their data, their scale)".
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
+from tabulate import tabulate
 
-from bench import results
-from bench.errors import UserError
+from bench import plots, statistics
+from bench.errors import unknown_choice
+from bench.result_table import COHORT, harmony_curves, learning_curves, load_results
+
+FORMATS = ("md", "latex", "csv", "json")
+REFERENCE = Path(__file__).with_name("paper_reference.yaml")
+PAPER_LABEL = "paper (their data, their scale)"
+DATA_ORDER = ("near_optimal", "sub_optimal")
+SUITE_ORDER = ("mt5", "mt30", "mt50")
+REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 
 
-def per_task_table(result: Mapping[str, Any]) -> str:
-    """One run's per-task success rate and return, with the mean over tasks last."""
-    rows = [
-        {"task": task, "success_rate": r["success_rate"], "mean_return": r["mean_return"]}
-        for task, r in result["per_task"].items()
-    ]
-    mean = {"success_rate": result["success_rate"], "mean_return": result["mean_return"]}
-    rows.append({"task": "mean", **mean})
-    frame = pd.DataFrame(rows)
-    protocol = result["protocol"]
-    title = (
-        f"{result['method']} on {result['suite']} ({result['data']['name']}), "
-        f"seed {result['seed']}, scale={result['scale']}, "
-        f"{protocol['episodes_per_task']} episodes per task, checkpoint {protocol['checkpoint']}"
+def write_report(root: Path, out: Path | None, fmt: str = "md") -> str:
+    """The report of every result below `root`; with `out`, also written there (plots and
+    commands.sh in the folder `out` without its suffix). Returns the text."""
+    if fmt not in FORMATS:
+        raise unknown_choice("report format", fmt, FORMATS)
+    frame = load_results(root)
+    if fmt in ("csv", "json"):
+        text = (
+            frame.to_csv(index=False) if fmt == "csv" else frame.to_json(orient="records", indent=1)
+        )
+    else:
+        assets = out.with_suffix("") if out is not None else None
+        text = _document(frame, fmt, assets, out.parent if out is not None else None)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return text
+
+
+def comparison_table(run_dirs: Sequence[Path]) -> str | None:
+    """The Table 1 style comparison of the given runs (the end of `bench run -m`), or None."""
+    frames = []
+    for run_dir in run_dirs:
+        if (Path(run_dir) / "result.json").exists():
+            frames.append(load_results(Path(run_dir)))
+    if not frames:
+        return None
+    frame = pd.concat(frames, ignore_index=True)
+    parts = []
+    for _, cohort in frame.groupby(COHORT, sort=True):
+        for suite, runs in cohort.groupby("suite", sort=False):
+            parts.append(
+                _render(_suite_table(runs), "md", f"{suite}, scale={runs['scale'].iloc[0]}")
+            )
+    return "\n\n".join(parts)
+
+
+# The document ------------------------------------------------------------------------------------
+
+
+def _document(frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None) -> str:
+    cohorts = list(frame.groupby(COHORT, sort=True))
+    sections, warnings = [], []
+    if len(cohorts) > 1:
+        warnings.append(
+            f"{len(cohorts)} groups of runs differ in scale preset, evaluation episodes or dataset "
+            "store; each has its own section and they are never averaged together."
+        )
+    for number, ((scale, episodes, store), cohort) in enumerate(cohorts, start=1):
+        name = f"{scale}-ep{episodes}-{str(store)[:8]}" if len(cohorts) > 1 else str(scale)
+        heading = f"scale={scale}, {episodes} evaluation episodes per task, store {str(store)[:12]}"
+        body, cohort_warnings = _cohort(cohort, fmt, assets, base, name)
+        warnings += [f"{heading}: {w}" for w in cohort_warnings]
+        sections.append(_heading(fmt, 2, f"{number}. {heading}") + "\n\n" + body)
+    if assets is not None:
+        assets.mkdir(parents=True, exist_ok=True)
+        (assets / "commands.sh").write_text(_commands(frame))
+    top = [_heading(fmt, 1, "mtbench report")]
+    top += [_note(fmt, f"**Warning:** {w}") for w in warnings]
+    top.append(
+        _note(
+            fmt,
+            "Scores are success rates (%) of the final checkpoint, mean ± std over "
+            "seeds; `n=k` marks a cell with fewer seeds than the most complete one.",
+        )
     )
-    return title + "\n\n" + frame.to_markdown(index=False, floatfmt=".3f")
+    if assets is not None:
+        top.append(
+            _note(
+                fmt,
+                f"Every run's command: [{assets.name}/commands.sh]"
+                f"({_link(assets / 'commands.sh', base)}).",
+            )
+        )
+    return "\n\n".join([*top, *sections]) + "\n"
 
 
-def status_table(root: Path) -> str:
-    """One row per run below `root`: its status, last logged step of its planned steps, and
-    its mean success rate once done (the final checkpoint's, never a best-of-training)."""
-    if not Path(root).is_dir():
-        raise UserError(f"no such folder: {root}")
-    rows = []
-    for run_dir in results.find_runs(root):
-        config_path = run_dir / results.CONFIG
-        planned = (
-            yaml.safe_load(config_path.read_text())["config"]["train"]["steps"]
-            if config_path.exists()
-            else None
+def _cohort(
+    cohort: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None, name: str
+) -> tuple[str, list[str]]:
+    parts, warnings = [], []
+    for suite in _ordered(cohort["suite"].unique(), SUITE_ORDER):
+        runs = cohort[cohort["suite"] == suite]
+        table = _suite_table(runs)
+        reference = _paper_rows_for_suite(suite)
+        source = {"mt50": "Table 1", "mt5": "Table 2", "mt30": "Table 2"}.get(suite)
+        caption = f"Table 1 style: {suite}, final checkpoint" + (
+            f"; paper rows from its {source}" if source else ""
         )
-        steps = [e["step"] for e in results.read_metrics(run_dir) if e.get("event") == "train"]
-        result_path = run_dir / results.RESULT
-        success = (
-            json.loads(result_path.read_text())["success_rate"] if result_path.exists() else None
-        )
-        rows.append(
+        parts.append(_render(table, fmt, caption, reference))
+        warnings += _missing_seed_warnings(runs)
+    suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]
+    if len(suites) > 1:
+        parts.append(_render(_suites_table(cohort), fmt, "Table 2 style: suites side by side"))
+    sizes = _sizes_table(cohort)
+    if sizes is not None:
+        parts.append(_render(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)"))
+    for (suite, data), runs in cohort.groupby(["suite", "data"], sort=True):
+        parts.append(_aggregates(runs, fmt, assets, base, f"{name}-{suite}-{data}"))
+    parts.append(_provenance(cohort, fmt))
+    return "\n\n".join(parts), warnings
+
+
+# Tables ------------------------------------------------------------------------------------------
+
+
+def _label(row: pd.Series) -> str:
+    return row["method"] if row["variant"] == "default" else f"{row['method']} [{row['variant']}]"
+
+
+def _runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its cell, seed and mean success rate over tasks."""
+    runs = frame.drop_duplicates("run_dir").copy()
+    runs["label"] = runs.apply(_label, axis=1)
+    return runs
+
+
+def _cells(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Mean, std and seed count of the per-run success rate (%) per label and `columns`."""
+    grouped = runs.groupby(["label", *columns])["run_success_rate"]
+    cells = grouped.agg(mean="mean", std="std", n="count").reset_index()
+    cells["mean"] *= 100
+    cells["std"] = cells["std"].fillna(0.0) * 100
+    return cells
+
+
+def _pivot(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """label x columns of 'mean ± std', the best per column in bold, `n=k` when incomplete."""
+    full = int(cells["n"].max())
+    best = cells.groupby(columns)["mean"].transform("max")
+    text = cells.apply(
+        lambda c: (
+            ("**{:.2f} ± {:.2f}**" if c["mean"] == best[c.name] else "{:.2f} ± {:.2f}").format(
+                c["mean"], c["std"]
+            )
+            + (f" (n={int(c['n'])})" if c["n"] < full else "")
+        ),
+        axis=1,
+    )
+    table = cells.assign(text=text).pivot_table(
+        index="label", columns=columns, values="text", aggfunc="first"
+    )
+    table.columns = [
+        " ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in table.columns
+    ]
+    return table.fillna("—")
+
+
+def _suite_table(frame: pd.DataFrame) -> pd.DataFrame:
+    runs = _runs(frame)
+    table = _pivot(_cells(runs, ["data"]), ["data"])
+    ordered = [d for d in DATA_ORDER if d in table.columns] + [
+        d for d in table.columns if d not in DATA_ORDER
+    ]
+    params = runs.groupby("label")["num_parameters"].first() / 1e6
+    return table[ordered].assign(params=params.map("{:.2f} M".format))
+
+
+def _suites_table(frame: pd.DataFrame) -> pd.DataFrame:
+    return _pivot(_cells(_runs(frame), ["suite", "data"]), ["suite", "data"])
+
+
+def _sizes_table(frame: pd.DataFrame) -> pd.DataFrame | None:
+    runs = _runs(frame).dropna(subset=["n_layer", "n_head"])
+    if runs.groupby("method")[["n_layer", "n_head"]].nunique().max().max() < 2:
+        return None
+    runs = runs.assign(
+        label=runs["method"],
+        size=runs.apply(
+            lambda r: f"({int(r['n_layer'])}, {int(r['n_head'])}, {r['num_parameters'] / 1e6:.2f})",
+            axis=1,
+        ),
+    )
+    return _pivot(_cells(runs, ["suite", "data", "size"]), ["suite", "data", "size"]).T
+
+
+def _per_task(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.assign(label=frame.apply(_label, axis=1))
+    return frame.pivot_table(index="label", columns="task", values="success_rate", aggfunc="mean")
+
+
+def _missing_seed_warnings(frame: pd.DataFrame) -> list[str]:
+    runs = _runs(frame)
+    expected = set(runs["seed"])
+    warnings = []
+    for (label, data), cell in runs.groupby(["label", "data"]):
+        missing = sorted(expected - set(cell["seed"]))
+        if missing:
+            warnings.append(
+                f"{label} on {frame['suite'].iloc[0]} {data} lacks seed(s) "
+                f"{', '.join(map(str, missing))}: its cell averages {len(cell)} seed(s)"
+            )
+    return warnings
+
+
+def _paper_rows_for_suite(suite: str) -> pd.DataFrame | None:
+    """The paper's reported rows for a suite (Table 1 for mt50, Table 2 for mt5 / mt30)."""
+    reference = yaml.safe_load(REFERENCE.read_text())
+    rows = {}
+    if suite == "mt50":
+        for row in reference["table1"]["rows"]:
+            rows[f"{row['method']} — {PAPER_LABEL}"] = {
+                data: _reported(row.get(data)) for data in DATA_ORDER
+            } | {"params": f"{row['params_m']:.2f} M"}
+    elif suite in ("mt5", "mt30"):
+        for row in reference["table2"]["rows"]:
+            rows[f"{row['method']} — {PAPER_LABEL}"] = {
+                data: _reported(row[suite].get(data)) for data in DATA_ORDER
+            } | {"params": "—"}
+    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+
+
+def _reported(value: list[float] | None) -> str:
+    return "—" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+
+
+# Aggregates and plots -----------------------------------------------------------------------------
+
+
+def _aggregates(
+    frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None, name: str
+) -> str:
+    suite, data, scale = frame["suite"].iloc[0], frame["data"].iloc[0], frame["scale"].iloc[0]
+    labelled = frame.assign(label=frame.apply(_label, axis=1))
+    matrices = statistics.score_matrices(labelled, by="label")
+    estimates = statistics.interval_estimates(matrices)
+    table = pd.DataFrame(
+        {
+            "runs x tasks": [
+                f"{len(matrices[m])} x {matrices[m].shape[1]}" for m in estimates["method"]
+            ],
+            "IQM (95% CI)": [_ci(r.iqm, r.iqm_low, r.iqm_high) for r in estimates.itertuples()],
+            "mean (95% CI)": [_ci(r.mean, r.mean_low, r.mean_high) for r in estimates.itertuples()],
+        },
+        index=estimates["method"],
+    )
+    parts = [_render(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)")]
+    if REFERENCE_METHOD in matrices and len(matrices) > 1:
+        improvement = statistics.probability_of_improvement(matrices, REFERENCE_METHOD)
+        improvement = improvement.set_index("method")
+        shown = pd.DataFrame(
             {
-                "run": str(run_dir.relative_to(root)),
-                "status": results.read_status(run_dir),
-                "step": f"{steps[-1] if steps else 0}/{planned}",
-                "success_rate": success,
-            }
+                f"P({REFERENCE_METHOD} > method) (95% CI)": [
+                    f"{r.probability:.2f} [{r.low:.2f}, {r.high:.2f}]"
+                    for r in improvement.itertuples()
+                ]
+            },
+            index=improvement.index,
         )
-    if not rows:
-        return f"no runs under {root}"
-    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")
+        parts.append(_render(shown, fmt, f"Probability of improvement: {suite} {data}"))
+    per_task = _per_task(frame)
+    details = _render(
+        per_task.map(lambda v: f"{100 * v:.0f}"),
+        fmt,
+        f"Per task: {suite} {data}, success rate (%), mean over seeds",
+    )
+    summary = f"<summary>Per-task success rates ({suite} {data})</summary>"
+    parts.append(f"<details>{summary}\n\n{details}\n\n</details>" if fmt == "md" else details)
+    if assets is not None and fmt == "md":
+        parts.append(
+            _figures(
+                frame,
+                labelled,
+                matrices,
+                per_task,
+                assets,
+                base,
+                name,
+                f"{suite} {data}, scale={scale}",
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def _figures(
+    frame: pd.DataFrame,
+    labelled: pd.DataFrame,
+    matrices: dict[str, np.ndarray],
+    per_task: pd.DataFrame,
+    assets: Path,
+    base: Path | None,
+    name: str,
+    title: str,
+) -> str:
+    made = [
+        plots.success_heatmap(
+            per_task, assets / f"{name}-per-task.png", f"Per-task success: {title}"
+        )
+    ]
+    thresholds = np.linspace(0.0, 1.0, 21)
+    profiles, intervals = statistics.performance_profiles(matrices, thresholds)
+    made.append(
+        plots.performance_profiles(
+            profiles,
+            intervals,
+            thresholds,
+            assets / f"{name}-profile.png",
+            f"Performance profile: {title}",
+        )
+    )
+    curves = learning_curves(frame)
+    if curves["step"].nunique() > 1:
+        curves = curves.assign(label=curves.apply(_label, axis=1))
+        made.append(
+            plots.learning_curves(
+                curves, assets / f"{name}-curves.png", f"Evaluation during training: {title}"
+            )
+        )
+    harmony = harmony_curves(frame)
+    if not harmony.empty:
+        made.append(
+            plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")
+        )
+    return "\n\n".join(f"![{path.stem}]({_link(path, base)})" for path in made)
+
+
+def _ci(point: float, low: float, high: float) -> str:
+    return f"{100 * point:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
+# Provenance --------------------------------------------------------------------------------------
+
+
+def _provenance(frame: pd.DataFrame, fmt: str) -> str:
+    runs = frame.drop_duplicates("run_dir")
+    commits = [
+        f"{commit[:12]}{' (dirty tree)' if dirty else ''}"
+        for commit, dirty in sorted(set(zip(runs["commit"], runs["dirty"], strict=True)))
+    ]
+    versions = {
+        name.removeprefix("version_"): ", ".join(sorted(set(map(str, runs[name]))))
+        for name in runs.columns
+        if name.startswith("version_")
+    }
+    lines = [
+        f"scale preset: {', '.join(sorted(set(runs['scale'])))}",
+        f"seeds: {', '.join(map(str, sorted(set(runs['seed']))))}",
+        f"evaluation: {runs['eval_episodes'].iloc[0]} episodes per task, random goals (MT50-rand), "
+        "success = info['success'] at any of 500 steps, checkpoint: final",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "dataset manifest hashes: " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
+        "code commits: " + ", ".join(commits),
+    ]
+    if fmt == "latex":
+        return "\n".join(f"% {line}" for line in lines)
+    return "Provenance:\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _commands(frame: pd.DataFrame) -> str:
+    runs = frame.drop_duplicates("run_dir").sort_values("run_dir")
+    lines = [
+        "#!/usr/bin/env bash",
+        "# The command behind every cell of the report, one run each.",
+        "set -euo pipefail",
+        "",
+    ]
+    for run in runs.itertuples():
+        lines.append(f"# {run.run_dir}")
+        lines.append(
+            run.command or "# (no command recorded: run made before mtbench saved overrides)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Rendering ---------------------------------------------------------------------------------------
+
+
+def _render(
+    table: pd.DataFrame, fmt: str, caption: str, reference: pd.DataFrame | None = None
+) -> str:
+    rows = [
+        [index, *row] for index, row in zip(table.index, table.to_numpy().tolist(), strict=True)
+    ]
+    if reference is not None:
+        reference = reference.reindex(columns=table.columns).fillna("—")
+        rows += [
+            [index, *row]
+            for index, row in zip(reference.index, reference.to_numpy().tolist(), strict=True)
+        ]
+    headers = ["", *map(str, table.columns)]
+    if fmt == "latex":
+        body = _latex_bold(tabulate(rows, headers, tablefmt="latex_raw"))
+        return f"% {caption}\n" + body.replace("±", "$\\pm$").replace("_", "\\_")
+    return f"**{caption}**\n\n" + tabulate(rows, headers, tablefmt="pipe", disable_numparse=True)
+
+
+def _latex_bold(text: str) -> str:
+    parts = text.split("**")
+    return "".join(part if i % 2 == 0 else f"\\textbf{{{part}}}" for i, part in enumerate(parts))
+
+
+def _heading(fmt: str, level: int, text: str) -> str:
+    return f"% {text}" if fmt == "latex" else f"{'#' * level} {text}"
+
+
+def _note(fmt: str, text: str) -> str:
+    return f"% {text}" if fmt == "latex" else text
+
+
+def _ordered(values: Any, order: Sequence[str]) -> list[str]:
+    values = list(values)
+    return [v for v in order if v in values] + sorted(v for v in values if v not in order)
+
+
+def _link(path: Path, base: Path | None) -> str:
+    return str(path.relative_to(base)) if base is not None else str(path)

@@ -135,6 +135,16 @@ def dataset_hash(manifest: Mapping[str, Any], tasks: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
 
 
+def store_hash(manifest: Mapping[str, Any]) -> str:
+    """sha256 of what makes a store the store it is, whichever tasks a run reads from it: the
+    generator settings of a generated one; the import and its time for an imported one. Runs
+    on mt5 and mt50 of one generated store share it (a report may put them in one table)."""
+    made = {key: manifest.get(key) for key in ("source", "generator", "import")}
+    if manifest.get("source") != "scripted":
+        made["created"] = manifest.get("created")
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
+
+
 def versions() -> dict[str, str]:
     """Versions of everything that changes a number, as users of similar projects ask."""
     found = {"python": platform.python_version()}

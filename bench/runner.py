@@ -186,6 +186,10 @@ class _Run:
             "tasks": list(suite.tasks),
             "data": {"name": data_config["name"], **data.summary()},
             "dataset_hash": self.dataset_hash,
+            "dataset_store": {
+                "path": str(dataset_path(data_config)),
+                "hash": results.store_hash(store.manifest),
+            },
             "scale": settings.scale,
             "seed": settings.seed,
             "non_default": settings.non_default,

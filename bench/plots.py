@@ -1,0 +1,98 @@
+"""The report's figures (matplotlib, PNG): each function draws one figure into `path`.
+
+Every figure is titled with what it shows and where it comes from (suite, data, preset), so a
+PNG read on its own is not mistaken for a paper-scale result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
+    """Mean success rate over seeds against the step, a band of ±1 standard error, per method."""
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    for label, group in curves.groupby("label", sort=True):
+        by_step = group.groupby("step")["success_rate"]
+        mean, error = by_step.mean(), by_step.sem().fillna(0.0)
+        axes.plot(mean.index, mean.to_numpy() * 100, marker="o", markersize=3, label=label)
+        axes.fill_between(
+            mean.index, (mean - error).to_numpy() * 100, (mean + error).to_numpy() * 100, alpha=0.2
+        )
+    axes.set(xlabel="training step", ylabel="success rate (%)", title=title, ylim=(-2, 102))
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def success_heatmap(per_task: pd.DataFrame, path: Path, title: str) -> Path:
+    """Methods x tasks, mean success rate over seeds (%), the value written in each cell."""
+    values = per_task.to_numpy(dtype=float) * 100
+    height = 1.2 + 0.45 * len(per_task.index)
+    width = 3 + 0.55 * len(per_task.columns)
+    figure, axes = plt.subplots(figsize=(min(width, 30), height))
+    image = axes.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    axes.set_xticks(range(len(per_task.columns)), per_task.columns, rotation=60, ha="right")
+    axes.set_yticks(range(len(per_task.index)), per_task.index)
+    if values.size <= 400:
+        for (row, column), value in np.ndenumerate(values):
+            colour = "white" if value < 50 else "black"
+            axes.text(
+                column, row, f"{value:.0f}", ha="center", va="center", fontsize=7, color=colour
+            )
+    figure.colorbar(image, ax=axes, label="success rate (%)")
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def performance_profiles(
+    profiles: Mapping[str, np.ndarray],
+    intervals: Mapping[str, np.ndarray],
+    thresholds: np.ndarray,
+    path: Path,
+    title: str,
+) -> Path:
+    """Fraction of (run, task) scores above each success-rate threshold, with 95 % CI bands."""
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, profile in profiles.items():
+        low, high = intervals[name]
+        axes.plot(thresholds * 100, profile, label=name)
+        axes.fill_between(thresholds * 100, low, high, alpha=0.15)
+    axes.set(
+        xlabel="success rate threshold τ (%)",
+        ylabel="fraction of runs x tasks > τ",
+        title=title,
+        ylim=(-0.02, 1.02),
+    )
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
+    """HarmoDT's averaged harmony score (Def. 3.2) over training, with and without masks."""
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for (method, series), group in curves.groupby(["method", "series"], sort=True):
+        by_step = group.groupby("step")["harmony"].mean()
+        axes.plot(by_step.index, by_step.to_numpy(), label=f"{method} ({series})")
+    axes.set(xlabel="training step", ylabel="average harmony score", title=title)
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,108 @@
+"""Aggregate statistics over runs, the rliable way: small pure functions over score matrices.
+
+A method's score matrix is (seeds x tasks) of per-task success rates: seeds are the runs, tasks
+are tasks. Evaluation episodes are never stacked as runs (that would make the intervals falsely
+narrow: 50 episodes of one seed are not 50 independent trainings). The intervals are rliable's
+stratified bootstrap (resampling runs within each task), 95 %.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from rliable import library as rly
+from rliable import metrics
+
+CONFIDENCE = 0.95
+# arch (rliable's bootstrap) warns that RandomState is deprecated; rliable 1.2 only passes one.
+warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+
+
+def score_matrices(frame: pd.DataFrame, by: str = "method") -> dict[str, np.ndarray]:
+    """{name: (seeds, tasks) success rates} from a frame of one suite, data and cohort; tasks
+    in the same (sorted) order for every name."""
+    matrices = {}
+    for name, group in frame.groupby(by, sort=True):
+        table = group.pivot_table(index="seed", columns="task", values="success_rate")
+        matrices[str(name)] = table.sort_index(axis=1).to_numpy(dtype=float)
+    return matrices
+
+
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean over every (run, task) score: the mean of the middle 50 %."""
+    return float(metrics.aggregate_iqm(scores))
+
+
+def mean(scores: np.ndarray) -> float:
+    return float(metrics.aggregate_mean(scores))
+
+
+def interval_estimates(
+    matrices: Mapping[str, np.ndarray], reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """IQM and mean with stratified-bootstrap CIs: a row per method (point, low, high)."""
+    aggregate = lambda scores: np.array([iqm(scores), mean(scores)])
+    points, intervals = rly.get_interval_estimates(
+        dict(matrices),
+        aggregate,
+        reps=reps,
+        confidence_interval_size=CONFIDENCE,
+        random_state=np.random.RandomState(seed),
+    )
+    rows = []
+    for name in matrices:
+        (iqm_point, mean_point), (low, high) = points[name], intervals[name]
+        rows.append(
+            {
+                "method": name,
+                "runs": len(matrices[name]),
+                "iqm": iqm_point,
+                "iqm_low": low[0],
+                "iqm_high": high[0],
+                "mean": mean_point,
+                "mean_low": low[1],
+                "mean_high": high[1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def probability_of_improvement(
+    matrices: Mapping[str, np.ndarray], reference: str, reps: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """P(reference > other) averaged over tasks (Agarwal et al. 2021), with bootstrap CIs."""
+    pairs = {
+        f"{reference},{other}": (matrices[reference], matrices[other])
+        for other in matrices
+        if other != reference
+    }
+    if not pairs:
+        return pd.DataFrame(columns=["method", "probability", "low", "high"])
+    points, intervals = rly.get_interval_estimates(
+        pairs,
+        metrics.probability_of_improvement,
+        reps=reps,
+        confidence_interval_size=CONFIDENCE,
+        random_state=np.random.RandomState(seed),
+    )
+    rows = []
+    for pair in pairs:
+        low, high = np.ravel(intervals[pair])
+        point = float(np.ravel(points[pair])[0])
+        rows.append({"method": pair.split(",")[1], "probability": point, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def performance_profiles(
+    matrices: Mapping[str, np.ndarray], thresholds: np.ndarray, reps: int = 2000, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fraction of (run, task) scores above each threshold, with bootstrap CIs, per method."""
+    return rly.create_performance_profile(
+        dict(matrices),
+        thresholds,
+        reps=reps,
+        confidence_interval_size=CONFIDENCE,
+    )
