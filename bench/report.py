@@ -11,6 +11,7 @@ The tables report the final checkpoint; the paper's own numbers appear only in r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,15 @@ SUITE_ORDER = ("mt5", "mt30", "mt50")
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 
 
-def write_report(root: Path, out: Path | None, fmt: str = "md") -> str:
+@dataclass(frozen=True)
+class _Output:
+    fmt: str
+    assets: Path | None  # where plots and commands.sh go (None: nowhere)
+    base: Path | None  # links are relative to it (the report's folder)
+    reps: int  # bootstrap resamples
+
+
+def write_report(root: Path, out: Path | None, fmt: str = "md", reps: int = 2000) -> str:
     """The report of every result below `root`; with `out`, also written there (plots and
     commands.sh in the folder `out` without its suffix). Returns the text."""
     if fmt not in FORMATS:
@@ -43,7 +52,8 @@ def write_report(root: Path, out: Path | None, fmt: str = "md") -> str:
         )
     else:
         assets = out.with_suffix("") if out is not None else None
-        text = _document(frame, fmt, assets, out.parent if out is not None else None)
+        output = _Output(fmt, assets, out.parent if out is not None else None, reps)
+        text = _document(frame, output)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
@@ -71,7 +81,8 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
 # The document ------------------------------------------------------------------------------------
 
 
-def _document(frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None) -> str:
+def _document(frame: pd.DataFrame, output: _Output) -> str:
+    fmt, assets, base = output.fmt, output.assets, output.base
     cohorts = list(frame.groupby(COHORT, sort=True))
     sections, warnings = [], []
     if len(cohorts) > 1:
@@ -82,7 +93,7 @@ def _document(frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | N
     for number, ((scale, episodes, store), cohort) in enumerate(cohorts, start=1):
         name = f"{scale}-ep{episodes}-{str(store)[:8]}" if len(cohorts) > 1 else str(scale)
         heading = f"scale={scale}, {episodes} evaluation episodes per task, store {str(store)[:12]}"
-        body, cohort_warnings = _cohort(cohort, fmt, assets, base, name)
+        body, cohort_warnings = _cohort(cohort, output, name)
         warnings += [f"{heading}: {w}" for w in cohort_warnings]
         sections.append(_heading(fmt, 2, f"{number}. {heading}") + "\n\n" + body)
     if assets is not None:
@@ -108,9 +119,8 @@ def _document(frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | N
     return "\n\n".join([*top, *sections]) + "\n"
 
 
-def _cohort(
-    cohort: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None, name: str
-) -> tuple[str, list[str]]:
+def _cohort(cohort: pd.DataFrame, output: _Output, name: str) -> tuple[str, list[str]]:
+    fmt = output.fmt
     parts, warnings = [], []
     for suite in _ordered(cohort["suite"].unique(), SUITE_ORDER):
         runs = cohort[cohort["suite"] == suite]
@@ -129,7 +139,7 @@ def _cohort(
     if sizes is not None:
         parts.append(_render(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)"))
     for (suite, data), runs in cohort.groupby(["suite", "data"], sort=True):
-        parts.append(_aggregates(runs, fmt, assets, base, f"{name}-{suite}-{data}"))
+        parts.append(_aggregates(runs, output, f"{name}-{suite}-{data}"))
     parts.append(_provenance(cohort, fmt))
     return "\n\n".join(parts), warnings
 
@@ -195,7 +205,8 @@ def _suites_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _sizes_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     runs = _runs(frame).dropna(subset=["n_layer", "n_head"])
-    if runs.groupby("method")[["n_layer", "n_head"]].nunique().max().max() < 2:
+    sizes_per_method = runs.groupby("method")[["n_layer", "n_head"]].nunique()
+    if runs.empty or int(sizes_per_method.to_numpy().max()) < 2:
         return None
     runs = runs.assign(
         label=runs["method"],
@@ -250,13 +261,12 @@ def _reported(value: list[float] | None) -> str:
 # Aggregates and plots -----------------------------------------------------------------------------
 
 
-def _aggregates(
-    frame: pd.DataFrame, fmt: str, assets: Path | None, base: Path | None, name: str
-) -> str:
+def _aggregates(frame: pd.DataFrame, output: _Output, name: str) -> str:
+    fmt, reps = output.fmt, output.reps
     suite, data, scale = frame["suite"].iloc[0], frame["data"].iloc[0], frame["scale"].iloc[0]
     labelled = frame.assign(label=frame.apply(_label, axis=1))
     matrices = statistics.score_matrices(labelled, by="label")
-    estimates = statistics.interval_estimates(matrices)
+    estimates = statistics.interval_estimates(matrices, reps=reps)
     table = pd.DataFrame(
         {
             "runs x tasks": [
@@ -269,7 +279,7 @@ def _aggregates(
     )
     parts = [_render(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)")]
     if REFERENCE_METHOD in matrices and len(matrices) > 1:
-        improvement = statistics.probability_of_improvement(matrices, REFERENCE_METHOD)
+        improvement = statistics.probability_of_improvement(matrices, REFERENCE_METHOD, reps=reps)
         improvement = improvement.set_index("method")
         shown = pd.DataFrame(
             {
@@ -289,39 +299,29 @@ def _aggregates(
     )
     summary = f"<summary>Per-task success rates ({suite} {data})</summary>"
     parts.append(f"<details>{summary}\n\n{details}\n\n</details>" if fmt == "md" else details)
-    if assets is not None and fmt == "md":
-        parts.append(
-            _figures(
-                frame,
-                labelled,
-                matrices,
-                per_task,
-                assets,
-                base,
-                name,
-                f"{suite} {data}, scale={scale}",
-            )
-        )
+    if output.assets is not None and fmt == "md":
+        title = f"{suite} {data}, scale={scale}"
+        parts.append(_figures(frame, matrices, per_task, output, name, title))
     return "\n\n".join(parts)
 
 
 def _figures(
     frame: pd.DataFrame,
-    labelled: pd.DataFrame,
     matrices: dict[str, np.ndarray],
     per_task: pd.DataFrame,
-    assets: Path,
-    base: Path | None,
+    output: _Output,
     name: str,
     title: str,
 ) -> str:
+    assets, base = output.assets, output.base
+    assert assets is not None
     made = [
         plots.success_heatmap(
             per_task, assets / f"{name}-per-task.png", f"Per-task success: {title}"
         )
     ]
     thresholds = np.linspace(0.0, 1.0, 21)
-    profiles, intervals = statistics.performance_profiles(matrices, thresholds)
+    profiles, intervals = statistics.performance_profiles(matrices, thresholds, reps=output.reps)
     made.append(
         plots.performance_profiles(
             profiles,

@@ -73,7 +73,9 @@ def test_published_layout_imports_and_trains(tmp_path, capsys):
         f"run.root={run_root}", "progress=false",
     ]  # fmt: skip
     assert main(["run", *overrides]) == 0
-    result = json.loads((run_root / "mt5/near_optimal/prompt_dt/seed0/result.json").read_text())
+    # data.path is a non-default value: the run directory says so (with a hash: it is a path).
+    (result_path,) = (run_root / "mt5/near_optimal/prompt_dt").glob("data.path=*/seed0/result.json")
+    result = json.loads(result_path.read_text())
     assert len(result["per_task"]) == 5
     assert result["data"]["path"] == str(store_path)
     assert result["data"]["train_episodes_per_task"] == [EPISODES - 2] * 5

@@ -1,0 +1,145 @@
+"""`bench report`: every number of its tables and aggregates, checked against numbers computed
+here independently, on a runs folder of one real smoke run plus hand-written results."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench.cli import main
+from bench.report import write_report
+
+REPS = 200  # bootstrap resamples: enough to bracket the point estimates, and fast
+TASKS = ["task-a", "task-b", "task-c", "task-d"]
+# (method, seed) -> per-task success rates; harmodt_f lacks seed 2 on purpose.
+SCORES = {
+    ("mtdt", 0): [0.2, 0.4, 0.0, 1.0],
+    ("mtdt", 1): [0.4, 0.4, 0.2, 0.8],
+    ("mtdt", 2): [0.0, 0.6, 0.2, 1.0],
+    ("harmodt_f", 0): [0.6, 0.8, 0.2, 1.0],
+    ("harmodt_f", 1): [0.8, 0.6, 0.4, 1.0],
+}
+
+
+@pytest.fixture(scope="module")
+def real_run(smoke_data_root, tmp_path_factory) -> Path:
+    """A real smoke run's directory (its result.json is the format the others copy)."""
+    runs = tmp_path_factory.mktemp("real")
+    args = ["run", "method=mtdt", "tasks=mt5", "scale=smoke", "progress=false"]
+    assert main([*args, f"data.root={smoke_data_root}", f"run.root={runs}"]) == 0
+    return next(runs.rglob("result.json")).parent
+
+
+@pytest.fixture(scope="module")
+def template(real_run) -> dict:
+    return json.loads((real_run / "result.json").read_text())
+
+
+def _write(root: Path, template: dict, method: str, seed: int, rates: list[float], **changes):
+    result = copy.deepcopy(template)
+    scale = changes.get("scale", "quick")
+    run_dir = root / scale / "mt5" / "near_optimal" / method / f"seed{seed}"
+    result.update(method=method, seed=seed, suite="mt5", scale=scale, run_dir=str(run_dir))
+    result["per_task"] = {
+        task: {"success_rate": rate, "mean_return": 100 * rate}
+        for task, rate in zip(TASKS, rates, strict=True)
+    }
+    result["success_rate"] = float(np.mean(rates))
+    result["dataset_store"] = {"path": "data/x", "hash": changes.get("store", "s" * 64)}
+    run_dir.mkdir(parents=True)
+    (run_dir / "result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture(scope="module")
+def runs(template, real_run, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    shutil.copytree(real_run, root / "real" / "smoke-mt5")
+    for (method, seed), rates in SCORES.items():
+        _write(root, template, method, seed, rates)
+    # The real run is another preset, "elsewhere" another store: each must be its own section.
+    _write(root / "elsewhere", template, "mtdt", 5, [0.0] * 4, store="t" * 64)
+    return root
+
+
+def _section(text: str, number: int) -> str:
+    """Section `number` of the report (1: quick + store s, 2: quick + store t, 3: smoke)."""
+    return text.split("\n## ")[number]
+
+
+def _cell(method: str) -> str:
+    means = [np.mean(r) * 100 for (m, _), r in SCORES.items() if m == method]
+    return f"{np.mean(means):.2f} ± {np.std(means, ddof=1):.2f}"
+
+
+def test_table_1_cells_are_the_mean_and_std_over_seeds(runs, tmp_path):
+    text = write_report(runs, tmp_path / "report.md", reps=REPS)
+    quick = _section(text, 1)
+    harmodt_row = next(line for line in quick.splitlines() if line.startswith("| harmodt_f "))
+    mtdt_row = next(line for line in quick.splitlines() if line.startswith("| mtdt "))
+    assert f"**{_cell('harmodt_f')}** (n=2)" in harmodt_row  # best in bold; one seed short
+    assert _cell("mtdt") in mtdt_row and "**" not in mtdt_row and "(n=" not in mtdt_row
+    heading = text.split("## ")[0]  # warnings come before the first section
+    assert "harmodt_f on mt5 near_optimal lacks seed(s) 2" in heading
+    assert "harmodt_f — paper (their data, their scale)" in quick  # Table 2's MT5 row, labelled
+
+
+def test_presets_and_stores_are_separate_sections(runs, template):
+    text = write_report(runs, None, reps=REPS)
+    assert text.count("\n## ") == 3 and "3 groups of runs differ" in text
+    smoke = _section(text, 3)
+    assert smoke.startswith("3. scale=smoke")
+    real = f"**{100 * template['success_rate']:.2f} ± 0.00**"
+    assert real in next(line for line in smoke.splitlines() if line.startswith("| mtdt "))
+    elsewhere = _section(text, 2)
+    assert "**0.00 ± 0.00**" in elsewhere and "(n=" not in elsewhere
+
+
+def test_iqm_and_mean_match_an_independent_computation(runs):
+    text = write_report(runs, None, reps=REPS)
+    quick = _section(text, 1)
+    aggregates = quick.split("Aggregates")[1]
+    for method in ("mtdt", "harmodt_f"):
+        scores = np.array([r for (m, _), r in SCORES.items() if m == method]).ravel()
+        row = next(line for line in aggregates.splitlines() if line.startswith(f"| {method} "))
+        iqm = stats.trim_mean(scores, 0.25) * 100
+        assert f"{iqm:.2f} [" in row and f"{scores.mean() * 100:.2f} [" in row
+        low, high = (float(x) for x in row.split("|")[3].split("[")[1].rstrip("] ").split(","))
+        assert low <= iqm <= high
+    # P(harmodt_f > mtdt): per task, the Mann-Whitney fraction of (x, y) pairs with x > y.
+    x = np.array([SCORES["harmodt_f", s] for s in (0, 1)])
+    y = np.array([SCORES["mtdt", s] for s in (0, 1, 2)])
+    pairs = (x[:, None, :] > y[None, :, :]) + 0.5 * (x[:, None, :] == y[None, :, :])
+    per_task = pairs.mean(axis=(0, 1))
+    per_task[[np.array_equal(x[:, t], y[:, t]) for t in range(4)]] = 0.5
+    assert f"| mtdt | {per_task.mean():.2f} [" in quick.replace("  ", " ").replace("  ", " ")
+
+
+def test_plots_and_commands_are_written_beside_the_report(runs, tmp_path):
+    out = tmp_path / "reports" / "mt5.md"
+    text = write_report(runs, out, reps=REPS)
+    assets = tmp_path / "reports" / "mt5"
+    pngs = sorted(p.name for p in assets.glob("*.png"))
+    assert any("per-task" in p for p in pngs) and any("profile" in p for p in pngs)
+    for png in pngs:
+        assert f"(mt5/{png})" in text
+    commands = (assets / "commands.sh").read_text()
+    assert "bench run method=mtdt tasks=mt5 scale=smoke" in commands  # the real run's command
+
+
+def test_csv_and_latex_formats(runs, capsys):
+    assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "csv"]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(frame) == 4 * (len(SCORES) + 1) + 5  # a row per run and task
+    assert set(frame["scale"]) == {"quick", "smoke"}
+    assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "latex"]) == 0
+    latex = capsys.readouterr().out
+    assert "\\begin{tabular}" in latex and "\\textbf{" in latex and "$\\pm$" in latex
+    assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "html"]) == 2
