@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import yaml
 
-from bench.errors import UserError
+from bench.errors import Interrupted, UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,11 +30,55 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
 
 
+def _version() -> str:
+    from importlib.metadata import version
+
+    from bench.config import REPO_ROOT
+    from bench.results import git_commit
+
+    commit = git_commit(REPO_ROOT)
+    dirty = "+dirty" if commit["dirty"] else ""
+    return f"mtbench {version('mtbench')} (commit {commit['commit'][:12]}{dirty})"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, computed only when asked (it runs git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.exit(0, _version() + "\n")
+
+
+def _run_help() -> str:
+    """The choices of every config group, read from configs/ (no method module is imported)."""
+    from bench.config import group_choices
+
+    lines = ["choices:"]
+    for group in ("method", "tasks", "data", "scale", "launcher"):
+        lines.append(f"  {group}=  {', '.join(group_choices(group))}")
+    lines += [
+        "main keys (defaults: scale=paper, the paper's Table 6):",
+        "  seed=0  device=cpu|cuda  threads=N  train.steps=N  train.eval_every=N",
+        "  eval.episodes=N  data.fraction=F  data.path=STORE  data.root=DIR",
+        "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods`)",
+        "examples:",
+        "  bench run method=harmodt_f tasks=mt5 scale=smoke",
+        "  bench run -m method=harmodt_f method.sparsity=0.1,0.3 seed=0,1,2 tasks=mt5 scale=quick",
+        "  bench run --cfg job method=mtdt       # the resolved config and run directory",
+    ]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Offline multi-task RL benchmark harness.")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="version and commit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="train and evaluate one run (or a sweep with -m)")
+    run = commands.add_parser(
+        "run",
+        help="train and evaluate one run (or a sweep with -m)",
+        epilog=_run_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("-m", "--multirun", action="store_true", help="expand key=a,b sweeps")
     run.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=mtdt seed=1")
@@ -43,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     generate = data_commands.add_parser(
         "generate", help="scripted-expert data: tasks=, data=, scale=, episodes_per_task=, workers="
+    )
+    generate.add_argument(
+        "--verify", action="store_true", help="also re-hash every file; corrupt tasks are repaired"
     )
     generate.add_argument("overrides", nargs="*")
     importer = data_commands.add_parser("import-npz", help="import the published MT50 npz layout")
@@ -58,7 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     experts.add_argument("overrides", nargs="*")
     status = commands.add_parser("status", help="list the runs below a folder and their state")
     status.add_argument("root", type=Path, nargs="?", default=Path("runs"))
-    commands.add_parser("methods", help="list the registered methods")
+    commands.add_parser("methods", help="the registered methods, a line each")
+    report = commands.add_parser(
+        "report", help="the paper's tables, aggregates and plots from the results below a folder"
+    )
+    report.add_argument("root", type=Path, help="runs folder (every result.json below it)")
+    report.add_argument("--out", type=Path, help="write here (e.g. reports/mt5.md), plots beside")
+    report.add_argument("--format", default="md", help="md (default), latex, csv or json")
+    report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
     analyze = commands.add_parser(
         "analyze", help="plot a run's harmony scores and a t-SNE of its task masks (PNG)"
     )
@@ -67,23 +121,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bench.config import REPO_ROOT, compose_config
+    from bench.config import REPO_ROOT
+    from bench.settings import load_settings
 
     if args.multirun:
         from bench.launch import launch
 
         return launch(args.overrides)
-    config = compose_config(args.overrides)
+    settings = load_settings(args.overrides)
     if args.cfg == "job":
-        print(yaml.safe_dump(config, sort_keys=False), end="")
+        print(yaml.safe_dump(_job_view(settings), sort_keys=False), end="")
         return 0
-    from bench.report import per_task_table
-    from bench.runner import execute, run_directory
+    from bench.console import per_task_table
+    from bench.runner import execute
 
-    result = execute(config, REPO_ROOT)
+    result = execute(settings, REPO_ROOT)
     print(per_task_table(result))
-    print(f"\nresult: {run_directory(config) / 'result.json'}")
+    print(f"\nresult: {settings.run_dir / 'result.json'}")
+    if settings.scale == "smoke":
+        print("scale=smoke: a check that everything runs end to end; these scores mean nothing")
     return 0
+
+
+def _job_view(settings: object) -> dict:
+    """The resolved config as `--cfg job` shows it: the run directory and task list first, and
+    without the preset's `dt`/`harmodt` sections, whose values the method section holds."""
+    from bench.settings import Settings
+
+    assert isinstance(settings, Settings)
+    shown = {k: v for k, v in settings.config.items() if k not in ("dt", "harmodt", "analysis")}
+    shown["tasks"] = {**shown["tasks"], "tasks": list(settings.suite.tasks)}
+    return {"run_dir": str(settings.run_dir), **shown}
 
 
 _DATA_SHORTHANDS = {"episodes_per_task": "data.episodes_per_task", "workers": "data.workers"}
@@ -103,7 +171,8 @@ def _data(args: argparse.Namespace) -> int:
         if config["data"]["path"]:
             raise UserError("data generate writes a generated store; drop data.path")
         suite = get_suite(config["tasks"]["name"])
-        store = open_dataset(config["data"], suite.tasks, bool(config["progress"]))
+        progress = bool(config["progress"])
+        store = open_dataset(config["data"], suite.tasks, progress, verify=args.verify)
         print(f"{dataset_path(config['data'])}: {len(store.tasks)} tasks")
         return 0
     if args.data_command == "import-npz":
@@ -122,27 +191,26 @@ def _data(args: argparse.Namespace) -> int:
 
 def _experts(args: argparse.Namespace) -> int:
     """The scripted experts through the same evaluator: what "near-optimal" can mean on v3."""
-    from bench.config import compose_config
+    from bench.console import per_task_table
     from bench.envs.metaworld import ScriptedExpert
     from bench.evaluate import evaluate
-    from bench.report import per_task_table
     from bench.runner import eval_protocol
-    from bench.suites import get_suite
+    from bench.settings import load_settings
 
-    config = compose_config(args.overrides)
-    suite = get_suite(config["tasks"]["name"])
+    settings = load_settings(args.overrides)
+    suite = settings.suite
     scores = evaluate(
         suite,
         lambda task_id: ScriptedExpert(suite.tasks[task_id]),
-        eval_protocol(config),
-        bool(config["progress"]),
+        eval_protocol(settings),
+        settings.progress,
     )
     described = {
         "method": "scripted expert",
         "suite": suite.name,
         "data": {"name": "-"},
-        "seed": config["seed"],
-        "scale": config["scale"]["name"],
+        "seed": settings.seed,
+        "scale": settings.scale,
         **scores,
         "protocol": {**scores["protocol"], "checkpoint": "-"},
     }
@@ -162,9 +230,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "experts":
             return _experts(args)
         if args.command == "status":
-            from bench.report import status_table
+            from bench.console import status_table
 
             print(status_table(args.root))
+            return 0
+        if args.command == "report":
+            from bench.report import write_report
+
+            text = write_report(args.root, args.out, args.format, args.bootstrap_reps)
+            print(f"{args.out}: written" if args.out else text, end="\n" if args.out else "")
             return 0
         if args.command == "analyze":
             from bench.analyze import analyze
@@ -172,16 +246,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in analyze(args.run_dir):
                 print(path)
             return 0
-        from bench.registry import registered
-
-        print("\n".join(registered()))
+        print(_methods_table())
         return 0
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return 128 + int(error.signal_number)
     except RunFailed as error:
         print(f"error: run failed: {error}", file=sys.stderr)
         return 1
+
+
+def _methods_table() -> str:
+    """A line per registered method: its name and the first comment line of its YAML."""
+    from bench.config import CONFIG_DIR
+    from bench.registry import registered
+
+    lines = []
+    for name in registered():
+        text = (CONFIG_DIR / "method" / f"{name}.yaml").read_text()
+        comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+        lines.append(f"{name:<10} {comments[0] if comments else ''}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,23 @@ on the other actions from 0.5 to 0.
 
 Generation is long work (MT50 near-optimal is ~3.6 h on 2 cores): tasks run in parallel worker
 processes, each finished task is written and added to the manifest at once, and a re-run skips
-the tasks the manifest already lists.
+the tasks the manifest already lists whose files are intact; damaged ones are generated again.
+Ctrl-C (or SIGTERM) stops the workers at once and keeps every task already written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import multiprocessing
-import queue
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -30,6 +36,7 @@ from bench.data.store import (
     add_tasks_to_manifest,
     provenance,
     read_manifest,
+    remove_abandoned_staging,
     write_task,
 )
 from bench.envs.metaworld import (
@@ -40,14 +47,14 @@ from bench.envs.metaworld import (
     make_env,
     sample_goals,
 )
-from bench.errors import UserError, unknown_choice
+from bench.errors import Interrupted, UserError, unknown_choice
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
 MAX_NOISE_STD = 0.5
 NOISE_SCHEDULE = (
     "progress = e / max(N - 1, 1); random_prob = 1 - progress; noise_std = 0.5 * (1 - progress)"
 )
-_POLL_SECONDS = 0.25  # how often the parent refreshes the progress bar
+_POLL_SECONDS = 0.25  # how often the parent refreshes the bar and looks for a stop request
 
 
 def noise_schedule(episode: int, num_episodes: int) -> tuple[float, float]:
@@ -122,8 +129,15 @@ def generate_dataset(
     pool_seed: int = 0,
     workers: int = 2,
     progress: bool = True,
+    verify: bool = False,
 ) -> DatasetStore:
-    """Generate (or finish generating) a scripted-expert dataset in `root`; return its store."""
+    """Generate, finish generating or repair a scripted-expert dataset in `root`; its store.
+
+    The requested tasks the manifest lists are checked first: the sizes of their files always
+    (cheap), their sha256 too with `verify`. A damaged task is generated again like a missing
+    one, and each repair is reported on stderr. SIGINT or SIGTERM stops the work (the running
+    workers killed, the tasks written kept) and raises Interrupted.
+    """
     root = Path(root)
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
@@ -140,11 +154,24 @@ def generate_dataset(
         "generator": _generator_settings(episodes_per_task, seed, pool_seed),
         **provenance(),
     }
-    finished = _tasks_already_generated(root, header)
-    todo = [task for task in tasks if task not in finished]
-    if todo:
-        _generate_in_workers(root, todo, header, workers, progress)
-        _list_in_order(root, tasks, header)
+    listed = _tasks_already_generated(root, header)
+    remove_abandoned_staging(root)
+    with _signals_as_request() as stop:
+        damage = _damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
+        if stop.signal_number is not None:
+            message = f"interrupted while checking the files of {root}; nothing was changed"
+            raise Interrupted(message, stop.signal_number)
+        todo = [task for task in tasks if task not in listed or task in damage]
+        if todo:
+            written = _generate_in_workers(root, todo, damage, header, workers, progress, stop)
+            if stop.signal_number is not None:
+                saved = len(tasks) - len(todo) + len(written)
+                raise Interrupted(
+                    f"interrupted: {saved} of {len(tasks)} tasks are saved in {root}; "
+                    "run the same command to resume",
+                    stop.signal_number,
+                )
+            _list_in_order(root, tasks, header)
     return DatasetStore(root)
 
 
@@ -173,7 +200,7 @@ def _generator_settings(episodes_per_task: int, seed: int, pool_seed: int) -> di
 
 
 def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
-    """Tasks `root` already holds, after checking they were made with the same settings.
+    """Tasks `root` already lists, after checking they were made with the same settings.
 
     On a match the header keeps the dataset's original creation time.
     """
@@ -196,73 +223,175 @@ def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     return set(manifest["tasks"])
 
 
-def _generate_and_write(
-    root: Path, task: str, episodes: int, seed: int, pool_seed: int, ticks: Any
-) -> dict:
-    """Worker body: one task from rollout to its folder on disk; returns the manifest entry."""
-    arrays = generate_task(task, episodes, seed, pool_seed, on_episode=lambda: ticks.put(1))
-    return write_task(root, task, arrays)
+class _StopRequest:
+    """SIGINT or SIGTERM as a flag that generation reads at safe points (between checked tasks,
+    between polls of the workers), so that a signal never lands inside a manifest update or
+    between starting a worker and taking note of it."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+
+    def handle(self, signal_number: int, frame: FrameType | None) -> None:
+        self.signal_number = signal_number
+
+
+@contextlib.contextmanager
+def _signals_as_request() -> Iterator[_StopRequest]:
+    stop = _StopRequest()
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for number in previous:
+            signal.signal(number, stop.handle)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield stop
+        return
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _damaged_tasks(
+    root: Path, listed: list[str], verify: bool, stop: _StopRequest
+) -> dict[str, str]:
+    """{task: what is wrong with its files} for the `listed` tasks that disagree with the
+    manifest; stops early (incomplete) once a stop is requested."""
+    if not listed:
+        return {}
+    store = DatasetStore(root)
+    damage = {}
+    for task in listed:
+        if stop.signal_number is not None:
+            break
+        problem = store.damage(task, checksums=verify)
+        if problem is not None:
+            damage[task] = problem
+    return damage
+
+
+def _worker(
+    results: Connection,
+    root: Path,
+    task: str,
+    episodes: int,
+    seed: int,
+    pool_seed: int,
+    replace: bool,
+) -> None:
+    """A worker process: one task from rollout to its folder on disk.
+
+    Sends None after each episode (progress), then the task's manifest entry.
+    """
+    arrays = generate_task(task, episodes, seed, pool_seed, on_episode=lambda: results.send(None))
+    results.send(write_task(root, task, arrays, replace=replace))
 
 
 def _generate_in_workers(
-    root: Path, todo: list[str], header: dict[str, Any], workers: int, progress: bool
-) -> None:
+    root: Path,
+    todo: list[str],
+    damage: dict[str, str],
+    header: dict[str, Any],
+    workers: int,
+    progress: bool,
+    stop: _StopRequest,
+) -> list[str]:
+    """Generate `todo` in worker processes, listing each task in the manifest once written, and
+    return the tasks listed. On a stop request it kills the running workers and returns at once."""
     settings = header["generator"]
     episodes = settings["episodes_per_task"]
     # "spawn": forking a parent that may hold threads (tqdm, torch) is unsafe.
     context = multiprocessing.get_context("spawn")
-    failures: list[tuple[str, BaseException]] = []
+    waiting = list(todo)
+    running: dict[Connection, tuple[str, BaseProcess]] = {}
+    written: list[str] = []
+    failed: dict[str, int | None] = {}
     bar = tqdm(
         total=len(todo) * episodes, unit="ep", desc="generating", disable=not progress, smoothing=0
     )
-    with (
-        bar,
-        context.Manager() as manager,
-        ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool,
-    ):
-        ticks = manager.Queue()
-        seed, pool_seed = settings["seed"], settings["pool_seed"]
-        pending: dict[Future, str] = {
-            pool.submit(_generate_and_write, root, task, episodes, seed, pool_seed, ticks): task
-            for task in todo
-        }
-        written = 0
+    with bar:
         try:
-            while pending:
-                done, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
-                _show_ticks(ticks, bar)
-                for future in done:
-                    task = pending.pop(future)
+            while (waiting or running) and stop.signal_number is None:
+                while waiting and len(running) < workers:
+                    task = waiting.pop(0)
+                    job = (root, task, episodes, settings["seed"], settings["pool_seed"])
+                    receiver, process = _start_worker(context, (*job, task in damage))
+                    running[receiver] = (task, process)
+                for receiver in wait(list(running), timeout=_POLL_SECONDS):
+                    task, process = running[receiver]
                     try:
-                        entry = future.result()
-                    except Exception as exc:  # keep the other tasks going: their work is kept
-                        failures.append((task, exc))
+                        entry = receiver.recv()
+                    except EOFError:  # the worker has exited, with or without sending an entry
+                        del running[receiver]
+                        receiver.close()
+                        process.join()
+                        if task not in written:  # keep the other tasks going: their work is kept
+                            failed[task] = process.exitcode
+                        continue
+                    if entry is None:
+                        bar.update(1)
                         continue
                     add_tasks_to_manifest(root, {task: entry}, header)
-                    written += 1
-                    bar.set_postfix_str(f"{written}/{len(todo)} tasks written")
+                    written.append(task)
+                    bar.set_postfix_str(f"{len(written)}/{len(todo)} tasks written")
+                    if task in damage:
+                        tqdm.write(f"repaired {task}: {damage[task]}", file=sys.stderr)
         finally:
-            # Interrupted: start none of the queued tasks (the running ones end on their own).
-            pool.shutdown(wait=False, cancel_futures=True)
-        _show_ticks(ticks, bar)
-    if failures:
-        failed = ", ".join(task for task, _ in failures)
+            if running:
+                _kill_workers(running)
+                remove_abandoned_staging(root)
+    if failed and stop.signal_number is None:
+        reasons = ", ".join(f"{task} ({_exit_reason(code)})" for task, code in failed.items())
         raise RuntimeError(
-            f"generating {failed} failed; the other tasks are saved, re-run to resume"
-        ) from failures[0][1]
+            f"generating {reasons} failed; the other tasks are saved, re-run to resume"
+        )
+    return written
 
 
-def _show_ticks(ticks: Any, bar: tqdm) -> None:
-    """Advance the bar by the episodes the workers finished since the last call."""
-    episodes = 0
-    while True:
-        try:
-            ticks.get_nowait()
-        except queue.Empty:
-            break
-        episodes += 1
-    if episodes:  # an update by 0 would still redraw the bar at every poll
-        bar.update(episodes)
+def _start_worker(context: SpawnContext, job: tuple) -> tuple[Connection, BaseProcess]:
+    """Start `_worker(sender, *job)`; the receiving end of its pipe and the process."""
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_worker, args=(sender, *job), daemon=True)
+    # A terminal's Ctrl-C reaches the whole process group, but only the parent acts on it.
+    # Ignored while the worker starts, SIGINT stays ignored in it from its first instruction
+    # (exec keeps an ignored signal ignored, and Python then installs no KeyboardInterrupt
+    # handler); ignoring it in the worker's own code would leave its imports (a second) exposed.
+    # The price: a Ctrl-C within these few milliseconds is lost.
+    with _sigint_ignored():
+        process.start()
+    sender.close()  # the worker now holds the only write end: its exit reads as EOF here
+    return receiver, process
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are not ours to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kill_workers(running: dict[Connection, tuple[str, BaseProcess]]) -> None:
+    """Terminate the running workers without waiting for their tasks (minutes each).
+
+    A worker killed before its rename leaves a staging folder, never a partial task folder.
+    """
+    for _, process in running.values():
+        process.terminate()
+    for receiver, (_, process) in running.items():
+        process.join()
+        receiver.close()
+
+
+def _exit_reason(exit_code: int | None) -> str:
+    if exit_code is not None and exit_code < 0:
+        return f"its worker was killed by signal {-exit_code}"
+    return f"its worker exited with status {exit_code}; its traceback is above"
 
 
 def _list_in_order(root: Path, tasks: list[str], header: dict[str, Any]) -> None:

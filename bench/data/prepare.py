@@ -26,8 +26,11 @@ def check_dataset(data: Mapping[str, Any]) -> None:
         )
 
 
-def open_dataset(data: Mapping[str, Any], tasks: Sequence[str], progress: bool) -> DatasetStore:
-    """The store holding `tasks`; missing scripted tasks are generated (resumably) first."""
+def open_dataset(
+    data: Mapping[str, Any], tasks: Sequence[str], progress: bool, verify: bool = False
+) -> DatasetStore:
+    """The store holding `tasks`; missing or damaged scripted tasks are generated (resumably)
+    first. Damage is found by file sizes, and with `verify` also by sha256."""
     path = dataset_path(data)
     if data.get("path"):
         check_dataset(data)
@@ -42,4 +45,5 @@ def open_dataset(data: Mapping[str, Any], tasks: Sequence[str], progress: bool) 
         pool_seed=int(data["goal_pool_seed"]),
         workers=int(data["workers"]),
         progress=progress,
+        verify=verify,
     )

@@ -12,6 +12,8 @@
 Arrays are opened memory-mapped: MT50 near-optimal is ~18 GB and is never read into RAM whole.
 Every file is written whole (temporary name, fsync, rename) and the manifest last, so a task
 folder the manifest does not list is a leftover of an interrupted write and may be replaced.
+A task is staged in `<root>/.tmp-<task>-<pid>@<host>` first; a writer killed before its rename
+leaves that folder, which `remove_abandoned_staging` deletes once the writer is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -35,7 +40,7 @@ import numpy as np
 
 from bench.atomic import fsync_dir, write_json
 from bench.errors import UserError
-from bench.suites import SUITES
+from bench.suites import SUITES, Suite
 
 SCHEMA_VERSION = 1
 ARRAY_NAMES = ("observations", "actions", "rewards", "terminals", "timeouts", "episode_starts")
@@ -56,6 +61,17 @@ _HASH_CHUNK_BYTES = 8 << 20
 # its mtime (the "racy git" problem); 2 s covers the coarsest common one (FAT), so only files
 # older than that are stamped as verified.
 _MTIME_GRANULARITY_NS = 2_000_000_000
+# `.tmp-<task>-<pid>@<host>`; folders of earlier versions lack the `@<host>`.
+_STAGING_NAME = re.compile(r"\.tmp-(?P<task>[^@]+)-(?P<pid>[0-9]+)(?:@(?P<host>[^@]+))?")
+
+
+class _BadFile(Exception):
+    """A task file that disagrees with its manifest record; the store adds how to repair it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}")
+        self.path = path
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -122,18 +138,67 @@ class DatasetStore:
 
     def open_task(self, task: str) -> TaskArrays:
         """The task's arrays after checking sizes always and sha256 unless already stamped."""
-        self._check_files(task, trust_stamp=True)
-        records = self._file_records(task)
-        arrays = {
-            name: _load_array(self.root / task / f"{name}.npy", records[f"{name}.npy"])
-            for name in ARRAY_NAMES
-        }
+        try:
+            self._check_files(task, trust_stamp=True)
+            records = self._file_records(task)
+            arrays = {
+                name: _load_array(self.root / task / f"{name}.npy", records[f"{name}.npy"])
+                for name in ARRAY_NAMES
+            }
+        except _BadFile as bad:
+            raise self._damaged(task, bad) from None
         return TaskArrays(task=task, **arrays)
 
     def verify(self) -> None:
         """Re-hash every file of every task; a UserError names the first bad one."""
         for task in self.tasks:
-            self._check_files(task, trust_stamp=False)
+            try:
+                self._check_files(task, trust_stamp=False)
+            except _BadFile as bad:
+                raise self._damaged(task, bad) from None
+
+    def damage(self, task: str, checksums: bool) -> str | None:
+        """Why a listed task's files disagree with the manifest, or None when they agree.
+
+        One line naming the file, e.g. "observations.npy is missing". Sizes are always checked;
+        with `checksums` every file is also re-hashed, ignoring the verified stamp.
+        """
+        if not (self.root / task).is_dir():
+            return "its folder is missing"
+        try:
+            if checksums:
+                self._check_files(task, trust_stamp=False)
+            else:
+                for name, record in self._file_records(task).items():
+                    _checked_stat(self.root / task / name, record["size"])
+        except _BadFile as bad:
+            return f"{bad.path.name} {bad.problem}"
+        return None
+
+    def repair_advice(self, task: str) -> str:
+        """What replaces a damaged file of `task`: for a generated store, the exact command."""
+        source = self.manifest.get("source")
+        if source == "npz-import":
+            return "re-import it"
+        generator = self.manifest.get("generator") or {}
+        episodes = generator.get("episodes_per_task")
+        # Only `<data.root>/scripted-ep<episodes>` is a store the CLI can generate into.
+        if source != "scripted" or self.root.name != f"scripted-ep{episodes}":
+            return "regenerate or re-import it"
+        suite = _largest_suite_holding(task, self.tasks)
+        suite_name = suite.name if suite else "<a suite holding it>"
+        command = [
+            "bench data generate --verify",
+            f"tasks={suite_name}",
+            shlex.quote(f"data.root={self.root.parent}"),
+            f"episodes_per_task={episodes}",
+            f"data.seed={generator.get('seed')}",
+            f"data.goal_pool_seed={generator.get('pool_seed')}",
+        ]
+        return f"repair with `{' '.join(command)}`"
+
+    def _damaged(self, task: str, bad: _BadFile) -> UserError:
+        return UserError(f"dataset file {bad.path} {bad.problem}; {self.repair_advice(task)}")
 
     def _file_records(self, task: str) -> dict[str, dict]:
         entries = self.manifest["tasks"]
@@ -143,10 +208,7 @@ class DatasetStore:
         files = entries[task].get("files", {})
         for name in ARRAY_NAMES:
             if f"{name}.npy" not in files:
-                raise UserError(
-                    f"dataset manifest {self.root / MANIFEST_NAME} lists no {name}.npy for "
-                    f"{task}; regenerate or re-import it"
-                )
+                raise _BadFile(self.root / task / f"{name}.npy", "is not in the manifest")
         return files
 
     def _check_files(self, task: str, trust_stamp: bool) -> None:
@@ -167,18 +229,23 @@ class DatasetStore:
             _write_stamp(task_dir, verified)
 
 
-def write_task(root: Path, task: str, arrays: Mapping[str, np.ndarray]) -> dict:
+def write_task(
+    root: Path, task: str, arrays: Mapping[str, np.ndarray], replace: bool = False
+) -> dict:
     """Write one task's arrays as `root/<task>/` (whole or not at all); return its manifest entry.
 
     The caller adds the entry to the manifest (`add_tasks_to_manifest`); until then the folder
-    is not part of the dataset.
+    is not part of the dataset. A task the manifest already lists is replaced only with
+    `replace` (a repair of damaged files): its entry must then be replaced too.
     """
     root = Path(root)
     if Path(task).name != task or task.startswith("."):
         raise ValueError(f"task name {task!r} cannot be a folder name")
     num_steps, num_episodes = _validate_arrays(arrays)
     root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".tmp-{task}-{os.getpid()}"
+    # The host is in the name because several machines may write into one shared store, and
+    # only on its own machine can a process tell whether a writer is still alive.
+    staging = root / f".tmp-{task}-{os.getpid()}@{socket.gethostname()}"
     if staging.exists():  # left by a killed earlier process that had our pid
         shutil.rmtree(staging)
     staging.mkdir()
@@ -198,7 +265,7 @@ def write_task(root: Path, task: str, arrays: Mapping[str, np.ndarray]) -> dict:
                 "dtype": array.dtype.name,
             }
         fsync_dir(staging)
-        _remove_leftover(root, task)
+        _remove_leftover(root, task, replace)
         os.rename(staging, root / task)
         fsync_dir(root)
     except BaseException:
@@ -236,6 +303,24 @@ def add_tasks_to_manifest(
         write_json(path, manifest)
 
 
+def remove_abandoned_staging(root: Path) -> list[Path]:
+    """Delete the staging folders whose writer died (kill -9, power loss); return them.
+
+    Only folders written on this machine are judged: a live writer elsewhere has a pid that
+    means nothing here.
+    """
+    removed = []
+    for path in sorted(Path(root).glob(".tmp-*")):
+        match = _STAGING_NAME.fullmatch(path.name)
+        if match is None or not path.is_dir():
+            continue
+        if match["host"] not in (None, socket.gethostname()) or _pid_alive(int(match["pid"])):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def provenance() -> dict[str, Any]:
     """When and with which library versions a dataset is made (for the manifest header)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -269,20 +354,32 @@ def _validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[int, int]:
     return num_steps, len(starts)
 
 
+def _largest_suite_holding(task: str, tasks: list[str]) -> Suite | None:
+    """The largest suite that `tasks` hold whole and that includes `task`, if any."""
+    held = [s for s in SUITES.values() if task in s.tasks and set(s.tasks) <= set(tasks)]
+    return max(held, key=lambda s: s.num_tasks, default=None)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _checked_stat(path: Path, expected_size: int) -> os.stat_result:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        raise UserError(f"dataset file {path} is missing; regenerate or re-import it") from None
+        raise _BadFile(path, "is missing") from None
     if stat.st_size < expected_size:
-        raise UserError(
-            f"dataset file {path} is truncated ({stat.st_size} of {expected_size} bytes); "
-            "regenerate or re-import it"
-        )
+        raise _BadFile(path, f"is truncated ({stat.st_size} of {expected_size} bytes)")
     if stat.st_size > expected_size:
-        raise UserError(
-            f"dataset file {path} is longer than recorded ({stat.st_size} instead of "
-            f"{expected_size} bytes); regenerate or re-import it"
+        raise _BadFile(
+            path, f"is longer than recorded ({stat.st_size} instead of {expected_size} bytes)"
         )
     return stat
 
@@ -297,10 +394,7 @@ def _sha256(path: Path) -> str:
 
 def _check_sha256(path: Path, expected: str) -> None:
     if _sha256(path) != expected:
-        raise UserError(
-            f"dataset file {path} is corrupt (its sha256 differs from the manifest's); "
-            "regenerate or re-import it"
-        )
+        raise _BadFile(path, "is corrupt (its sha256 differs from the manifest's)")
 
 
 def _load_array(path: Path, record: Mapping[str, Any]) -> np.ndarray:
@@ -308,15 +402,13 @@ def _load_array(path: Path, record: Mapping[str, Any]) -> np.ndarray:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())  # the message must stay one line
-        raise UserError(
-            f"dataset file {path} is not a readable .npy array ({reason}); "
-            "regenerate or re-import it"
-        ) from None
+        raise _BadFile(path, f"is not a readable .npy array ({reason})") from None
     expected_shape, expected_dtype = tuple(record["shape"]), np.dtype(record["dtype"])
     if array.shape != expected_shape or array.dtype != expected_dtype:
-        raise UserError(
-            f"dataset file {path} holds {array.dtype} {array.shape} where the manifest records "
-            f"{expected_dtype} {expected_shape}; regenerate or re-import it"
+        raise _BadFile(
+            path,
+            f"holds {array.dtype} {array.shape} where the manifest records "
+            f"{expected_dtype} {expected_shape}",
         )
     return array
 
@@ -336,13 +428,17 @@ def _write_stamp(task_dir: Path, verified: dict) -> None:
         pass  # a read-only dataset (shared storage) is fine: it is hashed on every open instead
 
 
-def _remove_leftover(root: Path, task: str) -> None:
-    """Make room for `root/<task>`: a folder there is a leftover unless the manifest lists it."""
+def _remove_leftover(root: Path, task: str, replace: bool) -> None:
+    """Make room for `root/<task>`: a folder there is a leftover unless the manifest lists it,
+    and a listed one goes only on request (`replace`)."""
     target = root / task
     if not target.exists():
         return
-    if (root / MANIFEST_NAME).exists() and task in read_manifest(root)["tasks"]:
+    listed = (root / MANIFEST_NAME).exists() and task in read_manifest(root)["tasks"]
+    if listed and not replace:
         raise UserError(f"{target} is already part of the dataset at {root}; not overwriting it")
+    # A crash between this and the rename leaves the task listed without its folder: damage
+    # that the next generation finds and repairs.
     shutil.rmtree(target)
 
 

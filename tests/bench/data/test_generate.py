@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.cli import main
 from bench.data.generate import generate_dataset, noise_schedule
 from bench.data.store import ARRAY_NAMES, DatasetStore
 from bench.errors import UserError
+from bench.suites import get_suite
 
 TASKS = ["basketball-v3", "reach-v3"]
 EPISODES = 3
@@ -94,3 +104,76 @@ def test_unknown_task_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown Meta-World v3 task 'reach-v2'"):
         generate_dataset(tmp_path, ["reach-v2"], 1, progress=False)
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_rerun_removes_staging_folders_of_dead_writers(generated):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    abandoned = generated.root / f".tmp-reach-v3-{finished.pid}@{socket.gethostname()}"
+    abandoned.mkdir()
+    (abandoned / "observations.npy").write_bytes(b"half a file")
+
+    generate_dataset(generated.root, TASKS, EPISODES, workers=2, progress=False)
+
+    assert not abandoned.exists()
+
+
+def listed_tasks(store: Path) -> list[str]:
+    try:
+        return list(json.loads((store / "manifest.json").read_text())["tasks"])
+    except FileNotFoundError:
+        return []
+
+
+def wait_until(condition: Callable[[], object], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_ctrl_c_saves_finished_tasks_in_one_line_and_a_rerun_completes_them(tmp_path):
+    store = tmp_path / "scripted-ep1"
+    arguments = ["tasks=mt5", "episodes_per_task=1", f"data.root={tmp_path}", "progress=false"]
+    # In a session of its own, like a shell job: a terminal's Ctrl-C reaches its whole process
+    # group, the generation's workers included.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "data", "generate", *arguments],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_until(lambda: listed_tasks(store) or process.poll() is not None, 120)
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+    saved = listed_tasks(store)
+    assert "Traceback" not in stderr
+    assert stderr == (
+        f"interrupted: {len(saved)} of 5 tasks are saved in {store}; "
+        "run the same command to resume\n"
+    )
+    assert process.returncode == 130
+    assert 1 <= len(saved) < 5
+    assert not list(store.glob(".tmp-*"))
+
+    def group_is_gone() -> bool:  # no worker lives on to write after the parent has gone
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    assert wait_until(group_is_gone, 10)
+
+    assert main(["data", "generate", *arguments]) == 0
+    assert DatasetStore(store).tasks == list(get_suite("mt5").tasks)
+    assert main(["data", "verify", str(store)]) == 0

@@ -1,4 +1,4 @@
-"""A dataset in the published MT50 npz layout, written here with Meta-World alone, imports and trains.
+"""A dataset in the published MT50 npz layout, written with Meta-World alone, imports and trains.
 
 The writer below deliberately uses none of mtbench's code: it rolls Meta-World's own scripted
 experts with decreasing noise and saves one `<task>-v2/<i>.npz` per episode, alternating float

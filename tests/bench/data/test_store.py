@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,9 +19,11 @@ from bench.data.store import (
     STAMP_NAME,
     DatasetStore,
     add_tasks_to_manifest,
+    remove_abandoned_staging,
     write_task,
 )
 from bench.errors import UserError
+from bench.suites import get_suite
 
 TASK = "reach-v3"
 HOUR_NS = 3600 * 10**9
@@ -223,3 +228,95 @@ def test_write_task_replaces_a_leftover_folder_but_never_a_listed_task(dataset):
 
     with pytest.raises(UserError, match="already part of the dataset"):
         write_task(root, TASK, make_arrays())
+
+
+def test_write_task_replaces_a_listed_task_on_request(dataset):
+    root, _ = dataset
+    replacement = make_arrays((4, 4), seed=7)
+    entry = write_task(root, TASK, replacement, replace=True)
+    add_tasks_to_manifest(root, {TASK: entry}, {"source": "test"})
+
+    np.testing.assert_array_equal(
+        DatasetStore(root).open_task(TASK).rewards, replacement["rewards"]
+    )
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_damage_names_the_file_and_hashes_only_when_asked(dataset):
+    root, _ = dataset
+    store = DatasetStore(root)
+    assert store.damage(TASK, checksums=True) is None
+
+    flip_last_byte(root / TASK / "observations.npy")
+    assert store.damage(TASK, checksums=False) is None
+    assert store.damage(TASK, checksums=True) == (
+        "observations.npy is corrupt (its sha256 differs from the manifest's)"
+    )
+    (root / TASK / "actions.npy").write_bytes(b"short")
+    assert store.damage(TASK, checksums=False).startswith("actions.npy is truncated (5 of ")
+    shutil.rmtree(root / TASK)
+    assert store.damage(TASK, checksums=False) == "its folder is missing"
+
+
+def write_generated_store(root: Path, tasks: tuple[str, ...]) -> Path:
+    """Hand-made arrays under the manifest header of a `bench data generate` store."""
+    entries = {task: write_task(root, task, make_arrays()) for task in tasks}
+    generator = {"episodes_per_task": 2, "seed": 3, "pool_seed": 4}
+    add_tasks_to_manifest(root, entries, {"source": "scripted", "generator": generator})
+    return root
+
+
+def test_damage_in_a_generated_store_names_the_command_that_repairs_it(tmp_path):
+    data_root = tmp_path / "my data"
+    root = write_generated_store(data_root / "scripted-ep2", get_suite("mt5").tasks)
+    task = get_suite("mt5").tasks[1]
+    flip_last_byte(root / task / "rewards.npy")
+
+    with pytest.raises(UserError) as error:
+        DatasetStore(root).open_task(task)
+    assert str(error.value) == (
+        f"dataset file {root / task / 'rewards.npy'} is corrupt (its sha256 differs from the "
+        f"manifest's); repair with `bench data generate --verify tasks=mt5 "
+        f"'data.root={data_root}' episodes_per_task=2 data.seed=3 data.goal_pool_seed=4`"
+    )
+
+
+def test_damage_outside_a_whole_suite_still_names_the_command(tmp_path):
+    root = write_generated_store(tmp_path / "scripted-ep2", ("reach-v3",))
+    (root / "reach-v3" / "actions.npy").unlink()
+
+    with pytest.raises(
+        UserError, match=re.escape("--verify tasks=<a suite holding it> data.root=")
+    ):
+        DatasetStore(root).open_task("reach-v3")
+
+
+def test_damage_in_an_imported_store_says_reimport(tmp_path):
+    root = tmp_path / "imported"
+    add_tasks_to_manifest(
+        root, {TASK: write_task(root, TASK, make_arrays())}, {"source": "npz-import"}
+    )
+    (root / TASK / "actions.npy").unlink()
+
+    with pytest.raises(UserError, match=r"actions\.npy is missing; re-import it$"):
+        DatasetStore(root).verify()
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_abandoned_staging_is_removed_only_when_its_writer_is_gone(tmp_path):
+    host, dead = socket.gethostname(), dead_pid()
+    abandoned = [f".tmp-reach-v3-{dead}@{host}", f".tmp-push-v3-{dead}"]  # the second: older name
+    kept = [f".tmp-reach-v3-{os.getpid()}@{host}", f".tmp-reach-v3-{dead}@other-{host}"]
+    for name in abandoned + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "observations.npy").write_bytes(b"half a file")
+
+    removed = remove_abandoned_staging(tmp_path)
+
+    assert sorted(path.name for path in removed) == sorted(abandoned)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
