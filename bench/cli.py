@@ -159,21 +159,16 @@ _DATA_SHORTHANDS = {"episodes_per_task": "data.episodes_per_task", "workers": "d
 
 def _data(args: argparse.Namespace) -> int:
     if args.data_command == "generate":
-        from bench.config import compose_config
         from bench.data.prepare import dataset_path, open_dataset
-        from bench.suites import get_suite
+        from bench.settings import load_data_settings
 
         overrides = []
         for override in args.overrides:
             key, _, value = override.partition("=")
             overrides.append(f"{_DATA_SHORTHANDS.get(key, key)}={value}" if value else override)
-        config = compose_config(overrides)
-        if config["data"]["path"]:
-            raise UserError("data generate writes a generated store; drop data.path")
-        suite = get_suite(config["tasks"]["name"])
-        progress = bool(config["progress"])
-        store = open_dataset(config["data"], suite.tasks, progress, verify=args.verify)
-        print(f"{dataset_path(config['data'])}: {len(store.tasks)} tasks")
+        suite, data, progress = load_data_settings(overrides)
+        store = open_dataset(data, suite.tasks, progress, verify=args.verify)
+        print(f"{dataset_path(data)}: {len(store.tasks)} tasks")
         return 0
     if args.data_command == "import-npz":
         from bench.data.import_npz import import_npz

@@ -89,13 +89,7 @@ def check(composed: Composed) -> Settings:
     _at_least(train, "train", steps=1, log_every=1, checkpoint_every=1, eval_every=0)
     _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
     data = config["data"]
-    _at_least(data, "data", episodes_per_task=1, prompt_episodes=0, seed=0, goal_pool_seed=0,
-              workers=1)  # fmt: skip
-    fraction = data["fraction"]
-    if not 0.0 < fraction <= 1.0:
-        raise UserError(f"data.fraction must be in (0, 1], got {fraction!r}")
-    if not data.get("path"):
-        _check_generated_episodes(data)
+    _check_data_values(data)
     if int(config["seed"]) < 0:
         raise UserError(f"seed must be >= 0, got {config['seed']!r}")
     threads = _optional_count(config, "threads")
@@ -124,6 +118,29 @@ def check(composed: Composed) -> Settings:
         eval=EvalSettings(**{k: int(v) for k, v in config["eval"].items()}),
         non_default=non_default_values(composed),
     )
+
+
+def load_data_settings(overrides: Sequence[str]) -> tuple[Suite, dict[str, Any], bool]:
+    """(suite, data section, progress) for `bench data generate`, checked like a run's."""
+    config = compose_run(overrides).config
+    suite = get_suite(config["tasks"]["name"])
+    data = config["data"]
+    if data.get("path"):
+        raise UserError("data generate writes a generated store; drop data.path")
+    _check_data_values(data)
+    _check_data_location(data)
+    root = Path(data["root"]).expanduser()
+    return suite, {**data, "root": str(root)}, bool(config["progress"])
+
+
+def _check_data_values(data: Mapping[str, Any]) -> None:
+    _at_least(data, "data", episodes_per_task=1, prompt_episodes=0, seed=0, goal_pool_seed=0,
+              workers=1)  # fmt: skip
+    fraction = data["fraction"]
+    if not 0.0 < fraction <= 1.0:
+        raise UserError(f"data.fraction must be in (0, 1], got {fraction!r}")
+    if not data.get("path"):
+        _check_generated_episodes(data)
 
 
 def _at_least(section: Mapping[str, Any], name: str, **minimums: int) -> None:

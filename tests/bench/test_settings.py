@@ -82,3 +82,27 @@ def test_settings_are_typed_and_expand_the_home_folder(tmp_path, monkeypatch):
     assert settings.run_dir == Path(tmp_path) / "runs/mt5/near_optimal/mtdt/train.steps=7/seed0"
     assert settings.method_config.n_layer == 1  # the method's own typed config
     assert settings.suite.num_tasks == 5
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("episodes_per_task=0", "data.episodes_per_task must be >= 1, got 0"),
+        ("workers=0", "data.workers must be >= 1, got 0"),
+        ("tasks=mt7", "unknown task suite 'mt7'; choose one of: mt30, mt5, mt50"),
+        ("data.fraction=3", "data.fraction must be in (0, 1], got 3"),
+        ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),
+        ("data.root=/sys/mtbench-data", "data.root: cannot write under /sys"),
+        ("data.path={tmp}", "data generate writes a generated store; drop data.path"),
+    ],
+)
+def test_bad_data_generate_input_is_one_line_exit_2_and_leaves_nothing(
+    override, message, tmp_path, capsys
+):
+    (tmp_path / "afile").write_text("not a folder")
+    args = ["data", "generate", "tasks=mt5", "scale=smoke", f"data.root={tmp_path / 'data'}"]
+    assert main([*args, override.format(tmp=tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert message.format(tmp=tmp_path) in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
