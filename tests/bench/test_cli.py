@@ -42,6 +42,7 @@ def _methods() -> list[str]:
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
         ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
+        ("launcher=slurm", "unknown launcher 'slurm'; choose one of: local"),
         (
             "method.conditioning=oops",
             "unknown value for method.conditioning 'oops'; choose one of: none, task_id",
@@ -61,9 +62,29 @@ def test_cfg_job_prints_the_resolved_config(capsys):
     assert main(["run", "--cfg", "job", "method=prompt_dt", "scale=smoke", "seed=3"]) == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["seed"] == 3
+    assert config["run_dir"] == "runs/smoke/mt50/near_optimal/prompt_dt/seed3"
+    assert len(config["tasks"]["tasks"]) == 50 and "reach-v3" in config["tasks"]["tasks"]
     assert config["method"]["name"] == "prompt_dt"
-    assert config["method"]["n_layer"] == config["dt"]["n_layer"] == 1  # interpolations resolved
+    assert config["method"]["n_layer"] == 1  # the preset's value, resolved
+    assert "dt" not in config and "harmodt" not in config  # the method section holds them
     assert config["scale"]["name"] == "smoke"
+
+
+def test_first_contact_commands(capsys):
+    assert main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == _methods()
+    assert all(len(line.split()) > 3 for line in lines)  # a description on every line
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True
+    )
+    methods = ", ".join(_methods())
+    assert f"method=  {methods}" in completed.stdout
+    assert "scale=  paper, quick, smoke" in completed.stdout and "train.steps" in completed.stdout
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0 and completed.stdout.startswith("mtbench 0.1.0 (commit ")
 
 
 def test_paper_is_the_default_scale(capsys):
