@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.cli import main
 from bench.envs.metaworld import ACTION_DIM, OBSERVATION_DIM
 from bench.errors import UserError
 from bench.results import read_metrics, read_status
+from bench.settings import load_settings
 
 MT5 = (
     "basketball-v3", "bin-picking-v3", "button-press-topdown-v3", "button-press-v3",
@@ -62,17 +64,26 @@ def test_two_launches_of_one_run_train_it_once(smoke_data_root, tmp_path):
         assert "is already being run by process" in refusal and refusal.count("\n") == 1
     else:  # the second came after the first had finished
         assert codes == [0, 0] and any("skipped:" in out for out, _ in outputs)
-    run_dir = tmp_path / "mt5/near_optimal/mtdt/train.steps=300/seed0"
+    run_dir = tmp_path / "mt5/near_optimal/mtdt/train.log_every=50,train.steps=300/seed0"
     assert _train_steps(run_dir) == [50, 100, 150, 200, 250, 300]
 
 
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (resume bit-for-bit on CUDA)"
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_ctrl_c_stops_with_one_line_and_the_relaunch_ends_as_an_uninterrupted_run(
-    smoke_data_root, tmp_path, capsys
+    device, smoke_data_root, tmp_path, capsys
 ):
-    extra = ("train.steps=400", "train.log_every=20", "train.checkpoint_every=1000")
+    """Dropout draws from the global generators (CUDA's on a GPU): the checkpoint restores them."""
+    extra = (
+        "train.steps=400", "train.log_every=20", "train.checkpoint_every=1000", f"device={device}"
+    )  # fmt: skip
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     assert main(_args(smoke_data_root, straight, *extra)) == 0
-    run_dir = stopped / "mt5/near_optimal/mtdt/train.checkpoint_every=1000,train.steps=400/seed0"
+    run_dir = load_settings(_args(smoke_data_root, stopped, *extra)[1:]).run_dir
 
     process = _bench(_args(smoke_data_root, stopped, *extra))
     deadline = time.monotonic() + 120
