@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -126,12 +126,15 @@ class D3rlpyMethod:
         self.suite = suite
         self.data = data
         self.device = device
-        # d3rlpy initialises its networks (and would draw dropout masks) from torch's global RNG.
-        torch.manual_seed(seed)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.inputs = TaskInputs.from_data(data, self.reward_scales())
-        self.learner = self.make_learner(_d3rlpy_device(device))
-        self.learner.create_impl((data.obs_dim + data.num_tasks,), data.act_dim)
+        # d3rlpy builds and initialises its networks from torch's global RNG and takes no
+        # generator: it gets a forked global state seeded from our seed, so the networks
+        # depend on the seed alone and the runner's global state (dropout masks later on,
+        # bench/process_state.py) is left exactly as it was.
+        with _seeded_global_torch_rng(seed):
+            self.learner = self.make_learner(_d3rlpy_device(device))
+            self.learner.create_impl((data.obs_dim + data.num_tasks,), data.act_dim)
 
     # What a method overrides --------------------------------------------------------------
 
@@ -172,7 +175,6 @@ class D3rlpyMethod:
             "learner": {name: part.state_dict() for name, part in self._checkpointed().items()},
             "grad_step": self.learner.grad_step,
             "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -186,12 +188,21 @@ class D3rlpyMethod:
             part.load_state_dict(state["learner"][name])
         self.learner.set_grad_step(int(state["grad_step"]))
         self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
 
     def _checkpointed(self) -> dict[str, Any]:
         impl = self.learner.impl
         assert impl is not None
         return impl.modules.create_checkpointer(impl.device).modules
+
+
+@contextlib.contextmanager
+def _seeded_global_torch_rng(seed: int) -> Iterator[None]:
+    """Torch's global generators (CPU and every CUDA device) seeded with `seed` inside the
+    block, and put back as they were on leaving it."""
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def _d3rlpy_device(device: torch.device) -> str:

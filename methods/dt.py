@@ -5,6 +5,10 @@ embedding: the timestep embedding is added to every token instead), fed with int
 (return-to-go, state, action) tokens and predicting each action from its state token.
 A variant differs only in how it conditions the stack (`make_conditioner` and the prompts it
 hands over); everything else, including training and the evaluation policy, lives here once.
+
+Initialisation is minGPT's (the paper's App. B builds on minGPT): `init_weights`, drawn from a
+generator of the method's own, so building a method never touches torch's global RNG (the
+runner owns that: bench/process_state.py).
 """
 
 from __future__ import annotations
@@ -164,6 +168,40 @@ class DecisionTransformerNet(nn.Module):
         return self.predict_action(state_tokens)
 
 
+INIT_STD = 0.02  # minGPT / GPT-2: every linear and embedding weight ~ N(0, 0.02)
+
+
+def init_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """minGPT's initialisation of every parameter of `module`, in `modules()` order.
+
+    Linear and Embedding weights ~ N(0, INIT_STD), Linear biases 0, LayerNorm weight 1 and bias
+    0; no GPT-2 1/sqrt(2 n_layer) rescaling of the residual projections (docs/fidelity.md).
+    A module type with parameters of its own that is not listed here is a bug: it would keep
+    whatever it was built with.
+    """
+    for part in module.modules():
+        if isinstance(part, nn.Linear):
+            nn.init.normal_(part.weight, 0.0, INIT_STD, generator=generator)
+            if part.bias is not None:
+                nn.init.zeros_(part.bias)
+        elif isinstance(part, nn.Embedding):
+            nn.init.normal_(part.weight, 0.0, INIT_STD, generator=generator)
+        elif isinstance(part, nn.LayerNorm):
+            if part.weight is not None:
+                nn.init.ones_(part.weight)
+            if part.bias is not None:
+                nn.init.zeros_(part.bias)
+        elif any(True for _ in part.parameters(recurse=False)):
+            raise TypeError(f"init_weights does not know how to initialise {type(part).__name__}")
+
+
+def init_generator(seed: int) -> torch.Generator:
+    """The network's initialisation stream: its own, derived from the seed, so it shares no
+    draws with the other generators seeded from the same number (e.g. HarmoDT's masks)."""
+    derived = np.random.SeedSequence([seed, 3]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(derived[0]) << 32 | int(derived[1]))
+
+
 class DecisionTransformerMethod:
     """Training and acting for every DT variant; subclasses choose the conditioning."""
 
@@ -174,15 +212,12 @@ class DecisionTransformerMethod:
         self.suite = suite
         self.data = data
         self.device = device
-        torch.manual_seed(seed)
         self.rng = np.random.Generator(np.random.PCG64(seed))
         # Diagnostics draw their batches from their own stream, so turning them on never
         # changes the training batches.
         self.diagnostic_rng = np.random.Generator(np.random.PCG64([seed, 1]))
         self.events: list[dict[str, Any]] = []
-        self.network = DecisionTransformerNet(
-            data.obs_dim, data.act_dim, config, self.make_conditioner()
-        ).to(device)
+        self.network = self.build_network(seed)
         # The fused kernel is the same AdamW update, ~4x faster on CPU than the per-tensor loop
         # (26 -> 6 ms per step at paper size, measured on this project's 2-core machine).
         self.optimizer = torch.optim.AdamW(
@@ -195,6 +230,20 @@ class DecisionTransformerMethod:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
         )
+
+    def build_network(self, seed: int) -> DecisionTransformerNet:
+        """The network with `init_weights` from its seed, the same on every device.
+
+        Built on the meta device, so PyTorch's own initialisation (which draws from the global
+        RNG) never runs; the weights are drawn on the CPU and then moved to `self.device`.
+        """
+        with torch.device("meta"):
+            network = DecisionTransformerNet(
+                self.data.obs_dim, self.data.act_dim, self.config, self.make_conditioner()
+            )
+        network = network.to_empty(device="cpu")
+        init_weights(network, init_generator(seed))
+        return network.to(self.device)
 
     # What a variant overrides -------------------------------------------------------------
 
@@ -308,7 +357,6 @@ class DecisionTransformerMethod:
             "scheduler": self.scheduler.state_dict(),
             "numpy_rng": self.rng.bit_generator.state,
             "diagnostic_rng": self.diagnostic_rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -317,7 +365,6 @@ class DecisionTransformerMethod:
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.diagnostic_rng.bit_generator.state = state["diagnostic_rng"]
-        torch.set_rng_state(state["torch_rng"])
 
 
 def average_harmony(task_gradients: Tensor) -> float:

@@ -26,6 +26,8 @@ from bench.registry import register
 from bench.suites import Suite
 from methods.dt import average_harmony
 from methods.harmodt_masks import (
+    ScoreForm,
+    VoteRule,
     cosine_alpha,
     erk_mask,
     mean_pairwise_iou,
@@ -47,7 +49,11 @@ class HarmoDTConfig(PromptDTConfig):
     eta_min: int = 0
     eta_max: int = 100
     balance: float = 10.0  # lambda in Eq. 8
+    # Eq. 8 as printed (A + lambda I, Fisher of log L) or as the official code (lambda A + I,
+    # Fisher of L); Eq. 13 with the paper's `>` or the official `>=` (docs/harmodt.md).
+    score_form: ScoreForm = "paper"
     vote_threshold: int = 25  # Eq. 13
+    vote_rule: VoteRule = "paper"
     mask_batches: int = 1  # batches per task behind each mask-update gradient
     total_steps: int = 1_000_000  # E in Eq. 12: the run's train.steps
 
@@ -133,12 +139,20 @@ class HarmoDT(PromptDT):
         alpha = 0
         if config.variant != "random":
             alpha = cosine_alpha(t, config.total_steps, config.eta_min, config.eta_max)
-        masked_grads, full_grads = self.task_gradients()
+        masked_grads, full_grads, masked_losses = self.task_gradients()
         before = self.masks
         if alpha > 0:
             theta = torch.cat([weight.detach().reshape(-1) for weight in self.weights.values()])
             self.masks = update_masks(
-                before, masked_grads, full_grads, theta, alpha, config.variant, config.balance
+                before,
+                masked_grads,
+                full_grads,
+                theta,
+                alpha,
+                config.variant,
+                config.balance,
+                config.score_form,
+                masked_losses,
             )
         size = self.masks.shape[1]
         # Row by row: a 1-D count_nonzero is many times faster than a (tasks, weights) sum.
@@ -160,31 +174,34 @@ class HarmoDT(PromptDT):
             "overlap": mean_pairwise_iou(self.masks),
         }
 
-    def task_gradients(self) -> tuple[Tensor, Tensor]:
+    def task_gradients(self) -> tuple[Tensor, Tensor, Tensor]:
         """Per task, on the same `mask_batches` batches: the masked gradient grad L(theta * M_i)
-        * M_i (Eq. 4) and the unmasked grad L(theta), each (tasks, weights). In training mode
-        (dropout on), as the official code's update_gradient."""
+        * M_i (Eq. 4) and the unmasked grad L(theta), each (tasks, weights), and the masked
+        loss L(theta * M_i) (tasks,), the mean over the batches as the gradients are. In
+        training mode (dropout on), as the official code's update_gradient."""
         self.network.train()
         weights = list(self.weights.values())
         batches = self.config.mask_batches
         shape = (len(self.masks), sum(self.sizes))
         masked = torch.empty(shape, device=self.device)
         full = torch.empty(shape, device=self.device)
+        losses = torch.zeros(len(self.masks), device=self.device)
         for task in self.data.task_data:
             for batch in range(batches):
                 segment, prompt = self.sample_batch(task, self.mask_rng)
                 masked_loss = self.action_loss(segment, prompt, task.task_id) / batches
                 grads = torch.autograd.grad(masked_loss, weights)
                 _store(masked[task.task_id], grads, accumulate=batch > 0)
+                losses[task.task_id] += masked_loss.detach()
                 predicted = self.network(segment, prompt)  # theta itself, no mask
                 full_loss = F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
                 grads = torch.autograd.grad(full_loss / batches, weights)
                 _store(full[task.task_id], grads, accumulate=batch > 0)
-        return masked, full
+        return masked, full, losses
 
     def unseen_task_mask(self) -> Tensor:
         """Eq. 13's mask for a task outside the training set (flat, in `shared_weights` order)."""
-        return vote_mask(self.masks, self.config.vote_threshold)
+        return vote_mask(self.masks, self.config.vote_threshold, self.config.vote_rule)
 
     # Checkpoints --------------------------------------------------------------------------------
 

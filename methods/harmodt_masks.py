@@ -15,6 +15,10 @@ import torch
 from torch import Tensor
 
 Importance = Literal["magnitude", "fisher"]
+# Where the paper and the official code disagree (docs/harmodt.md): Eq. 8's weighting and
+# Fisher term, and Eq. 13's comparison.
+ScoreForm = Literal["paper", "official"]
+VoteRule = Literal["paper", "official"]
 
 
 def erk_densities(shapes: Sequence[Sequence[int]], density: float) -> list[float]:
@@ -70,20 +74,54 @@ def cosine_alpha(t: int, total: int, eta_min: int, eta_max: int) -> int:
     return math.ceil(round(value, 9))  # the rounding keeps float noise (50.000...01) from ceil
 
 
-def importance(kind: Importance, masked_grad: Tensor, weights: Tensor) -> Tensor:
-    """Def. 4.2: I_M = |theta| (magnitude) or I_F = masked gradient squared (Fisher)."""
+def importance(
+    kind: Importance,
+    masked_grad: Tensor,
+    weights: Tensor,
+    form: ScoreForm,
+    masked_loss: Tensor | None = None,
+) -> Tensor:
+    """Def. 4.2's importance I of one task's weights: |theta| (magnitude) or a Fisher term.
+
+    Fisher, "paper": (grad log L_i(theta * M_i) * M_i)^2 = (g_bar_i / L_i)^2 by the chain rule,
+    L_i being the masked loss behind g_bar_i; a zero loss (a perfect fit, so g_bar_i = 0 too)
+    gives 0, not NaN. Fisher, "official": g_bar_i^2, the gradient of L rather than of log L.
+    """
     if kind == "magnitude":
-        return weights.abs()
-    if kind == "fisher":
+        return weights.abs()  # = |theta * M_i| on the active weights, the only ones scored
+    if kind != "fisher":
+        raise ValueError(f"unknown importance {kind!r}")
+    if form == "official":
         return masked_grad.square()
-    raise ValueError(f"unknown importance {kind!r}")
+    if form != "paper":
+        raise ValueError(f"unknown score form {form!r}")
+    if masked_loss is None:
+        raise ValueError("the paper's Fisher importance needs the task's masked loss")
+    if float(masked_loss) <= 0.0:
+        return torch.zeros_like(masked_grad)
+    return (masked_grad / masked_loss).square()
 
 
 def harmony_scores(
-    masked_grad: Tensor, mean_grad: Tensor, importances: Tensor, mask: Tensor, balance: float
+    masked_grad: Tensor,
+    mean_grad: Tensor,
+    importances: Tensor,
+    mask: Tensor,
+    balance: float,
+    form: ScoreForm,
 ) -> Tensor:
-    """Eq. 8: agreement g_bar_i * g_hat plus balance * importance; +inf where already masked."""
-    scores = (masked_grad * mean_grad).add_(importances, alpha=balance)
+    """Eq. 8's harmony score H_i of one task's weights; +inf where already masked.
+
+    "paper": A_i + lambda * I_i (Eq. 8 as printed). "official": lambda * A_i + I_i (the
+    authors' mask_generate_harmo weighs the agreement, not the importance). A_i = g_bar_i * g_hat.
+    """
+    agreement = masked_grad * mean_grad
+    if form == "paper":
+        scores = agreement.add_(importances, alpha=balance)
+    elif form == "official":
+        scores = agreement.mul_(balance).add_(importances)
+    else:
+        raise ValueError(f"unknown score form {form!r}")
     return scores.masked_fill_(~mask, math.inf)
 
 
@@ -96,17 +134,20 @@ def update_task_mask(
     alpha: int,
     kind: Importance,
     balance: float,
+    form: ScoreForm,
+    masked_loss: Tensor | None = None,
 ) -> Tensor:
     """Alg. 2 for one task: mask the alpha lowest harmony scores among its active weights
     (Eq. 9), recover the alpha highest g_i * g_hat among the weights inactive before this
-    update (Eq. 10). The number of active weights is unchanged."""
+    update (Eq. 10). The number of active weights is unchanged.
+
+    `masked_loss` (L_i at theta * M_i) is read by the paper's Fisher term only."""
     active = int(mask.count_nonzero())
     alpha = min(alpha, active, mask.numel() - active)
     if alpha == 0:
         return mask.clone()
-    scores = harmony_scores(
-        masked_grad, mean_grad, importance(kind, masked_grad, weights), mask, balance
-    )
+    importances = importance(kind, masked_grad, weights, form, masked_loss)
+    scores = harmony_scores(masked_grad, mean_grad, importances, mask, balance, form)
     to_mask = top_k_indices(scores, alpha, largest=False)
     recovery = (full_grad * mean_grad).masked_fill(mask, -math.inf)
     to_recover = top_k_indices(recovery, alpha, largest=True)
@@ -141,22 +182,36 @@ def update_masks(
     alpha: int,
     kind: Importance,
     balance: float,
+    form: ScoreForm,
+    masked_losses: Tensor | None = None,
 ) -> Tensor:
     """Alg. 2 for every task: masks, masked gradients g_bar_i (Eq. 4) and unmasked g_i are
-    (tasks, weights); g_hat is the mean of the masked gradients."""
+    (tasks, weights); g_hat is the mean of the masked gradients. `masked_losses` (tasks,) are
+    the losses behind g_bar_i, read by the paper's Fisher term only."""
     mean_grad = masked_grads.mean(dim=0)
+    losses = [None] * len(masks) if masked_losses is None else list(masked_losses)
     return torch.stack(
         [
-            update_task_mask(mask, masked, full, mean_grad, weights, alpha, kind, balance)
-            for mask, masked, full in zip(masks, masked_grads, full_grads, strict=True)
+            update_task_mask(
+                mask, masked, full, mean_grad, weights, alpha, kind, balance, form, loss
+            )
+            for mask, masked, full, loss in zip(
+                masks, masked_grads, full_grads, losses, strict=True
+            )
         ]
     )
 
 
-def vote_mask(masks: Tensor, threshold: float) -> Tensor:
-    """Eq. 13: the unseen-task mask keeps a weight active where more than `threshold`
-    training-task masks have it active."""
-    return masks.sum(dim=0) > threshold
+def vote_mask(masks: Tensor, threshold: float, rule: VoteRule) -> Tensor:
+    """Eq. 13: the unseen-task mask keeps a weight active where the number of training-task
+    masks that have it active is > `threshold` ("paper") or >= `threshold` ("official",
+    the authors' apply_final_mask)."""
+    votes = masks.sum(dim=0)
+    if rule == "paper":
+        return votes > threshold
+    if rule == "official":
+        return votes >= threshold
+    raise ValueError(f"unknown vote rule {rule!r}")
 
 
 def mask_intersections(masks: Tensor, chunk: int = 1 << 20) -> Tensor:

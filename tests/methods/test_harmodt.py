@@ -1,5 +1,5 @@
-"""HarmoDT: ERK masks, Eq. 12, Alg. 2's mask update, Eq. 11's masked step, Eq. 13's vote,
-the harmony diagnostic, resume, and a smoke run end to end."""
+"""HarmoDT: ERK masks, Eq. 12, Alg. 2's mask update, Eq. 8's two score forms, Eq. 11's masked
+step, Eq. 13's two vote rules, the harmony diagnostic, resume, and a smoke run end to end."""
 
 from __future__ import annotations
 
@@ -12,17 +12,22 @@ import torch
 from bench.cli import main
 from bench.config import compose_config
 from bench.data.samplers import OfflineData
+from bench.errors import UserError
+from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.registry import build_method
 from methods.dt import average_harmony
 from methods.harmodt_masks import (
     cosine_alpha,
     erk_densities,
     erk_mask,
+    harmony_scores,
+    importance,
     mean_pairwise_iou,
     pack_masks,
     top_k_indices,
     unpack_masks,
     update_masks,
+    update_task_mask,
     vote_mask,
 )
 
@@ -79,15 +84,17 @@ def test_alpha_follows_the_cosine_schedule_of_eq_12(eta_min, eta_max):
 # Algorithm 2 ----------------------------------------------------------------------------------
 
 
-def test_mask_update_keeps_sparsity_and_swaps_exactly_alpha_weights():
+@pytest.mark.parametrize("form", ["paper", "official"])
+def test_mask_update_keeps_sparsity_and_swaps_exactly_alpha_weights(form):
     generator = seeded(0)
     shapes = [(20, 30), (40, 10)]
     masks = torch.stack([erk_mask(shapes, 0.2, generator) for _ in range(3)])
     masked_grads = torch.randn(masks.shape, generator=generator) * masks
     full_grads = torch.randn(masks.shape, generator=generator)
     weights = torch.randn(masks.shape[1], generator=generator)
+    losses = torch.rand(3, generator=generator) + 0.1
     for kind in ("fisher", "magnitude"):
-        new = update_masks(masks, masked_grads, full_grads, weights, 7, kind, 10.0)
+        new = update_masks(masks, masked_grads, full_grads, weights, 7, kind, 10.0, form, losses)
         for before, after in zip(masks, new, strict=True):
             assert int(after.sum()) == int(before.sum())
             assert int((before & ~after).sum()) == 7  # masked (Eq. 9)
@@ -103,26 +110,95 @@ def test_chunked_top_k_finds_the_same_entries_as_topk(largest):
     assert sorted(found.tolist()) == sorted(expected.tolist())
 
 
-def test_a_weight_whose_task_gradients_conflict_is_masked_for_one_task():
+@pytest.mark.parametrize("form", ["paper", "official"])
+def test_a_weight_whose_task_gradients_conflict_is_masked_for_one_task(form):
     # Two tasks, six weights; weight 5 is inactive for both (so each has one to recover).
     masks = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]], dtype=torch.bool)
     masked_grads = torch.tensor([[1.0, 0.5, 0.5, 0.5, 0.5, 0.0], [-3.0, 0.5, 0.5, 0.5, 0.5, 0.0]])
     # Mean gradient on weight 0 is -1: task 0 pulls against it, task 1 with it.
     full_grads = masked_grads.clone()
     weights = torch.ones(6)  # equal magnitudes: only the agreement ranks the weights
-    new = update_masks(masks, masked_grads, full_grads, weights, 1, "magnitude", 10.0)
+    new = update_masks(masks, masked_grads, full_grads, weights, 1, "magnitude", 10.0, form)
     assert not new[0, 0] and new[1, 0]
     assert new[0, 5] and new[1, 5]
 
 
-def test_vote_mask_keeps_weights_active_in_more_than_threshold_tasks():
-    masks = torch.tensor(
-        [[1, 1, 1, 0, 0], [1, 1, 0, 0, 1], [1, 1, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.bool
+VOTE_MASKS = torch.tensor(
+    [[1, 1, 1, 0, 0], [1, 1, 0, 0, 1], [1, 1, 0, 1, 0], [1, 0, 0, 0, 0]], dtype=torch.bool
+)  # active counts per weight: 4, 3, 1, 1, 1
+
+
+def test_paper_vote_keeps_weights_active_in_more_than_threshold_tasks():
+    assert vote_mask(VOTE_MASKS, 2, "paper").tolist() == [True, True, False, False, False]
+    assert vote_mask(VOTE_MASKS, 3, "paper").tolist() == [True, False, False, False, False]
+    assert vote_mask(VOTE_MASKS, 0, "paper").tolist() == [True] * 5
+
+
+@pytest.mark.parametrize("threshold", [1, 3, 4])
+def test_vote_rules_differ_exactly_on_weights_active_in_threshold_tasks(threshold):
+    paper = vote_mask(VOTE_MASKS, threshold, "paper")
+    official = vote_mask(VOTE_MASKS, threshold, "official")
+    at_threshold = VOTE_MASKS.sum(dim=0) == threshold
+    assert at_threshold.any()
+    assert torch.equal(paper ^ official, at_threshold)
+    assert not paper[at_threshold].any() and official[at_threshold].all()
+
+
+# Eq. 8 and Def. 4.2: the paper's and the official code's harmony scores ------------------------
+
+# One task, four weights; the last is masked. lambda = 10, masked loss L = 0.5.
+G_BAR = torch.tensor([1.0, -2.0, 0.5, 3.0])  # masked gradient of the task (Eq. 4)
+G_HAT = torch.tensor([0.5, 1.0, -1.0, 2.0])  # mean masked gradient
+THETA = torch.tensor([-0.3, 0.2, 1.0, -4.0])
+MASK = torch.tensor([True, True, True, False])
+LOSS = torch.tensor(0.5)
+
+
+def _scores(kind, form):
+    importances = importance(kind, G_BAR, THETA, form, LOSS)
+    return harmony_scores(G_BAR, G_HAT, importances, MASK, 10.0, form)
+
+
+@pytest.mark.parametrize(
+    ("kind", "form", "expected"),
+    [
+        # paper: A + lambda I, with I_M = |theta|, I_F = (grad log L)^2 = (g_bar / L)^2
+        ("magnitude", "paper", [0.5 + 10 * 0.3, -2.0 + 10 * 0.2, -0.5 + 10 * 1.0]),
+        ("fisher", "paper", [0.5 + 10 * 2.0**2, -2.0 + 10 * 4.0**2, -0.5 + 10 * 1.0**2]),
+        # official: lambda A + I, with I_M = |theta|, I_F = g_bar^2
+        ("magnitude", "official", [10 * 0.5 + 0.3, 10 * -2.0 + 0.2, 10 * -0.5 + 1.0]),
+        ("fisher", "official", [10 * 0.5 + 1.0, 10 * -2.0 + 4.0, 10 * -0.5 + 0.25]),
+    ],
+)
+def test_score_forms_compute_their_documented_formulas(kind, form, expected):
+    scores = _scores(kind, form)
+    assert scores[:3].tolist() == pytest.approx(expected, abs=1e-6)  # float32
+    assert scores[3] == math.inf  # already masked
+
+
+def test_paper_fisher_term_is_the_squared_gradient_of_log_loss():
+    theta = torch.tensor([0.3, -1.2, 2.0], requires_grad=True)
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    loss = ((theta * mask - torch.tensor([1.0, 0.5, -1.0])) ** 2).mean()
+    (masked_grad,) = torch.autograd.grad(loss, theta, retain_graph=True)
+    (log_grad,) = torch.autograd.grad(loss.log(), theta)
+    found = importance("fisher", masked_grad * mask, theta.detach(), "paper", loss.detach())
+    assert found.tolist() == pytest.approx((log_grad * mask).square().tolist())
+    assert importance("fisher", masked_grad, theta, "official").tolist() == pytest.approx(
+        masked_grad.square().tolist()
     )
-    # Active counts per weight: 4, 3, 1, 1, 1.
-    assert vote_mask(masks, 2).tolist() == [True, True, False, False, False]
-    assert vote_mask(masks, 3).tolist() == [True, False, False, False, False]  # 3 is not > 3
-    assert vote_mask(masks, 0).tolist() == [True] * 5
+    with pytest.raises(ValueError, match="masked loss"):
+        importance("fisher", masked_grad, theta, "paper")
+
+
+def test_the_score_form_decides_which_weight_is_masked():
+    # Fisher: the paper's lambda (g_bar / L)^2 outweighs the agreement, the official lambda A
+    # dominates: the paper masks weight 2 (score 9.5), the official code weight 1 (-16).
+    masked = {}
+    for form in ("paper", "official"):
+        new = update_task_mask(MASK, G_BAR, G_BAR, G_HAT, THETA, 1, "fisher", 10.0, form, LOSS)
+        masked[form] = (MASK & ~new).nonzero().flatten().tolist()
+    assert masked == {"paper": [2], "official": [1]}
 
 
 def test_overlap_and_packing_on_hand_made_masks():
@@ -213,26 +289,63 @@ def test_harmodt_r_never_changes_its_masks(tiny_suite, tiny_store):
     assert torch.equal(method.masks, initial)
 
 
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_the_unseen_task_mask_follows_the_configured_vote_rule(tiny_suite, tiny_store, rule):
+    overrides = ("harmodt.vote_threshold=1", f"harmodt.vote_rule={rule}")
+    method = _build("harmodt_r", tiny_suite, tiny_store, *overrides)
+    assert method.config.vote_rule == rule
+    unseen = torch.cat([part.reshape(-1) for part in method.task_mask(len(method.masks))])
+    votes = method.masks.sum(dim=0)
+    expected = votes > 1 if rule == "paper" else votes >= 1  # 2 tasks: both vs. either
+    assert torch.equal(unseen, expected)
+
+
+def test_the_configured_score_form_reaches_the_mask_update(tiny_suite, tiny_store):
+    masks = {}
+    for form in ("paper", "official"):
+        seed_everything(0)
+        overrides = ("harmodt.mask_interval=2", f"harmodt.score_form={form}")
+        method = _build("harmodt_f", tiny_suite, tiny_store, *overrides)
+        assert method.config.score_form == form
+        for step in range(2):
+            method.train_step(step)
+        masks[form] = method.masks
+    # Same seed, same batches, same gradients: only Eq. 8's form differs.
+    assert not torch.equal(masks["paper"], masks["official"])
+
+
+def test_an_unknown_score_form_or_vote_rule_is_a_user_error(tiny_suite, tiny_store):
+    for override in ("harmodt.score_form=printed", "harmodt.vote_rule=greater"):
+        with pytest.raises(UserError, match=r"choose one of: official, paper"):
+            _build("harmodt_m", tiny_suite, tiny_store, override)
+
+
 def test_resume_through_mask_updates_is_bit_for_bit(tiny_suite, tiny_store):
+    # As the runner does: global generators seeded before the build, checkpointed beside it.
+    seed_everything(0)
     straight = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
     losses = [straight.train_step(step)["loss"] for step in range(6)]
     events = straight.pop_events()
 
+    seed_everything(0)
     first = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
     for step in range(3):
         first.train_step(step)
-    resumed_events, state = first.pop_events(), first.state_dict()
-    torch.manual_seed(123)  # the global RNG must come from the checkpoint, not from here
+    resumed_events, state, rng_state = first.pop_events(), first.state_dict(), capture_rng_state()
+    seed_everything(123)  # the global RNG must come from the checkpoint, not from here
     resumed = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2", seed=7)
     resumed.load_state_dict(state)
+    restore_rng_state(rng_state)
     assert [resumed.train_step(step)["loss"] for step in range(3, 6)] == losses[3:]
     assert resumed_events + resumed.pop_events() == events
     assert torch.equal(resumed.masks, straight.masks)
 
 
 def test_harmony_diagnostic_logs_without_changing_training(tiny_suite, tiny_store):
-    plain = _build("prompt_dt", tiny_suite, tiny_store)  # one after the other: the global
-    plain_logs = [plain.train_step(step) for step in range(4)]  # torch RNG is shared
+    seed_everything(0)  # dropout draws from the global RNG: the same state for both runs
+    plain = _build("prompt_dt", tiny_suite, tiny_store)
+    plain_logs = [plain.train_step(step) for step in range(4)]
+    seed_everything(0)
     watched = _build("prompt_dt", tiny_suite, tiny_store, "analysis.harmony_every=2")
     assert [watched.train_step(step) for step in range(4)] == plain_logs
     events = watched.pop_events()
@@ -245,8 +358,9 @@ def test_smoke_run_logs_mask_updates_with_exact_sparsity(smoke_data_root, tmp_pa
     args = ["run", "method=harmodt_f", "tasks=mt5", "scale=smoke", "eval.episodes=1"]
     args += [f"data.root={smoke_data_root}", f"run.root={tmp_path}", "progress=false"]
     assert main(args) == 0
-    run_dir = tmp_path / "mt5" / "near_optimal" / "harmodt_f" / "seed0"
-    assert (run_dir / "result.json").exists()
+    # The run folder names the non-default values (bench/identity.py): found, not spelled out.
+    [result] = (tmp_path / "mt5" / "near_optimal" / "harmodt_f").glob("**/seed0/result.json")
+    run_dir = result.parent
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     updates = [e for e in events if e["event"] == "mask_update"]
     assert len(updates) >= 2

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
+from bench.process_state import seed_everything
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy
 from methods.mtbc import MTBCConfig
@@ -60,6 +62,19 @@ def test_network_is_scaled_as_configured(tiny_suite, tiny_store, build):
     widths = [39 + 2, *MTBCConfig().hidden_units, 4]
     expected = sum(a * b + b for a, b in itertools.pairwise(widths))
     assert method.num_parameters() == expected
+
+
+def test_networks_depend_on_the_seed_only(tiny_suite, tiny_store, build):
+    """d3rlpy initialises from torch's global RNG: the method seeds a fork of it."""
+    data = OfflineData(tiny_store, tiny_suite.tasks)
+    weights = {}
+    for seed, global_seed in ((3, 1), (3, 2), (4, 1)):
+        seed_everything(global_seed)
+        weights[seed, global_seed] = build(tiny_suite, data, seed, **SMALL).state_dict()["learner"]
+    same, other = weights[3, 1]["imitator"], weights[3, 2]["imitator"]
+    assert all(torch.equal(same[key], other[key]) for key in same)
+    different = weights[4, 1]["imitator"]
+    assert not any(torch.equal(same[key], different[key]) for key in same if "weight" in key)
 
 
 def test_inputs_are_normalised_with_each_tasks_statistics(tiny_suite, tiny_store):

@@ -11,6 +11,7 @@ import torch
 
 from bench.data.samplers import OfflineData, Transitions
 from bench.errors import UserError
+from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy, return_range_reward_scales, to_minibatch
 from methods.mtiql import MTIQLConfig, TaskHeadEncoder, TaskHeadEncoderWithAction, TaskHeads
@@ -156,16 +157,20 @@ def test_each_task_learns_its_own_values_and_policy(opposite_rewards, build):
 
 
 def test_resume_restores_every_network_optimizer_and_schedule_bit_for_bit(tiny, build):
+    # As the runner does: global generators seeded before the build, checkpointed beside it.
+    seed_everything(0)
     straight = build(*tiny)
     for step in range(4):
         straight.train_step(step)
+    seed_everything(0)
     first = build(*tiny)
     for step in range(2):
         first.train_step(step)
-    state = first.state_dict()
-    torch.manual_seed(1)
+    state, rng_state = first.state_dict(), capture_rng_state()
+    seed_everything(1)
     resumed = build(*tiny, seed=7)
     resumed.load_state_dict(state)
+    restore_rng_state(rng_state)
     for step in range(2, 4):
         resumed.train_step(step)
     expected, got = straight.state_dict(), resumed.state_dict()

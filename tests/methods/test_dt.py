@@ -1,0 +1,81 @@
+"""The DT backbone starts from minGPT's initialisation, drawn from the method's own seed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.data.samplers import OfflineData
+from bench.process_state import seed_everything
+from methods.dt import INIT_STD, init_weights
+
+# Every DT method, and with MTDT's task embedding so that conditioner is covered too.
+DT_BUILDS = [
+    ("mtdt", {"conditioning": "task_id"}),
+    ("prompt_dt", {}),
+    ("harmodt_f", {}),
+]
+# Wide enough that the smallest weight (the return-to-go Linear(1, d)) has d samples.
+WIDE = {"embed_dim": 128, "n_head": 2}
+
+
+@pytest.fixture
+def build(build_smoke, tiny_suite, tiny_store):
+    data = OfflineData(tiny_store, tiny_suite.tasks, fraction=1.0, prompt_episodes=2)
+
+    def build_dt(name: str, seed: int = 0, **values):
+        return build_smoke(name, tiny_suite, data, seed, **values)
+
+    return build_dt
+
+
+@pytest.mark.parametrize(("name", "values"), DT_BUILDS)
+def test_default_init_is_mingpt(build, name, values):
+    """N(0, 0.02) weights (5 standard errors of tolerance), zero biases, LayerNorms (1, 0)."""
+    network = build(name, **values, **WIDE).network
+    checked = set()
+    for module in network.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            weight = module.weight.detach().double()
+            n = weight.numel()
+            assert abs(weight.std().item() / INIT_STD - 1) < 5 / math.sqrt(2 * n), module
+            assert abs(weight.mean().item()) < 5 * INIT_STD / math.sqrt(n), module
+            checked.add(id(module.weight))
+        if isinstance(module, nn.Linear):
+            assert torch.all(module.bias == 0), module
+            checked.add(id(module.bias))
+        if isinstance(module, nn.LayerNorm):
+            assert torch.all(module.weight == 1) and torch.all(module.bias == 0), module
+            checked |= {id(module.weight), id(module.bias)}
+    assert checked == {id(p) for p in network.parameters()}  # nothing left out
+
+
+@pytest.mark.parametrize(("name", "values"), DT_BUILDS)
+def test_weights_depend_on_the_seed_only_and_building_leaves_the_global_rng_alone(
+    build, name, values
+):
+    seed_everything(1)
+    before = torch.get_rng_state()
+    first = build(name, seed=3, **values).network.state_dict()
+    assert torch.equal(torch.get_rng_state(), before)
+    seed_everything(2)  # another global state: the same weights
+    again = build(name, seed=3, **values).network.state_dict()
+    other = build(name, seed=4, **values).network.state_dict()
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    weights = [key for key in first if key.endswith("weight") and first[key].std() > 0]
+    assert not any(torch.equal(first[key], other[key]) for key in weights)
+
+
+def test_harmodt_starts_from_prompt_dts_network(build):
+    prompt_dt = build("prompt_dt", seed=5).network.state_dict()
+    harmodt = build("harmodt_m", seed=5).network.state_dict()
+    assert prompt_dt.keys() == harmodt.keys()
+    assert all(torch.equal(prompt_dt[key], harmodt[key]) for key in prompt_dt)
+
+
+def test_init_weights_refuses_a_module_it_does_not_know():
+    with pytest.raises(TypeError, match="Conv1d"):
+        init_weights(nn.Sequential(nn.Linear(2, 2), nn.Conv1d(2, 2, 1)), torch.Generator())
