@@ -6,9 +6,9 @@ embedding: the timestep embedding is added to every token instead), fed with int
 A variant differs only in how it conditions the stack (`make_conditioner` and the prompts it
 hands over); everything else, including training and the evaluation policy, lives here once.
 
-Initialisation is minGPT's (the paper's App. B builds on minGPT): `init_weights`, drawn from a
-generator of the method's own, so building a method never touches torch's global RNG (the
-runner owns that: bench/process_state.py).
+Initialisation is GPT-2's N(0, 0.02), as in minGPT (the paper's App. B builds on it) and the
+official code's blocks: `init_weights`, drawn from a generator of the method's own, so building
+a method never touches torch's global RNG (the runner owns that: bench/process_state.py).
 """
 
 from __future__ import annotations
@@ -172,10 +172,11 @@ INIT_STD = 0.02  # minGPT / GPT-2: every linear and embedding weight ~ N(0, 0.02
 
 
 def init_weights(module: nn.Module, generator: torch.Generator) -> None:
-    """minGPT's initialisation of every parameter of `module`, in `modules()` order.
+    """GPT-2 / minGPT initialisation of every parameter of `module`, in `modules()` order.
 
     Linear and Embedding weights ~ N(0, INIT_STD), Linear biases 0, LayerNorm weight 1 and bias
-    0; no GPT-2 1/sqrt(2 n_layer) rescaling of the residual projections (docs/fidelity.md).
+    0; without the 1/sqrt(2 n_layer) rescaling of the residual projections that GPT-2 and
+    current minGPT add, so every maskable weight starts with one spread (docs/fidelity.md).
     A module type with parameters of its own that is not listed here is a bug: it would keep
     whatever it was built with.
     """
@@ -248,6 +249,8 @@ class DecisionTransformerMethod:
     # What a variant overrides -------------------------------------------------------------
 
     def make_conditioner(self) -> nn.Module | None:
+        """Called on the meta device (`build_network`): parameters only, which `init_weights`
+        fills; a buffer would be left uninitialised."""
         return None
 
     def training_prompt(
