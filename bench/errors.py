@@ -6,7 +6,7 @@ anything else and keep their traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class UserError(Exception):
@@ -17,6 +17,13 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserErro
     """The standard 'unknown X; choose one of: ...' error."""
     listed = ", ".join(sorted(choices))
     return UserError(f"unknown {kind} {value!r}; choose one of: {listed}")
+
+
+def check_all(scope: str, problems: Mapping[str, bool]) -> None:
+    """Raise one UserError listing every message whose condition holds (`{message: failed}`)."""
+    bad = [message for message, failed in problems.items() if failed]
+    if bad:
+        raise UserError(f"{scope}: {'; '.join(bad)}")
 
 
 class Interrupted(Exception):

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.data.samplers import OfflineData, Segment, TaskData, sample_segments
+from bench.errors import check_all
 from bench.suites import Suite
 
 
@@ -46,6 +47,26 @@ class DTConfig:
     return_scale: float = 1000.0  # official code
     prompt_length: int = 5  # official code: --prompt-length 5
     harmony_every: int = 0  # >0: log the averaged harmony score (paper Def. 3.2) every N steps
+
+    def __post_init__(self) -> None:
+        """Ranges and relations, checked before a run makes anything (one line, all found)."""
+        problems = {
+            f"n_head={self.n_head} must divide embed_dim={self.embed_dim}": self.n_head < 1
+            or self.embed_dim % self.n_head != 0,
+            "n_layer must be >= 1": self.n_layer < 1,
+            "context_length must be >= 1": self.context_length < 1,
+            "batch_size must be >= 1": self.batch_size < 1,
+            "learning_rate must be > 0": not self.learning_rate > 0,
+            "dropout must be in [0, 1)": not 0.0 <= self.dropout < 1.0,
+            "weight_decay must be >= 0": self.weight_decay < 0,
+            "warmup_steps must be >= 0": self.warmup_steps < 0,
+            "grad_clip must be > 0": not self.grad_clip > 0,
+            "max_timestep must be >= 1": self.max_timestep < 1,
+            "return_scale must be > 0": not self.return_scale > 0,
+            "prompt_length must be >= 1": self.prompt_length < 1,
+            "harmony_every must be >= 0": self.harmony_every < 0,
+        }
+        check_all("method", problems)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from bench.data.samplers import OfflineData, Segment
-from bench.errors import UserError
+from bench.errors import UserError, check_all
 from bench.registry import register
 from bench.suites import Suite
 from methods.dt import average_harmony
@@ -58,6 +58,7 @@ class HarmoDTConfig(PromptDTConfig):
     total_steps: int = 1_000_000  # E in Eq. 12: the run's train.steps
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         problems = {
             "sparsity must be in [0, 1)": not 0.0 <= self.sparsity < 1.0,
             "mask_interval must be >= 1": self.mask_interval < 1,
@@ -65,9 +66,7 @@ class HarmoDTConfig(PromptDTConfig):
             "mask_batches must be >= 1": self.mask_batches < 1,
             "total_steps must be >= 1": self.total_steps < 1,
         }
-        bad = [message for message, failed in problems.items() if failed]
-        if bad:
-            raise UserError(f"harmodt: {'; '.join(bad)}")
+        check_all("harmodt", problems)
 
 
 class HarmoDT(PromptDT):
