@@ -19,10 +19,8 @@ import json
 import math
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
@@ -40,6 +38,7 @@ from bench.process_state import capture_rng_state, restore_rng_state, seed_every
 from bench.registry import Method, get_method
 from bench.run_lock import RunLock
 from bench.settings import Settings
+from bench.stop_signals import StopRequest, handle_stop_signals
 
 Say = Callable[[str], None]
 
@@ -69,12 +68,12 @@ def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]
             results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo))
         results.write_status(run_dir, "running")
         run = _Run(settings, run_dir, repo, say)
-        with _signals_stop_training() as stop:
+        with handle_stop_signals(StopRequest()) as stop:
             try:
                 result = run.train_and_evaluate(stop)
             except KeyboardInterrupt:
                 results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
-                raise Interrupted(run.interrupted_message(), stop.signal_number) from None
+                raise run.interrupted(stop) from None
             except Interrupted:
                 results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
                 raise
@@ -150,7 +149,7 @@ class _Run:
         self.say = say
         self.checkpoint_step = 0
 
-    def train_and_evaluate(self, stop: _StopRequest) -> dict[str, Any]:
+    def train_and_evaluate(self, stop: StopRequest) -> dict[str, Any]:
         settings, say = self.settings, self.say
         set_threads(settings.threads, settings.interop_threads)
         seed_everything(settings.seed)
@@ -207,8 +206,9 @@ class _Run:
             "run_dir": str(self.run_dir),
         }
 
-    def interrupted_message(self) -> str:
-        return f"interrupted at step {self.checkpoint_step}; run the same command to resume"
+    def interrupted(self, stop: StopRequest) -> Interrupted:
+        message = f"interrupted at step {self.checkpoint_step}; run the same command to resume"
+        return Interrupted(message, stop.signal_number or signal.SIGINT)
 
     # Checkpoints ------------------------------------------------------------------------------
 
@@ -274,7 +274,7 @@ class _Run:
         start: int,
         train_seconds: float,
         protocol: EvalProtocol,
-        stop: _StopRequest,
+        stop: StopRequest,
     ) -> None:
         settings, run_dir = self.settings, self.run_dir
         train, total_steps = settings.train, settings.train.steps
@@ -310,7 +310,7 @@ class _Run:
                 if stop.requested:
                     if self.checkpoint_step != done:
                         self._save_checkpoint(method, done, seconds())
-                    raise Interrupted(self.interrupted_message(), stop.signal_number)
+                    raise self.interrupted(stop)
                 if train.eval_every and done % train.eval_every == 0 and done < total_steps:
                     eval_start = time.perf_counter()
                     scores = evaluate(settings.suite, method.policy, protocol, progress=False)
@@ -337,48 +337,6 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-class _StopRequest:
-    """Ctrl-C and SIGTERM: between training steps they only ask to stop (so the checkpoint is
-    of a whole step); anywhere else, and at a second signal, they interrupt at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signal_number = signal.SIGINT
-        self._defer = False
-
-    def handle(self, signal_number: int, frame: FrameType | None) -> None:
-        self.signal_number = signal_number
-        if self._defer and not self.requested:
-            self.requested = True
-            return
-        raise KeyboardInterrupt
-
-    @contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._defer = True
-        try:
-            yield
-        finally:
-            self._defer = False
-
-
-@contextmanager
-def _signals_stop_training() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for number in previous:
-            signal.signal(number, stop.handle)
-    except ValueError:  # not the main thread: leave signals alone
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def eval_protocol(settings: Settings) -> EvalProtocol:

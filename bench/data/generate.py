@@ -25,7 +25,6 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -48,6 +47,7 @@ from bench.envs.metaworld import (
     sample_goals,
 )
 from bench.errors import Interrupted, UserError, unknown_choice
+from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
 MAX_NOISE_STD = 0.5
@@ -156,7 +156,7 @@ def generate_dataset(
     }
     listed = _tasks_already_generated(root, header)
     remove_abandoned_staging(root)
-    with _signals_as_request() as stop:
+    with handle_stop_signals(StopRequest(defer=True, insist=False)) as stop:
         damage = _damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
         if stop.signal_number is not None:
             message = f"interrupted while checking the files of {root}; nothing was changed"
@@ -223,37 +223,8 @@ def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     return set(manifest["tasks"])
 
 
-class _StopRequest:
-    """SIGINT or SIGTERM as a flag that generation reads at safe points (between checked tasks,
-    between polls of the workers), so that a signal never lands inside a manifest update or
-    between starting a worker and taking note of it."""
-
-    def __init__(self) -> None:
-        self.signal_number: int | None = None
-
-    def handle(self, signal_number: int, frame: FrameType | None) -> None:
-        self.signal_number = signal_number
-
-
-@contextlib.contextmanager
-def _signals_as_request() -> Iterator[_StopRequest]:
-    stop = _StopRequest()
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for number in previous:
-            signal.signal(number, stop.handle)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield stop
-        return
-    try:
-        yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 def _damaged_tasks(
-    root: Path, listed: list[str], verify: bool, stop: _StopRequest
+    root: Path, listed: list[str], verify: bool, stop: StopRequest
 ) -> dict[str, str]:
     """{task: what is wrong with its files} for the `listed` tasks that disagree with the
     manifest; stops early (incomplete) once a stop is requested."""
@@ -294,7 +265,7 @@ def _generate_in_workers(
     header: dict[str, Any],
     workers: int,
     progress: bool,
-    stop: _StopRequest,
+    stop: StopRequest,
 ) -> list[str]:
     """Generate `todo` in worker processes, listing each task in the manifest once written, and
     return the tasks listed. On a stop request it kills the running workers and returns at once."""
