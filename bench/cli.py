@@ -45,7 +45,8 @@ class _VersionAction(argparse.Action):
     """`--version`, computed only when asked (it runs git)."""
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
-        parser.exit(0, _version() + "\n")
+        print(_version())
+        parser.exit(0)
 
 
 def _run_help() -> str:

@@ -16,6 +16,7 @@ import pytest
 from bench.cli import main
 from bench.envs.metaworld import ACTION_DIM, OBSERVATION_DIM
 from bench.results import read_status
+from bench.settings import load_settings
 
 RUN_DIR = "mt5/near_optimal/{method}/seed0"
 
@@ -100,7 +101,7 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
         "bench.cli",
         *_overrides(method, smoke_data_root, killed, *extra),
     ]
-    run_dir = killed / RUN_DIR.format(method=method)
+    run_dir = load_settings(_overrides(method, smoke_data_root, killed, *extra)[1:]).run_dir
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
@@ -118,7 +119,7 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     assert len(resumed_at) == 1 and 0 < resumed_at[0] < 200
     train_steps = [e["step"] for e in events if e["event"] == "train"]
     assert train_steps == list(range(20, 201, 20))  # nothing lost, nothing logged twice
-    straight_result = straight / RUN_DIR.format(method=method) / "result.json"
+    straight_result = straight / run_dir.relative_to(killed) / "result.json"
     assert _per_task(run_dir / "result.json") == _per_task(straight_result)
 
 
@@ -136,15 +137,16 @@ def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
     )  # fmt: skip
     write_store(store, {task: (observations, actions, np.ones(steps)) for task in tasks}, 25)
 
-    code = main(_overrides("mtdt", tmp_path, tmp_path / "runs", f"data.path={store}"))
+    args = _overrides("mtdt", tmp_path, tmp_path / "runs", f"data.path={store}")
+    code = main(args)
     assert code == 1
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: run failed: loss is nan at step 0") and "\n" not in error
-    run_dir = tmp_path / "runs" / RUN_DIR.format(method="mtdt")
+    run_dir = load_settings(args[1:]).run_dir
     assert not (run_dir / "result.json").exists()
     assert (run_dir / "status").read_text().startswith("failed: loss is nan")
 
     assert main(["status", str(tmp_path / "runs")]) == 0
     table = capsys.readouterr().out
-    assert "mt5/near_optimal/mtdt/seed0" in table and "failed: loss is nan" in table
+    assert str(run_dir.relative_to(tmp_path / "runs")) in table and "failed: loss is nan" in table
     assert "0/50" in table
