@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,7 +49,8 @@ class RunFailed(Exception):
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    tqdm.write(line)  # above a progress bar that is showing, not through it
+    sys.stdout.flush()
 
 
 def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]:
