@@ -48,7 +48,9 @@ def status_table(root: Path) -> str:
         steps = [e["step"] for e in results.read_metrics(run_dir) if e.get("event") == "train"]
         result_path = run_dir / results.RESULT
         success = (
-            json.loads(result_path.read_text())["success_rate"] if result_path.exists() else None
+            f"{json.loads(result_path.read_text())['success_rate']:.3f}"
+            if result_path.exists()
+            else ""  # not "nan": a run without a result has no score at all
         )
         rows.append(
             {

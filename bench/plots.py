@@ -37,8 +37,8 @@ def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
 def success_heatmap(per_task: pd.DataFrame, path: Path, title: str) -> Path:
     """Methods x tasks, mean success rate over seeds (%), the value written in each cell."""
     values = per_task.to_numpy(dtype=float) * 100
-    height = 1.2 + 0.45 * len(per_task.index)
-    width = 3 + 0.55 * len(per_task.columns)
+    height = 3.0 + 0.45 * len(per_task.index)  # room for the rotated task names below
+    width = 5 + 0.6 * len(per_task.columns)
     figure, axes = plt.subplots(figsize=(min(width, 30), height))
     image = axes.imshow(values, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     axes.set_xticks(range(len(per_task.columns)), per_task.columns, rotation=60, ha="right")
@@ -92,7 +92,6 @@ def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
 
 def _save(figure: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight")  # long labels stay inside the PNG
     plt.close(figure)
     return path

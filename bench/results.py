@@ -163,6 +163,9 @@ def versions() -> dict[str, str]:
     return found
 
 
+_CODE_PATHS = ("bench", "methods", "configs", "pyproject.toml")
+
+
 def git_commit(repo: Path) -> dict[str, Any]:
     """The code's commit and whether the working tree differed from it."""
 
@@ -172,7 +175,12 @@ def git_commit(repo: Path) -> dict[str, Any]:
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        # Dirty: a tracked file changed, or an untracked file where code and configs live (runs
+        # and reports written inside the checkout are results, not code).
+        changed = git("status", "--porcelain", "--", *_CODE_PATHS)
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed) or bool(
+            git("status", "--porcelain", "--untracked-files=no")
+        )}
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"commit": "unknown", "dirty": None}
 

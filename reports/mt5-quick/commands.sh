@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The command behind every cell of the report, one run each.
+set -euo pipefail
+
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed0
+bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
+bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
