@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Composed, compose_run
+from bench.data.prepare import check_dataset, dataset_path
 from bench.errors import UserError
-from bench.identity import non_default_values, override_component, run_directory
+from bench.identity import non_default_values, run_directory
 from bench.suites import Suite, get_suite
 
 
@@ -60,19 +61,7 @@ class Settings:
     @property
     def data(self) -> dict[str, Any]:
         """The data section, with `~` in its paths expanded."""
-        data = dict(self.config["data"])
-        for key in ("root", "path"):
-            if data.get(key):
-                data[key] = str(Path(data[key]).expanduser())
-        return data
-
-    @property
-    def launcher(self) -> str:
-        return str(self.config["launcher"]["name"])
-
-    @property
-    def component(self) -> str | None:
-        return override_component(self.non_default)
+        return _expand_paths(self.config["data"])
 
 
 def load_settings(overrides: Sequence[str]) -> Settings:
@@ -129,8 +118,7 @@ def load_data_settings(overrides: Sequence[str]) -> tuple[Suite, dict[str, Any],
         raise UserError("data generate writes a generated store; drop data.path")
     _check_data_values(data, training=False)
     _check_data_location(data)
-    root = Path(data["root"]).expanduser()
-    return suite, {**data, "root": str(root)}, bool(config["progress"])
+    return suite, _expand_paths(data), bool(config["progress"])
 
 
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
@@ -219,20 +207,25 @@ def _check_writable(folder: Path, key: str) -> None:
         raise UserError(message) from None
 
 
+def _expand_paths(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data section with `~` in `root` and `path` expanded."""
+    expanded = dict(data)
+    for key in ("root", "path"):
+        if expanded.get(key):
+            expanded[key] = str(Path(expanded[key]).expanduser())
+    return expanded
+
+
 def _check_data_location(data: Mapping[str, Any]) -> None:
+    data = _expand_paths(data)
     if data.get("path"):
-        path = Path(data["path"]).expanduser()
-        if path.exists() and not path.is_dir():
+        if Path(data["path"]).exists() and not Path(data["path"]).is_dir():
             raise UserError(f"data.path={data['path']} is a file; it must be a dataset folder")
-        if not (path / "manifest.json").is_file():
-            raise UserError(
-                f"no dataset at data.path={data['path']} (no manifest.json); import one with "
-                "`bench data import-npz` or generate one with `bench data generate`"
-            )
+        check_dataset(data)
         return
-    root = Path(data["root"]).expanduser()
+    root = Path(data["root"])
     if root.exists() and not root.is_dir():
         raise UserError(f"data.root={data['root']} is a file; it must be a folder")
-    store = root / f"scripted-ep{data['episodes_per_task']}"
+    store = dataset_path(data)
     if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
         _check_writable(store, "data.root")
