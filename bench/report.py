@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from bench import plots, statistics
 from bench.errors import unknown_choice
-from bench.result_table import COHORT, harmony_curves, learning_curves, load_results
+from bench.result_table import COHORT, load_results, training_curves
 
 FORMATS = ("md", "latex", "csv", "json")
 REFERENCE = Path(__file__).with_name("paper_reference.yaml")
@@ -331,7 +331,7 @@ def _figures(
             f"Performance profile: {title}",
         )
     )
-    curves = learning_curves(frame)
+    curves, harmony = training_curves(frame)
     if curves["step"].nunique() > 1:
         curves = curves.assign(label=curves.apply(_label, axis=1))
         made.append(
@@ -339,7 +339,6 @@ def _figures(
                 curves, assets / f"{name}-curves.png", f"Evaluation during training: {title}"
             )
         )
-    harmony = harmony_curves(frame)
     if not harmony.empty:
         made.append(
             plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")

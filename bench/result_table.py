@@ -3,7 +3,7 @@
 Every report table, statistic and plot is computed from this frame (bench.report, bench.plots),
 so a number in a report can be traced to the run directory, command and commit in its row.
 Periodic evaluations and HarmoDT's harmony scores, which live in metrics.jsonl, are read by
-`learning_curves` and `harmony_curves` for the plots only.
+`training_curves` for the plots only.
 """
 
 from __future__ import annotations
@@ -102,49 +102,27 @@ def _saved_config(run_dir: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def learning_curves(frame: pd.DataFrame) -> pd.DataFrame:
-    """A row per (run, evaluation): step and mean success rate, periodic and final, of the runs
-    in `frame` (from their metrics.jsonl)."""
-    rows = []
-    runs = frame.drop_duplicates("run_dir")
-    for _, run in runs.iterrows():
-        for event in results.read_metrics(Path(run["run_dir"])):
-            if event.get("event") == "eval":
-                rows.append(
-                    {
-                        **{k: run[k] for k in [*CELL, "seed"]},
-                        "step": event["step"],
-                        "success_rate": event["success_rate"],
-                    }
-                )
-    return pd.DataFrame(rows, columns=[*CELL, "seed", "step", "success_rate"])
+def training_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From one read of each run's metrics.jsonl, for the runs in `frame`:
 
-
-def harmony_curves(frame: pd.DataFrame) -> pd.DataFrame:
-    """A row per (run, mask update or harmony diagnostic): the averaged harmony score."""
-    rows = []
+    - evaluations: a row per (run, evaluation), periodic and final: step and success rate;
+    - harmony: a row per (run, mask update or harmony diagnostic): the averaged harmony score.
+    """
+    evaluations, harmony = [], []
     for _, run in frame.drop_duplicates("run_dir").iterrows():
+        cell = {k: run[k] for k in [*CELL, "seed"]}
         for event in results.read_metrics(Path(run["run_dir"])):
-            kind = event.get("event")
-            if kind == "mask_update":
-                for label, value in event["harmony"].items():
-                    rows.append(
-                        {
-                            "method": run["method"],
-                            "seed": run["seed"],
-                            "step": event["step"],
-                            "series": label,
-                            "harmony": value,
-                        }
-                    )
+            kind, step = event.get("event"), event.get("step")
+            if kind == "eval":
+                evaluations.append({**cell, "step": step, "success_rate": event["success_rate"]})
+            elif kind == "mask_update":
+                for series, value in event["harmony"].items():
+                    harmony.append({**cell, "step": step, "series": series, "harmony": value})
             elif kind == "harmony":
-                rows.append(
-                    {
-                        "method": run["method"],
-                        "seed": run["seed"],
-                        "step": event["step"],
-                        "series": "unmasked",
-                        "harmony": event["harmony"],
-                    }
+                harmony.append(
+                    {**cell, "step": step, "series": "unmasked", "harmony": event["harmony"]}
                 )
-    return pd.DataFrame(rows, columns=["method", "seed", "step", "series", "harmony"])
+    return (
+        pd.DataFrame(evaluations, columns=[*CELL, "seed", "step", "success_rate"]),
+        pd.DataFrame(harmony, columns=[*CELL, "seed", "step", "series", "harmony"]),
+    )
