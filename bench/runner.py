@@ -149,7 +149,8 @@ class _Run:
         self.run_dir = run_dir
         self.repo = repo
         self.say = say
-        self.checkpoint_step = 0
+        self.checkpoint_step = 0  # the step and training time of the checkpoint on disk
+        self.checkpoint_train_seconds = 0.0
 
     def train_and_evaluate(self, stop: StopRequest) -> dict[str, Any]:
         settings, say = self.settings, self.say
@@ -176,7 +177,6 @@ class _Run:
         scores = evaluate(suite, method.policy, protocol, settings.progress)
         eval_seconds = time.perf_counter() - eval_start
         total_steps = settings.train.steps
-        final = results.load_checkpoint(self.run_dir / results.CHECKPOINT)
         results.append_metrics(
             self.run_dir,
             {"event": "eval", "step": total_steps, "final": True, **_scores_only(scores)},
@@ -198,11 +198,14 @@ class _Run:
             "success_rate": scores["success_rate"],
             "mean_return": scores["mean_return"],
             "per_task": scores["per_task"],
-            "protocol": {**scores["protocol"], "checkpoint": f"final (step {final['step']})"},
+            "protocol": {
+                **scores["protocol"],
+                "checkpoint": f"final (step {self.checkpoint_step})",
+            },
             "num_parameters": method.num_parameters(),
             "device": settings.device,
             "torch_threads": torch.get_num_threads(),
-            "wall_time_s": {"train": final["train_seconds"], "evaluate": eval_seconds},
+            "wall_time_s": {"train": self.checkpoint_train_seconds, "evaluate": eval_seconds},
             "versions": results.versions(),
             "git": self.commit,
             "run_dir": str(self.run_dir),
@@ -235,6 +238,7 @@ class _Run:
         restore_rng_state(checkpoint["rng"])
         step = int(checkpoint["step"])
         self.checkpoint_step = step
+        self.checkpoint_train_seconds = float(checkpoint["train_seconds"])
         results.truncate_metrics(self.run_dir, lambda event: event.get("step", 0) <= step)
         event = {
             "event": "resume",
@@ -267,6 +271,7 @@ class _Run:
         }
         results.save_checkpoint(self.run_dir / results.CHECKPOINT, state)
         self.checkpoint_step = step
+        self.checkpoint_train_seconds = train_seconds
 
     # Training ---------------------------------------------------------------------------------
 
