@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("-m", "--multirun", action="store_true", help="expand key=a,b sweeps")
     run.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
+    run.add_argument(
+        "--wait", action="store_true", help="launcher=slurm: block until the runs end, then compare"
+    )
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=mtdt seed=1")
 
     data = commands.add_parser("data", help="generate, import and verify datasets")
@@ -128,11 +131,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.multirun:
         from bench.launch import launch
 
-        return launch(args.overrides)
+        return launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
     if args.cfg == "job":
         print(yaml.safe_dump(_job_view(settings), sort_keys=False), end="")
         return 0
+    if settings.config["launcher"]["name"] == "slurm":  # one run is a sweep of one job
+        from bench.launch import launch
+
+        return launch(args.overrides, args.wait)
     from bench.console import per_task_table
     from bench.runner import execute
 
@@ -167,7 +174,11 @@ def _data(args: argparse.Namespace) -> int:
         for override in args.overrides:
             key, _, value = override.partition("=")
             overrides.append(f"{_DATA_SHORTHANDS.get(key, key)}={value}" if value else override)
-        suite, data, progress = load_data_settings(overrides)
+        suite, data, progress, launcher = load_data_settings(overrides)
+        if launcher["name"] == "slurm":
+            from bench.slurm import submit_generation
+
+            return submit_generation(suite, data, launcher)
         store = open_dataset(data, suite.tasks, progress, verify=args.verify)
         print(f"{dataset_path(data)}: {len(store.tasks)} tasks")
         return 0

@@ -33,33 +33,48 @@ def per_task_table(result: Mapping[str, Any]) -> str:
 
 
 def status_table(root: Path) -> str:
-    """One row per run below `root`: its status, last logged step of its planned steps, and
-    its mean success rate once done (the final checkpoint's, never a best-of-training)."""
+    """One row per run below `root`: its state, its Slurm job where it has one, its last
+    logged step of its planned steps, its last periodic evaluation, and its mean success rate
+    once done (the final checkpoint's, never a best-of-training). Slurm is asked once."""
+    from bench.slurm_queue import describe_runs, read_job_record
+
     if not Path(root).is_dir():
         raise UserError(f"no such folder: {root}")
+    run_dirs = results.find_runs(root)
+    if not run_dirs:
+        return f"no runs under {root}"
+    states = describe_runs(run_dirs)
     rows = []
-    for run_dir in results.find_runs(root):
+    for run_dir in run_dirs:
         config_path = run_dir / results.CONFIG
         planned = (
             yaml.safe_load(config_path.read_text())["config"]["train"]["steps"]
             if config_path.exists()
             else None
         )
-        steps = [e["step"] for e in results.read_metrics(run_dir) if e.get("event") == "train"]
+        events = results.read_metrics(run_dir)
+        steps = [e["step"] for e in events if e.get("event") == "train"]
+        evaluations = [e for e in events if e.get("event") == "eval"]
         result_path = run_dir / results.RESULT
         success = (
             f"{json.loads(result_path.read_text())['success_rate']:.3f}"
             if result_path.exists()
             else ""  # not "nan": a run without a result has no score at all
         )
+        record = read_job_record(run_dir)
+        last = evaluations[-1] if evaluations else None
         rows.append(
             {
                 "run": str(run_dir.relative_to(root)),
-                "status": results.read_status(run_dir),
+                "status": states[run_dir],
+                "job": record["job_id"] if record else "",
                 "step": f"{steps[-1] if steps else 0}/{planned}",
+                "last_eval": f"{last['success_rate']:.3f} @ {last['step']}" if last else "",
                 "success_rate": success,
             }
         )
-    if not rows:
-        return f"no runs under {root}"
-    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3f")
+    frame = pd.DataFrame(rows)
+    if not frame["job"].any():
+        frame = frame.drop(columns="job")
+    # Every cell is already text; parsed as numbers, job 1_0 would read as 10.
+    return frame.to_markdown(index=False, disable_numparse=True)

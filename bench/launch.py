@@ -3,8 +3,9 @@
 Every job is composed and checked (bench.settings) before any starts, and no two jobs may
 share a run directory. The local launcher runs each job as its own `bench run` process, one
 after another, so a crash in one run cannot take the others down, and each run resumes or
-skips by its run directory. Ctrl-C reaches the running job too: it saves its step and stops,
-and the sweep stops with it; the same command resumes where it stopped.
+skips by its run directory; `launcher=slurm` submits them as job arrays (bench.slurm).
+Ctrl-C reaches the running job too: it saves its step and stops, and the sweep stops with it;
+the same command resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -38,8 +39,19 @@ def plan(overrides: Sequence[str]) -> list[tuple[list[str], Settings]]:
     return jobs
 
 
-def launch(overrides: Sequence[str]) -> int:
+def launch(overrides: Sequence[str], wait: bool = False) -> int:
+    """Run the sweep with its launcher: here one job after another, or on Slurm (bench.slurm),
+    where `wait` blocks until every run has ended."""
     jobs = plan(overrides)
+    launchers = {settings.config["launcher"]["name"] for _, settings in jobs}
+    if len(launchers) > 1:
+        raise UserError(f"a sweep runs with one launcher, not {sorted(launchers)}")
+    if launchers == {"slurm"}:
+        from bench.slurm import submit_runs
+
+        return submit_runs(jobs, wait)
+    if wait:
+        raise UserError("--wait is for launcher=slurm; the local launcher always waits")
     failed = []
     for number, (job, _) in enumerate(jobs, start=1):
         print(f"[{number}/{len(jobs)}] bench run {' '.join(job)}", flush=True)

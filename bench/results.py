@@ -58,9 +58,17 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    import pickle
+
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise UserError(
+            f"{path} is damaged or no checkpoint ({type(error).__name__} from torch.load); "
+            "run.restart=true starts the run over"
+        ) from None
 
 
 def append_metrics(run_dir: Path, event: Mapping[str, Any]) -> None:

@@ -53,8 +53,14 @@ def _print(line: str) -> None:
     sys.stdout.flush()
 
 
-def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]:
-    """Run (or resume, or skip) the run of `settings`; returns its result."""
+def execute(
+    settings: Settings,
+    repo: Path,
+    say: Say = _print,
+    launch: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume, or skip) the run of `settings`; returns its result. `launch` says how
+    it was started where that is not this process's command line (a Slurm job)."""
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
@@ -67,7 +73,7 @@ def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]
             say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
             return json.loads(result_path.read_text())
         if not (run_dir / results.CONFIG).exists():
-            results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo))
+            results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo, launch))
         results.write_status(run_dir, "running")
         run = _Run(settings, run_dir, repo, say)
         with handle_stop_signals(StopRequest()) as stop:
@@ -85,6 +91,8 @@ def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]
             except BaseException as error:
                 results.write_status(run_dir, f"failed: {type(error).__name__}: {error}")
                 raise
+        if launch:
+            result["launch"] = dict(launch)
         write_json(result_path, result)
         results.write_status(run_dir, "done")
         return result
@@ -92,7 +100,9 @@ def execute(settings: Settings, repo: Path, say: Say = _print) -> dict[str, Any]
         lock.release()
 
 
-def _saved_config(settings: Settings, repo: Path) -> dict[str, Any]:
+def _saved_config(
+    settings: Settings, repo: Path, launch: Mapping[str, Any] | None
+) -> dict[str, Any]:
     return {
         "config": settings.config,
         "overrides": list(settings.overrides),
@@ -100,6 +110,7 @@ def _saved_config(settings: Settings, repo: Path) -> dict[str, Any]:
         "git": results.git_commit(repo),
         "command": results.command_line(),
         "versions": results.versions(),
+        **({"launch": dict(launch)} if launch else {}),
     }
 
 

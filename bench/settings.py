@@ -109,8 +109,11 @@ def check(composed: Composed) -> Settings:
     )
 
 
-def load_data_settings(overrides: Sequence[str]) -> tuple[Suite, dict[str, Any], bool]:
-    """(suite, data section, progress) for `bench data generate`, checked like a run's."""
+def load_data_settings(
+    overrides: Sequence[str],
+) -> tuple[Suite, dict[str, Any], bool, dict[str, Any]]:
+    """(suite, data section, progress, launcher section) for `bench data generate`, checked
+    like a run's."""
     config = compose_run(overrides).config
     suite = get_suite(config["tasks"]["name"])
     data = config["data"]
@@ -118,7 +121,7 @@ def load_data_settings(overrides: Sequence[str]) -> tuple[Suite, dict[str, Any],
         raise UserError("data generate writes a generated store; drop data.path")
     _check_data_values(data, training=False)
     _check_data_location(data)
-    return suite, _expand_paths(data), bool(config["progress"])
+    return suite, _expand_paths(data), bool(config["progress"]), dict(config["launcher"])
 
 
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:

@@ -42,7 +42,7 @@ def _methods() -> list[str]:
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
         ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
-        ("launcher=slurm", "unknown launcher 'slurm'; choose one of: local"),
+        ("launcher=pbs", "unknown launcher 'pbs'; choose one of: local, slurm"),
         (
             "method.conditioning=oops",
             "unknown value for method.conditioning 'oops'; choose one of: none, task_id",

@@ -1,0 +1,391 @@
+"""`launcher=slurm`: a sweep as Slurm job arrays through submitit, one run directory per task.
+
+    bench run -m method=harmodt_f,mtbc seed=0,1,2 tasks=mt50 launcher=slurm [--wait]
+    bench data generate tasks=mt50 launcher=slurm
+
+Submission checks every job first (bench.launch.plan), then submits only what is left to do:
+a run that is done, whose lock a live process holds, or whose recorded job Slurm still holds is
+not submitted again. Each run directory records its job id (`slurm.json`) and the commit it
+was submitted from. Logs live under `<run.root>/.slurm/<job id>/` (shared storage, not /tmp).
+
+A job that Slurm preempts or times out is requeued and resumes from the checkpoint on disk,
+never from pickled memory: the preemption signal (submitit's USR2) is turned into the run's
+stop request, so training stops after its current step with a checkpoint, and only then does
+submitit's hook (`RunJob.checkpoint`) requeue the same arguments. A `scontrol requeue` sends
+SIGTERM, which stops the run the same way; Slurm then starts the job again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import submitit
+from tqdm import tqdm
+
+from bench import results
+from bench.atomic import write_json
+from bench.data.prepare import dataset_path
+from bench.data.store import read_manifest
+from bench.errors import Interrupted, UserError, check_all
+from bench.run_lock import RunLock, is_held
+from bench.settings import Settings
+from bench.slurm_queue import (
+    JOB_RECORD,
+    describe_runs,
+    max_array_size,
+    queued_jobs,
+    read_job_record,
+)
+from bench.suites import Suite
+
+POLL_SECONDS = 5.0  # --wait: one squeue call per poll
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """configs/launcher/slurm.yaml, checked; each key overridable as `launcher.<key>=…`."""
+
+    partition: str | None
+    time_min: int
+    cpus_per_task: int
+    mem_gb: int | None
+    gpus_per_node: int
+    qos: str | None
+    account: str | None
+    array_parallelism: int
+    max_timeouts: int
+    sbatch: dict[str, Any]
+    setup: list[str]
+    python: str | None
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> SlurmOptions:
+        values = {k: v for k, v in section.items() if k != "name"}
+        minimums = {"time_min": 1, "cpus_per_task": 1, "gpus_per_node": 0,
+                    "array_parallelism": 1, "max_timeouts": 0, "mem_gb": 1}  # fmt: skip
+        problems = {}
+        for key, low in minimums.items():
+            value = values.get(key)
+            if key == "mem_gb" and value is None:
+                continue
+            is_count = isinstance(value, int) and not isinstance(value, bool)
+            problems[f"launcher.{key} must be an integer >= {low}, got {value!r}"] = not (
+                is_count and value >= low
+            )
+        sbatch, setup = values.get("sbatch"), values.get("setup")
+        problems[f"launcher.sbatch must map sbatch options to values, got {sbatch!r}"] = (
+            not isinstance(sbatch, Mapping)
+        )
+        problems[f"launcher.setup must be a list of shell lines, got {setup!r}"] = not isinstance(
+            setup, list
+        )
+        check_all("launcher", problems)
+        return cls(**{field.name: values.get(field.name) for field in dataclasses.fields(cls)})
+
+    def executor(self, folder: Path, job_name: str) -> submitit.SlurmExecutor:
+        executor = submitit.SlurmExecutor(
+            folder=folder, max_num_timeout=self.max_timeouts, python=self.python
+        )
+        optional = {
+            "partition": self.partition,
+            "mem": f"{self.mem_gb}GB" if self.mem_gb else None,
+            "gpus_per_node": self.gpus_per_node or None,
+            "qos": self.qos,
+            "account": self.account,
+        }
+        executor.update_parameters(
+            job_name=job_name,
+            time=self.time_min,
+            cpus_per_task=self.cpus_per_task,
+            array_parallelism=self.array_parallelism,
+            additional_parameters=dict(self.sbatch),
+            setup=list(self.setup),
+            **{key: value for key, value in optional.items() if value is not None},
+        )
+        return executor
+
+
+# Submission --------------------------------------------------------------------------------------
+
+
+def submit_runs(jobs: Sequence[tuple[list[str], Settings]], wait: bool) -> int:
+    """Submit the runs of a checked sweep that are left to do; with `wait`, block until every
+    run has ended and print the comparison table."""
+    from bench.config import REPO_ROOT
+
+    options = SlurmOptions.from_config(jobs[0][1].config["launcher"])
+    for _, settings in jobs:
+        _check_data_ready(settings)
+    queued = queued_jobs()
+    if queued is None:
+        raise UserError(
+            "launcher=slurm: Slurm does not answer (`squeue` failed); check SLURM_CONF and that "
+            "the cluster is up (scripts/slurm-local.sh up starts a local one)"
+        )
+    todo, done, live = [], 0, 0
+    for job, settings in jobs:
+        record = read_job_record(settings.run_dir)
+        if (settings.run_dir / results.RESULT).exists() and not settings.restart:
+            done += 1
+        elif is_held(settings.run_dir) or (record is not None and record["job_id"] in queued):
+            live += 1
+        else:
+            todo.append((job, settings))
+    print(f"{len(jobs)} runs: {done} done, {live} pending or running, {len(todo)} to submit")
+    run_dirs = [settings.run_dir for _, settings in jobs]
+    if todo:
+        _submit(todo, options, results.git_commit(REPO_ROOT))
+    else:
+        print("nothing to submit")
+    if not wait:
+        print(f"follow them with: bench status {_runs_root(jobs)}")
+        return 0
+    return wait_for_runs(run_dirs)
+
+
+def _submit(
+    todo: Sequence[tuple[list[str], Settings]], options: SlurmOptions, commit: dict[str, Any]
+) -> None:
+    logs = _runs_root(todo) / ".slurm"
+    executor = options.executor(logs / "%j", job_name="bench-run")
+    arguments = [_prepare(job, settings) for job, settings in todo]
+    size = max_array_size()
+    for start in range(0, len(todo), size):
+        chunk = slice(start, start + size)
+        count = len(arguments[chunk])
+        submitted = executor.map_array(
+            RunJob(), arguments[chunk], [os.getcwd()] * count, [commit] * count
+        )
+        for (_, settings), job in zip(todo[chunk], submitted, strict=True):
+            record = {
+                "job_id": job.job_id,
+                "submitted": datetime.now(UTC).isoformat(timespec="seconds"),
+                "commit": commit,
+                "log": str(job.paths.stdout).replace("%j", job.job_id),
+            }
+            write_json(settings.run_dir / JOB_RECORD, record)
+        array = submitted[0].job_id.split("_")[0]
+        print(f"submitted job array {array} ({count} runs); logs in {logs}/{array}_<task>/")
+
+
+def _prepare(job: list[str], settings: Settings) -> list[str]:
+    """The job's overrides, after making its run directory show it as pending. `run.restart`
+    is done here, once: a requeued job that cleared its run again would lose its checkpoint."""
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir)
+    lock.acquire()
+    try:
+        if settings.restart:
+            results.clear_run(run_dir)
+        results.write_status(run_dir, "pending")
+    finally:
+        lock.release()
+    return [override for override in job if override.split("=")[0].lstrip("+~") != "run.restart"]
+
+
+def _check_data_ready(settings: Settings) -> None:
+    """Generated data must exist before runs are submitted: 50 jobs finding it missing would
+    each start generating the same store."""
+    data = settings.data
+    if data.get("path"):
+        return  # checked with the settings
+    store = dataset_path(data)
+    listed = set(read_manifest(store)["tasks"]) if (store / "manifest.json").exists() else set()
+    missing = [task for task in settings.suite.tasks if task not in listed]
+    if missing:
+        suite = settings.suite.name
+        raise UserError(
+            f"{store} lacks {len(missing)} of the {len(settings.suite.tasks)} tasks of {suite} "
+            f"(first: {missing[0]}); make it first: `bench data generate tasks={suite} "
+            f"data.episodes_per_task={data['episodes_per_task']} launcher=slurm`, then submit "
+            "once its jobs are done"
+        )
+
+
+def _runs_root(jobs: Sequence[tuple[list[str], Settings]]) -> Path:
+    return Path(jobs[0][1].config["run"]["root"])
+
+
+# Waiting -----------------------------------------------------------------------------------------
+
+
+def wait_for_runs(run_dirs: Sequence[Path], poll_seconds: float = POLL_SECONDS) -> int:
+    """Block until every run is done or its job has left the queue; the comparison table."""
+    from bench.report import comparison_table
+
+    bar = tqdm(total=len(run_dirs), unit="run", desc="slurm runs", smoothing=0)
+    try:
+        with bar:
+            while True:
+                ended = _ended(run_dirs, queued_jobs())
+                bar.update(len(ended) - bar.n)
+                if len(ended) == len(run_dirs):
+                    break
+                time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        raise Interrupted("stopped waiting; the jobs go on (bench status shows them)") from None
+    states = describe_runs(run_dirs)
+    failed = [(run_dir, state) for run_dir, state in states.items() if state != "done"]
+    print(f"{len(run_dirs) - len(failed)} of {len(run_dirs)} runs finished")
+    for run_dir, state in failed:
+        print(f"{run_dir}: {state}")
+    table = comparison_table(run_dirs)
+    if table:
+        print("\n" + table)
+    return 1 if failed else 0
+
+
+def _ended(run_dirs: Sequence[Path], queued: Mapping[str, str] | None) -> list[Path]:
+    if queued is None:  # Slurm unreachable for a moment: only results count
+        return [run_dir for run_dir in run_dirs if (run_dir / results.RESULT).exists()]
+    ended = []
+    for run_dir in run_dirs:
+        record = read_job_record(run_dir)
+        if (run_dir / results.RESULT).exists() or record is None or record["job_id"] not in queued:
+            ended.append(run_dir)
+    return ended
+
+
+# The jobs ----------------------------------------------------------------------------------------
+
+
+def _preempt_signal() -> signal.Signals:
+    # The signal submitit asks Slurm to send before a time limit or a preemption.
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """One array task: one run, as `bench run <overrides>` would do it, from the folder the
+    sweep was submitted in."""
+
+    def __call__(self, overrides: list[str], cwd: str, submitted: dict[str, Any]) -> dict:
+        from bench.config import REPO_ROOT
+        from bench.runner import execute
+        from bench.settings import load_settings
+
+        os.chdir(cwd)
+        settings = load_settings(overrides)
+        started = results.git_commit(REPO_ROOT)
+        launch = {
+            "launcher": "slurm",
+            "job_id": _job_id(),
+            "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+            "submitted_commit": submitted["commit"],
+            "started_commit": started["commit"],
+        }
+        if started["commit"] != submitted["commit"]:
+            print(
+                f"warning: submitted at commit {submitted['commit'][:12]}, starting on "
+                f"{started['commit'][:12]}: the run's config.yaml records both",
+                flush=True,
+            )
+        with _PreemptionAsStop() as preemption:
+            try:
+                return execute(settings, REPO_ROOT, launch=launch)
+            except Interrupted as stop:
+                if preemption.caught:
+                    preemption.requeue(settings.run_dir)
+                print(stop, flush=True)
+                raise SystemExit(128 + int(stop.signal_number)) from None
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """submitit's hook at a preemption or time limit: the same run again, which resumes
+        from its checkpoint on disk (the arguments hold no state of this process)."""
+        return submitit.helpers.DelayedSubmission(type(self)(), *args, **kwargs)
+
+
+class _PreemptionAsStop:
+    """Turn the preemption signal into SIGTERM (the run's stop request) for the block, and
+    keep submitit's own handler to call once the run has stopped."""
+
+    def __enter__(self) -> _PreemptionAsStop:
+        self.number = _preempt_signal()
+        self.submitit_handler = signal.getsignal(self.number)
+        self.caught = False
+
+        def forward(number: int, frame: object) -> None:
+            self.caught = True
+            signal.raise_signal(signal.SIGTERM)
+
+        signal.signal(self.number, forward)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(self.number, self.submitit_handler)
+
+    def requeue(self, run_dir: Path) -> None:
+        """After the signal stopped the run: submitit calls `RunJob.checkpoint`, requeues the
+        job (time limits count against launcher.max_timeouts) and exits; past the limit the
+        run is failed."""
+        from submitit.core.utils import UncompletedJobError
+
+        status = results.read_status(run_dir)
+        results.write_status(run_dir, status.replace("interrupted", "requeued", 1))
+        if not callable(self.submitit_handler):
+            return  # not started by submitit: nothing to requeue with
+        try:
+            self.submitit_handler(self.number, None)
+        except UncompletedJobError as error:
+            results.write_status(run_dir, f"failed: not requeued: {error}")
+            raise
+
+
+def _job_id() -> str:
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "unknown")
+
+
+# Data generation ---------------------------------------------------------------------------------
+
+
+def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[str, Any]) -> int:
+    """One job per task of `suite` the store lacks; each writes its task and lists it in the
+    manifest (under the manifest's lock)."""
+    options = SlurmOptions.from_config(launcher)
+    store = dataset_path(data)
+    listed = set(read_manifest(store)["tasks"]) if (store / "manifest.json").exists() else set()
+    missing = [task for task in suite.tasks if task not in listed]
+    if not missing:
+        print(f"{store}: every task of {suite.name} is there; nothing to submit")
+        return 0
+    if queued_jobs() is None:
+        raise UserError("launcher=slurm: Slurm does not answer (`squeue` failed)")
+    logs = store.parent / ".slurm"
+    executor = options.executor(logs / "%j", job_name="bench-data")
+    count = len(missing)
+    jobs = executor.map_array(generate_task_job, missing, [dict(data)] * count,
+                              [os.getcwd()] * count)  # fmt: skip
+    array = jobs[0].job_id.split("_")[0]
+    print(f"submitted job array {array}: {count} tasks of {suite.name} into {store}; "
+          f"logs in {logs}/{array}_<task>/")  # fmt: skip
+    print(f"submit the runs once it is done (squeue --jobs={array} shows it)")
+    return 0
+
+
+def generate_task_job(task: str, data: dict[str, Any], cwd: str) -> str:
+    """One generation array task: one task's data, in one process (the node's CPUs are the
+    job's)."""
+    from bench.data.generate import generate_dataset
+
+    os.chdir(cwd)
+    generate_dataset(
+        dataset_path(data),
+        [task],
+        episodes_per_task=int(data["episodes_per_task"]),
+        seed=int(data["seed"]),
+        pool_seed=int(data["goal_pool_seed"]),
+        workers=1,
+        progress=False,
+    )
+    print(f"{task}: written", file=sys.stdout, flush=True)
+    return task

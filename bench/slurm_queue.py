@@ -1,0 +1,133 @@
+"""What Slurm knows about a run's job, asked in as few calls as possible.
+
+A run submitted to Slurm keeps its job id in `<run_dir>/slurm.json`. `bench status`, a repeated
+submission and `--wait` read the states of all their jobs with one `squeue` call (and at most
+one `sacct` call where the cluster keeps accounting): thousands of per-job calls would overload
+the controller. When Slurm cannot be reached the run directories alone are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import results
+
+JOB_RECORD = "slurm.json"
+
+# squeue states of a job that still has to run or is running; anything else has ended.
+LIVE_STATES = {
+    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+    "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT",
+}  # fmt: skip
+_TIMEOUT_S = 30
+
+
+def read_job_record(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / JOB_RECORD
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None  # torn by a kill while written: as if never submitted
+
+
+def queued_jobs() -> dict[str, str] | None:
+    """{job id: state} of this user's jobs Slurm still holds (array tasks one per line, as
+    `<array>_<task>`), from one `squeue` call; None when Slurm cannot be reached."""
+    command = ["squeue", "--noheader", "--array", "--format=%i|%T", f"--user={_user()}"]
+    output = _call(command)
+    if output is None:
+        return None
+    jobs = {}
+    for line in output.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if job_id:
+            jobs[job_id] = state
+    return jobs
+
+
+def ended_states(job_ids: Iterable[str]) -> dict[str, str]:
+    """{job id: final state} from one `sacct` call: CANCELLED, OUT_OF_MEMORY, TIMEOUT, FAILED…
+    Empty where the cluster keeps no accounting (or Slurm cannot be reached)."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    output = _call(["sacct", "--noheader", "--parsable2", "--allocations",
+                    "--format=JobID,State", f"--jobs={','.join(ids)}"])  # fmt: skip
+    states = {}
+    for line in (output or "").splitlines():
+        job_id, _, state = line.partition("|")
+        if job_id in ids and state:
+            states[job_id] = state.split()[0]  # "CANCELLED by 0" -> CANCELLED
+    return states
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (tasks per array), 1001 (Slurm's default) when unknown."""
+    output = _call(["scontrol", "show", "config"]) or ""
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", output, re.MULTILINE)
+    return int(match.group(1)) if match else 1001
+
+
+def run_state(
+    file_status: str,
+    record: Mapping[str, Any] | None,
+    queued: Mapping[str, str] | None,
+    ended: Mapping[str, str],
+) -> str:
+    """A Slurm run's state: its status file, corrected by what the queue says of its job.
+
+    A job the queue holds is pending, requeued (pending again after it ran) or running; a job
+    that left the queue while its run still said pending or running was ended from outside
+    (cancelled, out of memory, a lost node): no process was left to write why, so it is failed.
+    """
+    if record is None or queued is None or file_status == "done":
+        return file_status
+    job_id = str(record["job_id"])
+    state = queued.get(job_id)
+    if state is not None:
+        if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD") and file_status.startswith(
+            ("interrupted", "requeued")
+        ):
+            return "requeued"
+        return "pending" if state == "PENDING" else "running"
+    if file_status in ("pending", "running") or "process is gone" in file_status:
+        how = ended.get(job_id, "ended").lower()
+        return f"failed: job {job_id} {how} without a word from the run; see {record['log']}"
+    return file_status
+
+
+def describe_runs(run_dirs: Sequence[Path]) -> dict[Path, str]:
+    """{run dir: state}, the queue asked once (and sacct once, for jobs it no longer holds)."""
+    records = {run_dir: read_job_record(run_dir) for run_dir in run_dirs}
+    if not any(records.values()):
+        return {run_dir: results.read_status(run_dir) for run_dir in run_dirs}
+    queued = queued_jobs()
+    gone = [r["job_id"] for r in records.values() if r and queued is not None and
+            r["job_id"] not in queued]  # fmt: skip
+    ended = ended_states(gone)
+    return {
+        run_dir: run_state(results.read_status(run_dir), record, queued, ended)
+        for run_dir, record in records.items()
+    }
+
+
+def _user() -> str:
+    import getpass
+
+    return os.environ.get("USER") or getpass.getuser()
+
+
+def _call(command: list[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None

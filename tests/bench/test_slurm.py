@@ -1,0 +1,215 @@
+"""`launcher=slurm` on a real Slurm: job arrays, requeue and preemption, failures, data jobs.
+
+The cluster is the one scripts/slurm-local.sh starts (`.ci/run` brings it up and sets
+MTBENCH_REQUIRE_SLURM=1, so that there these tests fail rather than skip without it). The
+checks before submission need no cluster and run everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.results import read_metrics
+from bench.slurm_queue import run_state
+
+SMOKE = ("tasks=mt5", "scale=smoke", "progress=false", "launcher=slurm",
+         "launcher.cpus_per_task=1")  # fmt: skip
+
+
+def _slurm_up() -> bool:
+    if not os.environ.get("SLURM_CONF"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    if _slurm_up():
+        return
+    reason = "no Slurm cluster: run `scripts/slurm-local.sh up` and export SLURM_CONF"
+    if os.environ.get("MTBENCH_REQUIRE_SLURM"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def _bench(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _sweep(data_root: Path, *values: str) -> list[str]:
+    return ["run", "-m", *SMOKE, f"data.root={data_root}", "run.root=runs", *values]
+
+
+def _per_task(run_dir: Path) -> dict:
+    result = json.loads((run_dir / "result.json").read_text())
+    return {t: (r["success_rate"], r["mean_return"]) for t, r in result["per_task"].items()}
+
+
+def _job_id(run_dir: Path) -> str:
+    return json.loads((run_dir / "slurm.json").read_text())["job_id"]
+
+
+def _wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_a_sweep_is_one_array_and_a_second_submission_submits_nothing(
+    slurm, smoke_data_root, tmp_path
+):
+    args = _sweep(smoke_data_root, "method=mtbc,mtdt", "seed=0,1")
+    first = _bench(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    assert "4 runs: 0 done, 0 pending or running, 4 to submit" in first.stdout
+    assert first.stdout.count("submitted job array") == 1
+
+    again = _bench(tmp_path, *args)  # while the array is queued or running
+    assert again.returncode == 0, again.stderr
+    assert "nothing to submit" in again.stdout and "0 to submit" in again.stdout
+
+    waited = _bench(tmp_path, *args, "--wait")
+    assert waited.returncode == 0, waited.stderr + waited.stdout
+    assert "4 of 4 runs finished" in waited.stdout
+    run_dirs = sorted((tmp_path / "runs").glob("mt5/near_optimal/*/seed*"))
+    assert len(run_dirs) == 4 and all((d / "result.json").exists() for d in run_dirs)
+    arrays = {_job_id(d).split("_")[0] for d in run_dirs}
+    assert len(arrays) == 1, arrays
+    config = (run_dirs[0] / "config.yaml").read_text()
+    assert "launcher: slurm" in config and "submitted_commit" in config
+    status = _bench(tmp_path, "status", "runs")
+    assert status.stdout.count("| done ") == 4, status.stdout
+
+
+def test_requeue_and_preemption_resume_to_the_uninterrupted_result(
+    slurm, smoke_data_root, tmp_path
+):
+    values = ("method=mtbc", "train.steps=500", "train.log_every=20", "train.checkpoint_every=50")
+    submitted = _bench(tmp_path, *_sweep(smoke_data_root, *values))
+    assert submitted.returncode == 0, submitted.stderr
+    (run_dir,) = (tmp_path / "runs").glob("mt5/near_optimal/mtbc/*/seed0")
+    job = _job_id(run_dir)
+
+    def trained_past(step: int) -> bool:
+        return any(e["event"] == "train" and e["step"] > step for e in read_metrics(run_dir))
+
+    def resumed(times: int) -> bool:
+        return sum(e["event"] == "resume" for e in read_metrics(run_dir)) >= times
+
+    _wait_until(lambda: trained_past(60), 300, "training to start")
+    subprocess.run(["scontrol", "requeue", job], check=True)  # Slurm: SIGTERM, start again
+    _wait_until(lambda: resumed(1), 300, "the requeued job to resume")
+    _wait_until(lambda: trained_past(max(_resume_steps(run_dir)) + 60), 300, "more training")
+    subprocess.run(["scancel", "--signal=USR2", job], check=True)  # submitit's preemption
+    _wait_until(lambda: resumed(2), 300, "the preempted job to resume")
+
+    waited = _bench(tmp_path, *_sweep(smoke_data_root, *values), "--wait")
+    assert waited.returncode == 0, waited.stderr + waited.stdout
+    resumes = _resume_steps(run_dir)
+    assert len(resumes) == 2 and 0 < resumes[0] < resumes[1] < 500, resumes
+
+    local = _bench(tmp_path, "run", *SMOKE[:3], *values, f"data.root={smoke_data_root}",
+                   "run.root=local")  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    (local_dir,) = (tmp_path / "local").glob("mt5/near_optimal/mtbc/*/seed0")
+    assert _per_task(run_dir) == _per_task(local_dir)
+
+
+def _resume_steps(run_dir: Path) -> list[int]:
+    return [e["step"] for e in read_metrics(run_dir) if e["event"] == "resume"]
+
+
+def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_root, tmp_path):
+    args = _sweep(smoke_data_root, "method=mtbc", "seed=0,1")
+    broken = tmp_path / "runs/mt5/near_optimal/mtbc/seed1"
+    broken.mkdir(parents=True)
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+
+    first = _bench(tmp_path, *args, "--wait")
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "1 of 2 runs finished" in first.stdout
+    status = _bench(tmp_path, "status", "runs").stdout
+    (line,) = [row for row in status.splitlines() if "seed1" in row]
+    assert "failed: " in line and "checkpoint.pt is damaged" in line, status
+
+    (broken / "checkpoint.pt").unlink()
+    again = _bench(tmp_path, *args, "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 runs: 1 done, 0 pending or running, 1 to submit" in again.stdout
+    assert "(1 runs)" in again.stdout
+
+
+def test_data_generation_is_one_job_per_task(slurm, tmp_path):
+    args = ("data", "generate", "tasks=mt5", "data.episodes_per_task=2", "launcher=slurm",
+            "launcher.cpus_per_task=1", f"data.root={tmp_path / 'data'}")  # fmt: skip
+    submitted = _bench(tmp_path, *args)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "5 tasks of mt5" in submitted.stdout
+    array = submitted.stdout.split("submitted job array ")[1].split(":")[0]
+
+    def finished() -> bool:
+        queue = subprocess.run(["squeue", "-h", f"--jobs={array}"], capture_output=True, text=True)
+        return queue.stdout.strip() == ""
+
+    _wait_until(finished, 300, "the generation jobs")
+    store = tmp_path / "data/scripted-ep2"
+    verified = _bench(tmp_path, "data", "verify", str(store))
+    assert verified.returncode == 0, verified.stderr
+    assert len(json.loads((store / "manifest.json").read_text())["tasks"]) == 5
+    assert "nothing to submit" in _bench(tmp_path, *args).stdout
+
+
+# Before submission: no cluster needed --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("launcher.time_min=0", "launcher.time_min must be an integer >= 1, got 0"),
+        ("launcher.setup=5", "launcher.setup must be a list of shell lines, got 5"),
+    ],
+)
+def test_bad_launcher_values_exit_2_before_anything_is_made(
+    smoke_data_root, tmp_path, override, message
+):
+    done = _bench(tmp_path, "run", *SMOKE, f"data.root={smoke_data_root}", "run.root=runs",
+                  "method=mtbc", override)  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == f"error: launcher: {message}\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
+    done = _bench(tmp_path, "run", "-m", *SMOKE, "method=mtbc,mtdt", "data.root=data")
+    assert done.returncode == 2
+    assert "lacks 5 of the 5 tasks of mt5" in done.stderr
+    assert "bench data generate tasks=mt5 data.episodes_per_task=6 launcher=slurm" in done.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_run_state_reads_the_queue_against_the_status_file():
+    record = {"job_id": "7_1", "log": "runs/.slurm/7_1/7_1_0_log.out"}
+    assert run_state("pending", record, {"7_1": "PENDING"}, {}) == "pending"
+    assert run_state("running", record, {"7_1": "RUNNING"}, {}) == "running"
+    assert run_state("interrupted at step 40", record, {"7_1": "PENDING"}, {}) == "requeued"
+    assert run_state("done", record, {}, {}) == "done"
+    cancelled = run_state("running", record, {}, {"7_1": "CANCELLED"})
+    assert cancelled.startswith("failed: job 7_1 cancelled") and "7_1_0_log.out" in cancelled
+    assert run_state("failed: loss is nan", record, {}, {}) == "failed: loss is nan"
+    assert run_state("running", record, None, {}) == "running"  # Slurm unreachable
+    assert run_state("running", None, {}, {}) == "running"  # never submitted to Slurm
