@@ -43,7 +43,7 @@ def status_table(root: Path) -> str:
     run_dirs = results.find_runs(root)
     if not run_dirs:
         return f"no runs under {root}"
-    states = describe_runs(run_dirs)
+    states, note = describe_runs(run_dirs)
     rows = []
     for run_dir in run_dirs:
         config_path = run_dir / results.CONFIG
@@ -76,5 +76,8 @@ def status_table(root: Path) -> str:
     frame = pd.DataFrame(rows)
     if not frame["job"].any():
         frame = frame.drop(columns="job")
+    counts = frame["status"].str.split(":").str[0].value_counts()
+    summary = f"{len(frame)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items())
     # Every cell is already text; parsed as numbers, job 1_0 would read as 10.
-    return frame.to_markdown(index=False, disable_numparse=True)
+    table = frame.to_markdown(index=False, disable_numparse=True)
+    return "\n".join([summary, *([note] if note else []), "", table])

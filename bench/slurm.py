@@ -63,6 +63,7 @@ class SlurmOptions:
     account: str | None
     array_parallelism: int
     max_timeouts: int
+    max_array_size: int | None
     sbatch: dict[str, Any]
     setup: list[str]
     python: str | None
@@ -71,11 +72,12 @@ class SlurmOptions:
     def from_config(cls, section: Mapping[str, Any]) -> SlurmOptions:
         values = {k: v for k, v in section.items() if k != "name"}
         minimums = {"time_min": 1, "cpus_per_task": 1, "gpus_per_node": 0,
-                    "array_parallelism": 1, "max_timeouts": 0, "mem_gb": 1}  # fmt: skip
+                    "array_parallelism": 1, "max_timeouts": 0, "mem_gb": 1,
+                    "max_array_size": 1}  # fmt: skip
         problems = {}
         for key, low in minimums.items():
             value = values.get(key)
-            if key == "mem_gb" and value is None:
+            if key in ("mem_gb", "max_array_size") and value is None:
                 continue
             is_count = isinstance(value, int) and not isinstance(value, bool)
             problems[f"launcher.{key} must be an integer >= {low}, got {value!r}"] = not (
@@ -158,7 +160,7 @@ def _submit(
     logs = _runs_root(todo) / ".slurm"
     executor = options.executor(logs / "%j", job_name="bench-run")
     arguments = [_prepare(job, settings) for job, settings in todo]
-    size = max_array_size()
+    size = options.max_array_size or max_array_size()
     for start in range(0, len(todo), size):
         chunk = slice(start, start + size)
         count = len(arguments[chunk])
@@ -234,7 +236,7 @@ def wait_for_runs(run_dirs: Sequence[Path], poll_seconds: float = POLL_SECONDS) 
                 time.sleep(poll_seconds)
     except KeyboardInterrupt:
         raise Interrupted("stopped waiting; the jobs go on (bench status shows them)") from None
-    states = describe_runs(run_dirs)
+    states, _ = describe_runs(run_dirs)
     failed = [(run_dir, state) for run_dir, state in states.items() if state != "done"]
     print(f"{len(run_dirs) - len(failed)} of {len(run_dirs)} runs finished")
     for run_dir, state in failed:

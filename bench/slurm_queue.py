@@ -98,25 +98,30 @@ def run_state(
         ):
             return "requeued"
         return "pending" if state == "PENDING" else "running"
+    how = ended.get(job_id, "ended").lower()
     if file_status in ("pending", "running") or "process is gone" in file_status:
-        how = ended.get(job_id, "ended").lower()
         return f"failed: job {job_id} {how} without a word from the run; see {record['log']}"
+    if file_status.startswith(("interrupted", "requeued")):  # stopped, and never started again
+        return f"failed: job {job_id} {how} after it was {file_status}"
     return file_status
 
 
-def describe_runs(run_dirs: Sequence[Path]) -> dict[Path, str]:
-    """{run dir: state}, the queue asked once (and sacct once, for jobs it no longer holds)."""
+def describe_runs(run_dirs: Sequence[Path]) -> tuple[dict[Path, str], str | None]:
+    """({run dir: state}, a note when Slurm did not answer), the queue asked once (and sacct
+    once, for the jobs it no longer holds)."""
     records = {run_dir: read_job_record(run_dir) for run_dir in run_dirs}
     if not any(records.values()):
-        return {run_dir: results.read_status(run_dir) for run_dir in run_dirs}
+        return {run_dir: results.read_status(run_dir) for run_dir in run_dirs}, None
     queued = queued_jobs()
     gone = [r["job_id"] for r in records.values() if r and queued is not None and
             r["job_id"] not in queued]  # fmt: skip
     ended = ended_states(gone)
-    return {
+    states = {
         run_dir: run_state(results.read_status(run_dir), record, queued, ended)
         for run_dir, record in records.items()
     }
+    note = None if queued is not None else "Slurm does not answer: states from the run folders"
+    return states, note
 
 
 def _user() -> str:

@@ -135,7 +135,7 @@ def _resume_steps(run_dir: Path) -> list[int]:
 
 
 def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_root, tmp_path):
-    args = _sweep(smoke_data_root, "method=mtbc", "seed=0,1")
+    args = _sweep(smoke_data_root, "method=mtbc", "seed=0,1", "launcher.max_array_size=1")
     broken = tmp_path / "runs/mt5/near_optimal/mtbc/seed1"
     broken.mkdir(parents=True)
     (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
@@ -143,6 +143,7 @@ def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_
     first = _bench(tmp_path, *args, "--wait")
     assert first.returncode == 1, first.stdout + first.stderr
     assert "1 of 2 runs finished" in first.stdout
+    assert first.stdout.count("submitted job array") == 2  # split at max_array_size
     status = _bench(tmp_path, "status", "runs").stdout
     (line,) = [row for row in status.splitlines() if "seed1" in row]
     assert "failed: " in line and "checkpoint.pt is damaged" in line, status
@@ -208,8 +209,10 @@ def test_run_state_reads_the_queue_against_the_status_file():
     assert run_state("running", record, {"7_1": "RUNNING"}, {}) == "running"
     assert run_state("interrupted at step 40", record, {"7_1": "PENDING"}, {}) == "requeued"
     assert run_state("done", record, {}, {}) == "done"
-    cancelled = run_state("running", record, {}, {"7_1": "CANCELLED"})
-    assert cancelled.startswith("failed: job 7_1 cancelled") and "7_1_0_log.out" in cancelled
+    killed = run_state("running", record, {}, {"7_1": "OUT_OF_MEMORY"})
+    assert killed.startswith("failed: job 7_1 out_of_memory") and "7_1_0_log.out" in killed
+    cancelled = run_state("interrupted at step 40", record, {}, {"7_1": "CANCELLED"})
+    assert cancelled == "failed: job 7_1 cancelled after it was interrupted at step 40"
     assert run_state("failed: loss is nan", record, {}, {}) == "failed: loss is nan"
     assert run_state("running", record, None, {}) == "running"  # Slurm unreachable
     assert run_state("running", None, {}, {}) == "running"  # never submitted to Slurm
