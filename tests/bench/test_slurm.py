@@ -42,10 +42,12 @@ def slurm() -> None:
     pytest.skip(reason)
 
 
-def _bench(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _bench(
+    cwd: Path, *args: str, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bench.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
     )  # fmt: skip
 
 
@@ -147,6 +149,10 @@ def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_
     status = _bench(tmp_path, "status", "runs").stdout
     (line,) = [row for row in status.splitlines() if "seed1" in row]
     assert "failed: " in line and "checkpoint.pt is damaged" in line, status
+    unreachable = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    offline = _bench(tmp_path, "status", "runs", env=unreachable)
+    assert offline.returncode == 0 and "Slurm does not answer" in offline.stdout
+    assert "checkpoint.pt is damaged" in offline.stdout  # the run folders still tell
 
     (broken / "checkpoint.pt").unlink()
     again = _bench(tmp_path, *args, "--wait")
