@@ -118,9 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="md", help="md (default), latex, csv or json")
     report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
     analyze = commands.add_parser(
-        "analyze", help="plot a run's harmony scores and a t-SNE of its task masks (PNG)"
+        "analyze",
+        help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a",
+        epilog="examples:\n  bench analyze runs/mt5/near_optimal/harmodt_f/seed0\n"
+        "  bench analyze conflicts tasks=mt5,mt30 scale=quick train.steps=2000 "
+        "--out reports/conflicts.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    analyze.add_argument("run_dir", type=Path, help="run directory (holding metrics.jsonl)")
+    analyze.add_argument("target", help="a run directory (holding metrics.jsonl), or `conflicts`")
+    analyze.add_argument("overrides", nargs="*", help="conflicts: Hydra overrides (tasks=mt5,mt30)")
+    analyze.add_argument(
+        "--sparsities", default="0.1,0.2,0.3,0.4,0.5", help="conflicts: random-mask sparsities"
+    )
+    analyze.add_argument("--out", type=Path, help="conflicts: write the report here (and a PNG)")
     return parser
 
 
@@ -248,11 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.out}: written" if args.out else text, end="\n" if args.out else "")
             return 0
         if args.command == "analyze":
-            from bench.analyze import analyze
-
-            for path in analyze(args.run_dir):
-                print(path)
-            return 0
+            return _analyze(args)
         print(_methods_table())
         return 0
     except UserError as error:
@@ -264,6 +270,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as error:
         print(f"error: run failed: {error}", file=sys.stderr)
         return 1
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    if args.target == "conflicts":
+        from bench.conflicts import analyze_conflicts
+
+        try:
+            sparsities = [float(value) for value in args.sparsities.split(",")]
+        except ValueError:
+            message = f"--sparsities must be numbers like 0.1,0.3, got {args.sparsities!r}"
+            raise UserError(message) from None
+        text = analyze_conflicts(args.overrides, sparsities, args.out)
+        print(f"{args.out}: written" if args.out else text)
+        return 0
+    if args.overrides:
+        raise UserError(f"overrides are for `bench analyze conflicts`, got {args.overrides[0]!r}")
+    from bench.analyze import analyze
+
+    for path in analyze(Path(args.target)):
+        print(path)
+    return 0
 
 
 def _methods_table() -> str:

@@ -23,9 +23,14 @@ INTERRUPTED = 130
 
 def plan(overrides: Sequence[str]) -> list[tuple[list[str], Settings]]:
     """Every job of the sweep with its checked settings; a UserError before anything runs."""
+    return check_jobs(expand_sweep(overrides))
+
+
+def check_jobs(job_list: Sequence[list[str]]) -> list[tuple[list[str], Settings]]:
+    """Each job's checked settings, once no two share a run directory."""
     from bench.runner import check_claimable
 
-    jobs = [(job, load_settings(job)) for job in expand_sweep(overrides)]
+    jobs = [(list(job), load_settings(job)) for job in job_list]
     owners: dict[str, list[str]] = {}
     for job, settings in jobs:
         key = str(settings.run_dir.resolve())
@@ -52,6 +57,12 @@ def launch(overrides: Sequence[str], wait: bool = False) -> int:
         return submit_runs(jobs, wait)
     if wait:
         raise UserError("--wait is for launcher=slurm; the local launcher always waits")
+    return run_locally(jobs)
+
+
+def run_locally(jobs: Sequence[tuple[list[str], Settings]], compare: bool = True) -> int:
+    """Each job as its own `bench run` process, one after another; then, with `compare`, the
+    comparison table."""
     failed = []
     for number, (job, _) in enumerate(jobs, start=1):
         print(f"[{number}/{len(jobs)}] bench run {' '.join(job)}", flush=True)
@@ -68,7 +79,7 @@ def launch(overrides: Sequence[str], wait: bool = False) -> int:
         print(f"failed: {job}")
     from bench.report import comparison_table
 
-    table = comparison_table([settings.run_dir for _, settings in jobs])
+    table = comparison_table([settings.run_dir for _, settings in jobs]) if compare else None
     if table:
         print("\n" + table)
     return 1 if failed else 0

@@ -90,6 +90,32 @@ def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
     return _save(figure, path)
 
 
+def conflict_curves(frame: pd.DataFrame, settings: list[str], path: Path, title: str) -> Path:
+    """HarmoDT Fig. 2a: one panel per suite, the averaged harmony score against the training
+    step, a line per mask setting (mean over seeds; no mask dashed)."""
+    from bench.conflicts import NO_MASK, suite_size
+
+    suites = sorted(frame["suite"].unique(), key=suite_size)
+    figure, axes = plt.subplots(1, len(suites), figsize=(5 * len(suites), 4), squeeze=False,
+                                sharey=True)  # fmt: skip
+    colours = plt.cm.viridis_r([0.15 + 0.7 * i / 5 for i in range(6)])
+    for axis, suite in zip(axes[0], suites, strict=True):
+        for index, setting in enumerate(settings):
+            group = frame[(frame["suite"] == suite) & (frame["setting"] == setting)]
+            if group.empty:
+                continue
+            by_step = group.groupby("step")["harmony"].mean()
+            style = {"color": "black", "linestyle": "--"} if setting == NO_MASK else {
+                "color": colours[index % len(colours)]}  # fmt: skip
+            axis.plot(by_step.index, by_step.to_numpy(), label=setting, **style)
+        axis.set(title=suite, xlabel="training step")
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("averaged harmony score (Def. 3.2)")
+    axes[0][-1].legend(fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def _save(figure: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")  # long labels stay inside the PNG
