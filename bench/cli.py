@@ -54,7 +54,7 @@ def _run_help() -> str:
     from bench.config import group_choices
 
     lines = ["choices:"]
-    for group in ("method", "tasks", "data", "scale", "launcher"):
+    for group in ("method", "tasks", "data", "scale", "size", "launcher"):
         lines.append(f"  {group}=  {', '.join(group_choices(group))}")
     lines += [
         "main keys (defaults: scale=paper, the paper's Table 6):",

@@ -25,7 +25,7 @@ from bench.errors import UserError, unknown_choice
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
-GROUPS = ("method", "tasks", "data", "scale", "launcher")
+GROUPS = ("method", "tasks", "data", "scale", "size", "launcher")
 
 
 def group_choices(group: str) -> list[str]:
@@ -68,7 +68,9 @@ def _check_groups(parsed: Sequence[Override]) -> None:
         ]
         for value in values:
             if value not in group_choices(key):
-                kind = {"tasks": "task suite", "scale": "scale preset"}.get(key, key)
+                kind = {"tasks": "task suite", "scale": "scale preset", "size": "model size"}.get(
+                    key, key
+                )
                 raise unknown_choice(kind, value, group_choices(key))
 
 

@@ -23,11 +23,12 @@ from bench.config import Composed
 
 # How a run is watched or where its files live; none of them changes a number it reports.
 # Device and thread count change rounding only: a resume that changes them says so (runner).
-NOT_IDENTITY_PREFIXES = ("run.", "launcher.", "scale.description")
+NOT_IDENTITY_PREFIXES = ("run.", "launcher.", "scale.description", "size.name")
 NOT_IDENTITY = {"seed", "progress", "threads", "interop_threads", "device", "data.workers",
                 "data.root"}  # fmt: skip
 # Sections that only feed interpolations into `method.*`: what a method receives is compared.
 SOURCE_SECTIONS = ("dt.", "harmodt.")
+DEFAULT_SIZE = "preset"
 MAX_COMPONENT = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._+=,-]")
 
@@ -66,11 +67,17 @@ def non_default_values(composed: Composed) -> dict[str, Any]:
     new, old = identity_values(composed.config), identity_values(composed.defaults)
     keys = sorted(set(new) | set(old))
     changed = {key: new.get(key) for key in keys if new.get(key) != old.get(key)}
-    return {
+    listed = {
         key: value
         for key, value in changed.items()
         if composed.sources.get(key) not in changed
     }
+    # A named model size is a group choice, so the defaults hold it too: name it explicitly
+    # (other sizes must not share a run directory; the scale preset's own is the default).
+    size = composed.config.get("size", {}).get("name", DEFAULT_SIZE)
+    if size != DEFAULT_SIZE:
+        listed["size"] = size
+    return listed
 
 
 def override_component(changed: Mapping[str, Any]) -> str | None:

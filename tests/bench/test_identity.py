@@ -69,3 +69,12 @@ def test_a_sweep_whose_jobs_share_a_directory_is_refused(sweep, tmp_path, capsys
     assert main(["run", "-m", "method=mtdt", sweep, *BASE[:2], f"run.root={tmp_path}"]) == 2
     assert "are the same run" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_table3_sizes_are_named_group_choices_with_their_own_directories():
+    sized = compose_run([*BASE, "method=harmodt_f", "size=l9h16"]).config["method"]
+    assert (sized["n_layer"], sized["n_head"], sized["embed_dim"]) == (9, 16, 128)
+    assert _dir("method=harmodt_f", "size=l9h16") == (
+        "runs/mt5/near_optimal/harmodt_f/size=l9h16/seed0"
+    )
+    assert _dir("method=harmodt_f", "size=preset") == _dir("method=harmodt_f")

@@ -79,3 +79,21 @@ def test_harmodt_starts_from_prompt_dts_network(build):
 def test_init_weights_refuses_a_module_it_does_not_know():
     with pytest.raises(TypeError, match="Conv1d"):
         init_weights(nn.Sequential(nn.Linear(2, 2), nn.Conv1d(2, 2, 1)), torch.Generator())
+
+
+@pytest.mark.parametrize(
+    ("size", "reported"), [("l1h2", 0.48), ("l3h4", 0.87), ("l6h8", 1.47), ("l9h16", 2.06)]
+)
+def test_table3_sizes_have_the_papers_parameter_counts(size, reported):
+    """Table 3's counts are those of this backbone at 128 dims (docs/fidelity.md), on MT50's
+    39-dim states and 4-dim actions with the paper's 1000 timesteps."""
+    from bench.config import compose_run
+    from bench.registry import get_method, make_config
+    from methods.dt import DecisionTransformerNet
+    from methods.prompt_dt import PromptConditioner
+
+    method = compose_run(["method=harmodt_f", "scale=paper", f"size={size}"]).config["method"]
+    config = make_config(get_method("harmodt_f"), {k: v for k, v in method.items() if k != "name"})
+    network = DecisionTransformerNet(39, 4, config, PromptConditioner(39, 4, config))
+    millions = sum(p.numel() for p in network.parameters()) / 1e6
+    assert abs(millions - reported) < 0.015, millions
