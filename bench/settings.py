@@ -83,7 +83,8 @@ def check(composed: Composed) -> Settings:
         raise UserError(f"seed must be >= 0, got {config['seed']!r}")
     threads = _optional_count(config, "threads")
     interop = _optional_count(config, "interop_threads")
-    device = check_device(str(config["device"]))
+    # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
+    device = check_device(str(config["device"]), here=config["launcher"]["name"] != "slurm")
     spec = get_method(config["method"]["name"])
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
     run_dir = run_directory(composed)
@@ -163,14 +164,17 @@ def _check_generated_episodes(data: Mapping[str, Any]) -> None:
         )
 
 
-def check_device(device: str) -> str:
-    """`cpu`, `cuda`, `cuda:<index>` or `mps`, and only when this torch can use it."""
+def check_device(device: str, here: bool = True) -> str:
+    """`cpu`, `cuda`, `cuda:<index>` or `mps`, and (with `here`) only when this machine's torch
+    can use it."""
     import torch
 
     kind, _, index = device.partition(":")
     valid = ["cpu", "cuda", "cuda:<index>", "mps"]
     if kind not in ("cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
         raise UserError(f"unknown device {device!r}; choose one of: {', '.join(valid)}")
+    if not here:
+        return device
     if kind == "cuda":
         if not torch.cuda.is_available():
             build = "a CPU-only build" if torch.version.cuda is None else "no visible GPU"

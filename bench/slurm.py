@@ -273,10 +273,15 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self, overrides: list[str], cwd: str, submitted: dict[str, Any]) -> dict:
         from bench.config import REPO_ROOT
         from bench.runner import execute
-        from bench.settings import load_settings
+        from bench.settings import check_device, load_settings
 
         os.chdir(cwd)
         settings = load_settings(overrides)
+        try:
+            check_device(settings.device)  # on this node: submission could not check it
+        except UserError as error:
+            results.write_status(settings.run_dir, f"failed: {error}")
+            raise
         started = results.git_commit(REPO_ROOT)
         launch = {
             "launcher": "slurm",

@@ -209,6 +209,20 @@ def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
+def test_a_gpu_is_checked_on_the_node_not_on_the_login_node(smoke_data_root):
+    import torch
+
+    from bench.errors import UserError
+    from bench.settings import load_settings
+
+    args = ["method=mtbc", "tasks=mt5", "scale=smoke", "device=cuda",
+            f"data.root={smoke_data_root}"]  # fmt: skip
+    assert load_settings([*args, "launcher=slurm"]).device == "cuda"
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="device=cuda is not available"):
+            load_settings(args)
+
+
 def test_run_state_reads_the_queue_against_the_status_file():
     record = {"job_id": "7_1", "log": "runs/.slurm/7_1/7_1_0_log.out"}
     assert run_state("pending", record, {"7_1": "PENDING"}, {}) == "pending"
