@@ -116,6 +116,36 @@ def conflict_curves(frame: pd.DataFrame, settings: list[str], path: Path, title:
     return _save(figure, path)
 
 
+def ablation_curves(
+    points: Mapping[str, pd.DataFrame],
+    names: Mapping[str, str],
+    method: str,
+    references: Mapping[str, float],
+    path: Path,
+    title: str,
+) -> Path:
+    """HarmoDT Fig. 4: a panel per hyper-parameter, mean success (%) over seeds against its
+    value with ±1 standard error, and the reference methods' default runs as dashed lines."""
+    figure, axes = plt.subplots(1, len(points), figsize=(4.2 * len(points), 3.6), squeeze=False,
+                                sharey=True)  # fmt: skip
+    for axis, (parameter, rows) in zip(axes[0], points.items(), strict=True):
+        by_value = rows.groupby("value")["run_success_rate"]
+        mean, error = by_value.mean() * 100, by_value.sem().fillna(0.0) * 100
+        axis.errorbar(mean.index, mean.to_numpy(), yerr=error.to_numpy(), marker="o",
+                      capsize=3, label=method)  # fmt: skip
+        for index, (reference, value) in enumerate(sorted(references.items())):
+            axis.axhline(value, linestyle="--", color=f"C{index + 1}", label=reference)
+        values = mean.index.to_numpy()
+        if values.min() > 0 and values.max() / values.min() >= 20:
+            axis.set_xscale("log")
+        axis.set(xlabel=names.get(parameter, parameter))
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("success rate (%)")
+    axes[0][-1].legend(fontsize=8)
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
 def _save(figure: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")  # long labels stay inside the PNG

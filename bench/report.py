@@ -343,7 +343,51 @@ def _figures(
         made.append(
             plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")
         )
+    runs = _runs(frame)
+    points = ablation_points(runs, str(frame["scale"].iloc[0]))
+    if points:
+        references = {
+            method: 100 * group["run_success_rate"].mean()
+            for method, group in runs[runs["variant"] == "default"].groupby("method")
+            if method in ABLATION_REFERENCES
+        }
+        figure = assets / f"{name}-ablations.png"
+        heading = f"Hyper-parameter ablations (Fig. 4): {title}"
+        made.append(
+            plots.ablation_curves(points, ABLATIONS, ABLATED_METHOD, references, figure, heading)
+        )
     return "\n\n".join(f"![{path.stem}]({_link(path, base)})" for path in made)
+
+
+# Fig. 4: HarmoDT-F's hyper-parameters, one varied at a time, MTDT and Prompt-DT as lines.
+ABLATED_METHOD = "harmodt_f"
+ABLATIONS = {"sparsity": "S (sparsity)", "eta_max": "η_max (weights changed per update)",
+             "balance": "λ (balance)", "mask_interval": "t_m (steps between updates)"}  # fmt: skip
+ABLATION_REFERENCES = ("mtdt", "prompt_dt")
+
+
+def ablation_points(runs: pd.DataFrame, scale: str) -> dict[str, pd.DataFrame]:
+    """{parameter: a row per run (value, seed, run_success_rate)} for each Fig. 4 parameter
+    whose runs (varying it alone, plus the default runs at the preset's value) span 2+ values."""
+    from bench.config import compose_run
+
+    harmodt = runs[runs["method"] == ABLATED_METHOD]
+    if harmodt.empty:
+        return {}
+    preset = compose_run([f"method={ABLATED_METHOD}", f"scale={scale}"]).config["method"]
+    defaults = harmodt[harmodt["variant"] == "default"]
+    points = {}
+    for parameter in ABLATIONS:
+        swept = harmodt[harmodt["variant"].str.fullmatch(rf"{parameter}=[^,]+")]
+        if swept.empty:
+            continue
+        rows = pd.concat([
+            swept.assign(value=swept["variant"].str.split("=").str[1].astype(float)),
+            defaults.assign(value=float(preset[parameter])),
+        ])  # fmt: skip
+        if rows["value"].nunique() >= 2:
+            points[parameter] = rows[["value", "seed", "run_success_rate"]].reset_index(drop=True)
+    return points
 
 
 def _ci(point: float, low: float, high: float) -> str:

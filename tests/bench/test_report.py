@@ -54,6 +54,7 @@ def _write(root: Path, template: dict, method: str, seed: int, rates: list[float
     }
     result["success_rate"] = float(np.mean(rates))
     result["dataset_store"] = {"path": "data/x", "hash": changes.get("store", "s" * 64)}
+    result["non_default"] = changes.get("non_default", {})
     run_dir.mkdir(parents=True)
     (run_dir / "result.json").write_text(json.dumps(result))
 
@@ -143,3 +144,27 @@ def test_csv_and_latex_formats(runs, capsys):
     latex = capsys.readouterr().out
     assert "\\begin{tabular}" in latex and "\\textbf{" in latex and "$\\pm$" in latex
     assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "html"]) == 2
+
+
+def test_fig4_ablations_plot_success_against_each_swept_value(template, tmp_path):
+    from bench.report import ablation_points
+
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        _write(root, template, "harmodt_f", seed, [0.5] * 4)
+        _write(root, template, "mtdt", seed, [0.25] * 4)
+        for value, rate in ((0.1, 0.75), (0.4, 0.0)):
+            _write(root / f"s{value}", template, "harmodt_f", seed, [rate] * 4,
+                   non_default={"method.sparsity": value})  # fmt: skip
+    out = tmp_path / "reports" / "ablations.md"
+    text = write_report(root, out, reps=REPS)
+    png = next((tmp_path / "reports" / "ablations").glob("*-ablations.png"))
+    assert f"(ablations/{png.name})" in text and png.read_bytes().startswith(b"\x89PNG")
+
+    from bench.report import _runs
+    from bench.result_table import load_results
+
+    points = ablation_points(_runs(load_results(root)), "quick")
+    assert list(points) == ["sparsity"]
+    by_value = points["sparsity"].groupby("value")["run_success_rate"].mean()
+    assert by_value.to_dict() == {0.1: 0.75, 0.2: 0.5, 0.4: 0.0}  # quick's S is 0.2
