@@ -150,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         from bench.launch import launch
 
         return launch(args.overrides, args.wait)
+    if args.wait:
+        raise UserError("--wait is for launcher=slurm; a local run always waits")
     from bench.console import per_task_table
     from bench.runner import execute
 

@@ -66,7 +66,7 @@ def status_table(root: Path) -> str:
         rows.append(
             {
                 "run": str(run_dir.relative_to(root)),
-                "status": states[run_dir],
+                "status": (states[run_dir].splitlines() or [""])[0],  # a failure's first line
                 "job": record["job_id"] if record else "",
                 "step": f"{steps[-1] if steps else 0}/{planned}",
                 "last_eval": f"{last['success_rate']:.3f} @ {last['step']}" if last else "",
@@ -76,7 +76,7 @@ def status_table(root: Path) -> str:
     frame = pd.DataFrame(rows)
     if not frame["job"].any():
         frame = frame.drop(columns="job")
-    counts = frame["status"].str.split(":").str[0].value_counts()
+    counts = frame["status"].str.split(r"[: ]", regex=True).str[0].value_counts()
     summary = f"{len(frame)} runs: " + ", ".join(f"{n} {state}" for state, n in counts.items())
     # Every cell is already text; parsed as numbers, job 1_0 would read as 10.
     table = frame.to_markdown(index=False, disable_numparse=True)

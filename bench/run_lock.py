@@ -30,7 +30,7 @@ class RunLock:
     def acquire(self) -> None:
         handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_soon(handle)
         except BlockingIOError:
             holder = _describe(self.path)
             handle.close()
@@ -64,6 +64,19 @@ def is_held(run_dir: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def _lock_soon(handle: IO[str], attempts: int = 10) -> None:
+    """Take the lock, waiting up to a second: `is_held` (bench status, a submission) holds it
+    for an instant, and a run starting in that instant must not be refused."""
+    for attempt in range(attempts):
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 def _describe(path: Path) -> str:

@@ -18,6 +18,8 @@ SIGTERM, which stops the run the same way; Slurm then starts the job again.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import json
 import os
 import signal
 import sys
@@ -122,11 +124,27 @@ class SlurmOptions:
 def submit_runs(jobs: Sequence[tuple[list[str], Settings]], wait: bool) -> int:
     """Submit the runs of a checked sweep that are left to do; with `wait`, block until every
     run has ended and print the comparison table."""
-    from bench.config import REPO_ROOT
-
-    options = SlurmOptions.from_config(jobs[0][1].config["launcher"])
+    options = _one_launcher(jobs)
     for _, settings in jobs:
         _check_data_ready(settings)
+        if settings.device.startswith("cuda") and not options.gpus_per_node:
+            raise UserError(
+                f"device={settings.device} with launcher.gpus_per_node=0: the jobs would get no "
+                "GPU; set launcher.gpus_per_node=1"
+            )
+    logs = _runs_root(jobs) / ".slurm"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / "submit.lock", "a") as guard:
+        # Two submissions of one sweep at once would both see its runs as not yet queued.
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        return _submit_left(jobs, options, logs, wait)
+
+
+def _submit_left(
+    jobs: Sequence[tuple[list[str], Settings]], options: SlurmOptions, logs: Path, wait: bool
+) -> int:
+    from bench.config import REPO_ROOT
+
     queued = queued_jobs()
     if queued is None:
         raise UserError(
@@ -145,7 +163,7 @@ def submit_runs(jobs: Sequence[tuple[list[str], Settings]], wait: bool) -> int:
     print(f"{len(jobs)} runs: {done} done, {live} pending or running, {len(todo)} to submit")
     run_dirs = [settings.run_dir for _, settings in jobs]
     if todo:
-        _submit(todo, options, results.git_commit(REPO_ROOT))
+        _submit(todo, options, results.git_commit(REPO_ROOT), logs)
     else:
         print("nothing to submit")
     if not wait:
@@ -155,18 +173,33 @@ def submit_runs(jobs: Sequence[tuple[list[str], Settings]], wait: bool) -> int:
 
 
 def _submit(
-    todo: Sequence[tuple[list[str], Settings]], options: SlurmOptions, commit: dict[str, Any]
+    todo: Sequence[tuple[list[str], Settings]],
+    options: SlurmOptions,
+    commit: dict[str, Any],
+    logs: Path,
 ) -> None:
-    logs = _runs_root(todo) / ".slurm"
+    from submitit.core.utils import FailedJobError
+
     executor = options.executor(logs / "%j", job_name="bench-run")
-    arguments = [_prepare(job, settings) for job, settings in todo]
     size = options.max_array_size or max_array_size()
     for start in range(0, len(todo), size):
         chunk = slice(start, start + size)
-        count = len(arguments[chunk])
-        submitted = executor.map_array(
-            RunJob(), arguments[chunk], [os.getcwd()] * count, [commit] * count
-        )
+        existed = {s.run_dir for _, s in todo[chunk] if s.run_dir.exists()}
+        before = {s.run_dir: results.read_status(s.run_dir) for _, s in todo[chunk]
+                  if (s.run_dir / results.STATUS).exists()}  # fmt: skip
+        arguments = [_prepare(job, settings) for job, settings in todo[chunk]]
+        count = len(arguments)
+        try:
+            submitted = executor.map_array(
+                RunJob(), arguments, [os.getcwd()] * count, [commit] * count
+            )
+        except FailedJobError as error:
+            for _, settings in todo[chunk]:  # as they were: nothing was submitted for them
+                run_dir = settings.run_dir
+                _unprepare(run_dir, before.get(run_dir), run_dir in existed)
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = next((line for line in lines if "error" in line.lower()), "sbatch failed")
+            raise UserError(f"sbatch refused the jobs: {reason}") from None
         for (_, settings), job in zip(todo[chunk], submitted, strict=True):
             record = {
                 "job_id": job.job_id,
@@ -195,6 +228,21 @@ def _prepare(job: list[str], settings: Settings) -> list[str]:
     return [override for override in job if override.split("=")[0].lstrip("+~") != "run.restart"]
 
 
+def _unprepare(run_dir: Path, status: str | None, existed: bool) -> None:
+    """Undo `_prepare` for a run whose submission failed."""
+    if status is not None:
+        results.write_status(run_dir, status)
+        return
+    (run_dir / results.STATUS).unlink(missing_ok=True)
+    if not existed:
+        (run_dir / ".lock").unlink(missing_ok=True)
+        for folder in (run_dir, *run_dir.parents):  # the folders _prepare made, if now empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
 def _check_data_ready(settings: Settings) -> None:
     """Generated data must exist before runs are submitted: 50 jobs finding it missing would
     each start generating the same store."""
@@ -206,16 +254,31 @@ def _check_data_ready(settings: Settings) -> None:
     missing = [task for task in settings.suite.tasks if task not in listed]
     if missing:
         suite = settings.suite.name
+        values = " ".join(f"data.{key}={data[key]}" for key in
+                          ("root", "episodes_per_task", "seed", "goal_pool_seed"))  # fmt: skip
         raise UserError(
             f"{store} lacks {len(missing)} of the {len(settings.suite.tasks)} tasks of {suite} "
             f"(first: {missing[0]}); make it first: `bench data generate tasks={suite} "
-            f"data.episodes_per_task={data['episodes_per_task']} launcher=slurm`, then submit "
-            "once its jobs are done"
+            f"{values} launcher=slurm`, then submit once its jobs are done"
         )
 
 
 def _runs_root(jobs: Sequence[tuple[list[str], Settings]]) -> Path:
     return Path(jobs[0][1].config["run"]["root"])
+
+
+def _one_launcher(jobs: Sequence[tuple[list[str], Settings]]) -> SlurmOptions:
+    """The sweep's Slurm options: one job array has one set of them, and one log folder."""
+    for key in ("launcher", "run.root"):
+        section, _, name = key.partition(".")
+        values = {json.dumps(s.config[section].get(name) if name else s.config[section],
+                             sort_keys=True) for _, s in jobs}  # fmt: skip
+        if len(values) > 1:
+            raise UserError(
+                f"a launcher=slurm sweep cannot vary {key} (one job array, one log folder); "
+                "submit one sweep per value"
+            )
+    return SlurmOptions.from_config(jobs[0][1].config["launcher"])
 
 
 # Waiting -----------------------------------------------------------------------------------------

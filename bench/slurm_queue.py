@@ -9,7 +9,6 @@ the controller. When Slurm cannot be reached the run directories alone are repor
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,11 +19,8 @@ from bench import results
 
 JOB_RECORD = "slurm.json"
 
-# squeue states of a job that still has to run or is running; anything else has ended.
-LIVE_STATES = {
-    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-    "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT",
-}  # fmt: skip
+# squeue states of a job waiting to start again after it ran.
+REQUEUED_STATES = {"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"}
 _TIMEOUT_S = 30
 
 
@@ -41,7 +37,7 @@ def read_job_record(run_dir: Path) -> dict[str, Any] | None:
 def queued_jobs() -> dict[str, str] | None:
     """{job id: state} of this user's jobs Slurm still holds (array tasks one per line, as
     `<array>_<task>`), from one `squeue` call; None when Slurm cannot be reached."""
-    command = ["squeue", "--noheader", "--array", "--format=%i|%T", f"--user={_user()}"]
+    command = ["squeue", "--noheader", "--array", "--format=%i|%T", "--me"]
     output = _call(command)
     if output is None:
         return None
@@ -93,8 +89,10 @@ def run_state(
     job_id = str(record["job_id"])
     state = queued.get(job_id)
     if state is not None:
-        if state in ("PENDING", "REQUEUED", "REQUEUE_HOLD") and file_status.startswith(
-            ("interrupted", "requeued")
+        if file_status.startswith("failed"):
+            return file_status  # its job is only finishing (COMPLETING)
+        if state in REQUEUED_STATES or (
+            state == "PENDING" and file_status.startswith(("interrupted", "requeued"))
         ):
             return "requeued"
         return "pending" if state == "PENDING" else "running"
@@ -122,12 +120,6 @@ def describe_runs(run_dirs: Sequence[Path]) -> tuple[dict[Path, str], str | None
     }
     note = None if queued is not None else "Slurm does not answer: states from the run folders"
     return states, note
-
-
-def _user() -> str:
-    import getpass
-
-    return os.environ.get("USER") or getpass.getuser()
 
 
 def _call(command: list[str]) -> str | None:

@@ -8,7 +8,8 @@
 #   scripts/slurm-local.sh down    # cancel every job, stop the daemons, delete the state
 #
 # State lives in $MTBENCH_SLURM_DIR (default /tmp/mtbench-slurm). No accounting database: the
-# harness reads job states from squeue and the run directories, never from sacct.
+# harness reads job states from squeue and the run directories (sacct, where a cluster has it,
+# only names how a vanished job ended).
 set -euo pipefail
 D=${MTBENCH_SLURM_DIR:-/tmp/mtbench-slurm}
 PACKAGES=(slurmctld slurmd slurm-client munge)
@@ -30,7 +31,7 @@ write_conf() {
     node=$(hostname -s)
     cpus=$(nproc)
     # slurmd -C prints what this node really has; a job asking for more memory never starts.
-    memory=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
+    memory=$( (slurmd -C 2>/dev/null || true) | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
     memory=${memory:-2048}
     cat > "$D/slurm.conf" <<CONF
 ClusterName=mtbench
@@ -86,7 +87,7 @@ up() {
         return
     fi
     install_packages
-    rm -rf "$D"
+    [ -d "$D" ] && down  # what a half-finished earlier `up` left, by its pid files
     mkdir -p "$D/munge" "$D/state" "$D/spool" "$D/log"
     chmod 755 "$D" "$D/munge"  # munged refuses a socket folder that others cannot traverse
     mungekey -c -k "$D/munge/munge.key" >/dev/null 2>&1

@@ -161,6 +161,16 @@ def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_
     assert "(1 runs)" in again.stdout
 
 
+def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_run(
+    slurm, smoke_data_root, tmp_path
+):
+    done = _bench(tmp_path, *_sweep(smoke_data_root, "method=mtbc", "launcher.partition=nosuch"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: sbatch refused the jobs: ")
+    assert done.stderr.count("\n") == 1
+    assert not list((tmp_path / "runs").glob("mt5"))
+
+
 def test_data_generation_is_one_job_per_task(slurm, tmp_path):
     args = ("data", "generate", "tasks=mt5", "data.episodes_per_task=2", "launcher=slurm",
             "launcher.cpus_per_task=1", f"data.root={tmp_path / 'data'}")  # fmt: skip
@@ -205,8 +215,18 @@ def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
     done = _bench(tmp_path, "run", "-m", *SMOKE, "method=mtbc,mtdt", "data.root=data")
     assert done.returncode == 2
     assert "lacks 5 of the 5 tasks of mt5" in done.stderr
-    assert "bench data generate tasks=mt5 data.episodes_per_task=6 launcher=slurm" in done.stderr
+    assert ("bench data generate tasks=mt5 data.root=data data.episodes_per_task=6 data.seed=0 "
+            "data.goal_pool_seed=0 launcher=slurm") in done.stderr  # fmt: skip
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_sweep_over_launcher_values_or_cuda_without_gpus_is_refused(smoke_data_root, tmp_path):
+    base = ["run", "-m", *SMOKE, "method=mtbc", f"data.root={smoke_data_root}"]
+    varied = _bench(tmp_path, *base, "launcher.time_min=60,240")
+    assert varied.returncode == 2 and "cannot vary launcher" in varied.stderr
+    gpu = _bench(tmp_path, *base, "device=cuda")
+    assert gpu.returncode == 2 and "launcher.gpus_per_node=0" in gpu.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_gpu_is_checked_on_the_node_not_on_the_login_node(smoke_data_root):
@@ -236,3 +256,7 @@ def test_run_state_reads_the_queue_against_the_status_file():
     assert run_state("failed: loss is nan", record, {}, {}) == "failed: loss is nan"
     assert run_state("running", record, None, {}) == "running"  # Slurm unreachable
     assert run_state("running", None, {}, {}) == "running"  # never submitted to Slurm
+    assert run_state("running", record, {"7_1": "REQUEUE_HOLD"}, {}) == "requeued"
+    assert run_state("failed: loss is nan", record, {"7_1": "COMPLETING"}, {}) == (
+        "failed: loss is nan"
+    )
