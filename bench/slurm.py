@@ -23,8 +23,10 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,14 +192,16 @@ def _submit(
         arguments = [_prepare(job, settings) for job, settings in todo[chunk]]
         count = len(arguments)
         try:
-            submitted = executor.map_array(
-                RunJob(), arguments, [os.getcwd()] * count, [commit] * count
-            )
+            with _sbatch_stderr() as said:
+                submitted = executor.map_array(
+                    RunJob(), arguments, [os.getcwd()] * count, [commit] * count
+                )
         except FailedJobError as error:
             for _, settings in todo[chunk]:  # as they were: nothing was submitted for them
                 run_dir = settings.run_dir
                 _unprepare(run_dir, before.get(run_dir), run_dir in existed)
-            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            text = f"{said[0] if said else ''}\n{error}"
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
             reason = next((line for line in lines if "error" in line.lower()), "sbatch failed")
             raise UserError(f"sbatch refused the jobs: {reason}") from None
         for (_, settings), job in zip(todo[chunk], submitted, strict=True):
@@ -226,6 +230,26 @@ def _prepare(job: list[str], settings: Settings) -> list[str]:
     finally:
         lock.release()
     return [override for override in job if override.split("=")[0].lstrip("+~") != "run.restart"]
+
+
+@contextmanager
+def _sbatch_stderr() -> Iterator[list[str]]:
+    """What sbatch writes to stderr (submitit lets it through to ours), kept for the one-line
+    error and passed on when the submission succeeds."""
+    said: list[str] = []
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+") as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            said.append(captured.read())
+    if said[0] and sys.exc_info()[0] is None:
+        sys.stderr.write(said[0])
 
 
 def _unprepare(run_dir: Path, status: str | None, existed: bool) -> None:

@@ -220,10 +220,10 @@ def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
-def test_a_sweep_over_launcher_values_or_cuda_without_gpus_is_refused(smoke_data_root, tmp_path):
+def test_a_sweep_over_run_roots_or_cuda_without_gpus_is_refused(smoke_data_root, tmp_path):
     base = ["run", "-m", *SMOKE, "method=mtbc", f"data.root={smoke_data_root}"]
-    varied = _bench(tmp_path, *base, "launcher.time_min=60,240")
-    assert varied.returncode == 2 and "cannot vary launcher" in varied.stderr
+    varied = _bench(tmp_path, *base, "run.root=a,b")  # two log folders for one array
+    assert varied.returncode == 2 and "cannot vary run.root" in varied.stderr
     gpu = _bench(tmp_path, *base, "device=cuda")
     assert gpu.returncode == 2 and "launcher.gpus_per_node=0" in gpu.stderr
     assert not (tmp_path / "runs").exists()
