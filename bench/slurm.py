@@ -187,7 +187,7 @@ def _submit(
     for start in range(0, len(todo), size):
         chunk = slice(start, start + size)
         existed = {s.run_dir for _, s in todo[chunk] if s.run_dir.exists()}
-        before = {s.run_dir: results.read_status(s.run_dir) for _, s in todo[chunk]
+        before = {s.run_dir: (s.run_dir / results.STATUS).read_text() for _, s in todo[chunk]
                   if (s.run_dir / results.STATUS).exists()}  # fmt: skip
         arguments = [_prepare(job, settings) for job, settings in todo[chunk]]
         count = len(arguments)
@@ -248,14 +248,13 @@ def _sbatch_stderr() -> Iterator[list[str]]:
             os.close(saved)
             captured.seek(0)
             said.append(captured.read())
-    if said[0] and sys.exc_info()[0] is None:
-        sys.stderr.write(said[0])
+    sys.stderr.write(said[0])  # reached only when the submission went through
 
 
 def _unprepare(run_dir: Path, status: str | None, existed: bool) -> None:
     """Undo `_prepare` for a run whose submission failed."""
     if status is not None:
-        results.write_status(run_dir, status)
+        results.write_status(run_dir, status.strip())
         return
     (run_dir / results.STATUS).unlink(missing_ok=True)
     if not existed:
