@@ -75,7 +75,7 @@ def execute(
         if not (run_dir / results.CONFIG).exists():
             results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo, launch))
         results.write_status(run_dir, "running")
-        run = _Run(settings, run_dir, repo, say)
+        run = _Run(settings, run_dir, repo, say, launch)
         with handle_stop_signals(StopRequest()) as stop:
             try:
                 result = run.train_and_evaluate(stop)
@@ -155,11 +155,19 @@ def _claim_directory(settings: Settings, run_dir: Path, say: Say) -> None:
 class _Run:
     """The training and evaluation of one claimed run directory."""
 
-    def __init__(self, settings: Settings, run_dir: Path, repo: Path, say: Say) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        run_dir: Path,
+        repo: Path,
+        say: Say,
+        launch: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.run_dir = run_dir
         self.repo = repo
         self.say = say
+        self.launch = launch  # a Slurm job's id and commits; each resume records its own
         self.checkpoint_step = 0  # the step and training time of the checkpoint on disk
         self.checkpoint_train_seconds = 0.0
 
@@ -258,6 +266,7 @@ class _Run:
             "dataset_hash": self.dataset_hash,
             "device": self.settings.device,
             "threads": torch.get_num_threads(),
+            **({"launch": dict(self.launch)} if self.launch else {}),
         }
         results.append_metrics(self.run_dir, event)
         self.say(f"resuming from step {step} of {self.settings.train.steps}")

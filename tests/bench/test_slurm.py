@@ -124,6 +124,8 @@ def test_requeue_and_preemption_resume_to_the_uninterrupted_result(
     assert waited.returncode == 0, waited.stderr + waited.stdout
     resumes = _resume_steps(run_dir)
     assert len(resumes) == 2 and 0 < resumes[0] < resumes[1] < 500, resumes
+    launches = [e["launch"] for e in read_metrics(run_dir) if e["event"] == "resume"]
+    assert [launch["restarts"] for launch in launches] == [1, 2]  # each start says which it was
 
     local = _bench(tmp_path, "run", *SMOKE[:3], *values, f"data.root={smoke_data_root}",
                    "run.root=local")  # fmt: skip
