@@ -8,6 +8,8 @@ bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=
 bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed0
 bench run seed=0 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtdt/seed0
+bench run seed=0 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed0
 bench run seed=0 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/prompt_dt/seed0
