@@ -273,8 +273,7 @@ def _check_data_ready(settings: Settings) -> None:
     if data.get("path"):
         return  # checked with the settings
     store = dataset_path(data)
-    listed = set(read_manifest(store)["tasks"]) if (store / "manifest.json").exists() else set()
-    missing = [task for task in settings.suite.tasks if task not in listed]
+    missing = _missing_tasks(store, settings.suite.tasks)
     if missing:
         suite = settings.suite.name
         values = " ".join(f"data.{key}={data[key]}" for key in
@@ -284,6 +283,12 @@ def _check_data_ready(settings: Settings) -> None:
             f"(first: {missing[0]}); make it first: `bench data generate tasks={suite} "
             f"{values} launcher=slurm`, then submit once its jobs are done"
         )
+
+
+def _missing_tasks(store: Path, tasks: Sequence[str]) -> list[str]:
+    """The tasks a generated store's manifest does not list yet (all of them without one)."""
+    listed = set(read_manifest(store)["tasks"]) if (store / "manifest.json").exists() else set()
+    return [task for task in tasks if task not in listed]
 
 
 def _runs_root(jobs: Sequence[tuple[list[str], Settings]]) -> Path:
@@ -446,8 +451,7 @@ def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[s
     manifest (under the manifest's lock)."""
     options = SlurmOptions.from_config(launcher)
     store = dataset_path(data)
-    listed = set(read_manifest(store)["tasks"]) if (store / "manifest.json").exists() else set()
-    missing = [task for task in suite.tasks if task not in listed]
+    missing = _missing_tasks(store, suite.tasks)
     if not missing:
         print(f"{store}: every task of {suite.name} is there; nothing to submit")
         return 0
@@ -468,17 +472,9 @@ def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[s
 def generate_task_job(task: str, data: dict[str, Any], cwd: str) -> str:
     """One generation array task: one task's data, in one process (the node's CPUs are the
     job's)."""
-    from bench.data.generate import generate_dataset
+    from bench.data.prepare import open_dataset
 
     os.chdir(cwd)
-    generate_dataset(
-        dataset_path(data),
-        [task],
-        episodes_per_task=int(data["episodes_per_task"]),
-        seed=int(data["seed"]),
-        pool_seed=int(data["goal_pool_seed"]),
-        workers=1,
-        progress=False,
-    )
-    print(f"{task}: written", file=sys.stdout, flush=True)
+    open_dataset({**data, "workers": 1}, [task], progress=False)
+    print(f"{task}: written", flush=True)
     return task
