@@ -1,0 +1,1 @@
+"""`bench perf`: speed of each stage (train, mask update, evaluation, data) on synthetic data."""
