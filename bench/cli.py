@@ -8,6 +8,7 @@
     bench data verify data/scripted-ep2000
     bench methods
     bench analyze runs/mt5/near_optimal/harmodt_f/seed0
+    bench perf train method=harmodt_f threads=2   # speed of one stage (docs/performance.md)
 
 User mistakes print one line `error: ...` and exit with status 2.
 """
@@ -117,6 +118,25 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="write here (e.g. reports/mt5.md), plots beside")
     report.add_argument("--format", default="md", help="md (default), latex, csv or json")
     report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
+    perf = commands.add_parser(
+        "perf",
+        help="time one stage (train, mask-update, eval, data) on synthetic data",
+        description="Time one stage on synthetic data of the configured shapes; prints a "
+        "table and writes a JSON (docs/performance.md).",
+    )
+    perf.add_argument("stage", help="train | mask-update | eval | data")
+    perf.add_argument("overrides", nargs="*", help="as for bench run (default scale=paper, mt50)")
+    perf.add_argument("--steps", type=int, default=50, help="timed training steps per pass")
+    perf.add_argument("--warmup", type=int, default=5, help="training steps before timing")
+    perf.add_argument("--episodes", type=int, help="synthetic episodes per task")
+    perf.add_argument("--eval-tasks", type=int, default=2, help="eval: how many suite tasks")
+    perf.add_argument("--eval-steps", type=int, default=100, help="eval: steps per episode")
+    perf.add_argument("--reference", help="the official code's figures: its JSON or its driver")
+    perf.add_argument("--reference-python", help="python of the driver's venv")
+    perf.add_argument("--json-out", help="where the JSON goes (default runs/perf/<stage>.json)")
+    perf.add_argument(
+        "--require-quiet", action="store_true", help="refuse when other processes are busy"
+    )
     analyze = commands.add_parser(
         "analyze",
         help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a",
@@ -261,6 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "perf":
+            from bench.perf.command import run_perf
+
+            print(run_perf(
+                args.stage, args.overrides, args.steps, args.warmup, args.episodes,
+                args.eval_tasks, args.eval_steps, args.reference, args.reference_python,
+                args.json_out, args.require_quiet,
+            ))  # fmt: skip
+            return 0
         print(_methods_table())
         return 0
     except UserError as error:

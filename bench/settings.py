@@ -9,6 +9,7 @@ value and what is valid; nothing has been written when it is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def check(composed: Composed) -> Settings:
     # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
     device = check_device(str(config["device"]), here=config["launcher"]["name"] != "slurm")
     spec = get_method(config["method"]["name"])
+    check_precision(str(config["precision"]), spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
     run_dir = run_directory(composed)
     _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
@@ -161,6 +163,21 @@ def _check_generated_episodes(data: Mapping[str, Any]) -> None:
             f"data.episodes_per_task={data['episodes_per_task']} with data.fraction="
             f"{data['fraction']} uses {used} episode(s) per task, and data.prompt_episodes="
             f"{data['prompt_episodes']} of them are prompts: no training episode is left"
+        )
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision: str, method: str, config_cls: type) -> None:
+    """`precision` is valid and the method has it (only the DT methods have bf16)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    has_precision = "precision" in {field.name for field in dataclasses.fields(config_cls)}
+    if precision != "fp32" and not has_precision:
+        raise UserError(
+            f"precision={precision} is implemented for the Decision-Transformer methods only; "
+            f"method={method} trains in fp32 (drop precision={precision})"
         )
 
 

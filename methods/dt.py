@@ -13,7 +13,9 @@ a method never touches torch's global RNG (the runner owns that: bench/process_s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,6 +49,9 @@ class DTConfig:
     return_scale: float = 1000.0  # official code
     prompt_length: int = 5  # official code: --prompt-length 5
     harmony_every: int = 0  # >0: log the averaged harmony score (paper Def. 3.2) every N steps
+    # bf16: the network's matrix products under autocast (fp32 master weights, optimizer and
+    # loss); fp32 is what results are reported in (docs/performance.md).
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
         """Ranges and relations, checked before a run makes anything (one line, all found)."""
@@ -239,6 +244,9 @@ class DecisionTransformerMethod:
         # changes the training batches.
         self.diagnostic_rng = np.random.Generator(np.random.PCG64([seed, 1]))
         self.events: list[dict[str, Any]] = []
+        # `bench perf` swaps in a clock that times each named phase of a step; by default a
+        # phase is a no-op context.
+        self.phase: Callable[[str], AbstractContextManager[Any]] = contextlib.nullcontext
         self.network = self.build_network(seed)
         # The fused kernel is the same AdamW update, ~4x faster on CPU than the per-tensor loop
         # (26 -> 6 ms per step at paper size, measured on this project's 2-core machine).
@@ -291,14 +299,19 @@ class DecisionTransformerMethod:
     def train_step(self, step: int) -> dict[str, float]:
         # One task per step, round-robin over the suite, as the official training loop does.
         task = self.data.task_data[step % self.data.num_tasks]
-        segment, prompt = self.sample_batch(task, self.rng)
+        with self.phase("sampling"):
+            segment, prompt = self.sample_batch(task, self.rng)
         self.network.train()
-        loss = self.action_loss(segment, prompt, task.task_id)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-        self.optimizer_step(task.task_id)
-        self.scheduler.step()
+        with self.phase("forward"):
+            loss = self.action_loss(segment, prompt, task.task_id)
+        with self.phase("backward"):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        with self.phase("optimizer"):
+            parameters = self.network.parameters()
+            grad_norm = nn.utils.clip_grad_norm_(parameters, self.config.grad_clip)
+            self.optimizer_step(task.task_id)
+            self.scheduler.step()
         every = self.config.harmony_every
         if every and (step + 1) % every == 0:
             self.events.append({"event": "harmony", "step": step + 1, "harmony": self.harmony()})
@@ -362,9 +375,17 @@ class DecisionTransformerMethod:
         return _to_device(segment, self.device)
 
     def action_loss(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
-        """Mean squared action error over the non-padded steps (the reference loss)."""
-        predicted = self.predict(segment, prompt, task_id)
-        return F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
+        """Mean squared action error over the non-padded steps (the reference loss), in fp32."""
+        with self.autocast():
+            predicted = self.predict(segment, prompt, task_id)
+        return F.mse_loss(predicted[segment.mask].float(), segment.actions[segment.mask])
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """The network's forward at `precision` (bf16: matrix products in bf16, autocast's
+        fp32 list, e.g. layer norm and softmax, stays fp32)."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
 
     def policy(self, task_id: int) -> DTPolicy:
         task = self.data.task_data[task_id]
@@ -464,8 +485,9 @@ class DTPolicy:
             task_ids=torch.full((self.num_episodes,), self.task.task_id, device=self.device),
         )
         self.method.network.eval()
-        with torch.no_grad():
-            action = self.method.predict(segment, self.prompt_batch, self.task.task_id)[:, -1]
+        with torch.no_grad(), self.method.autocast():
+            predicted = self.method.predict(segment, self.prompt_batch, self.task.task_id)
+        action = predicted[:, -1].float()
         self.actions[:, -1] = action
         self.step_index += 1
         return action.cpu().numpy()

@@ -86,6 +86,7 @@ class HarmoDT(PromptDT):
         self.weights = self.shared_weights()
         self.shapes = [tuple(weight.shape) for weight in self.weights.values()]
         self.sizes = [weight.numel() for weight in self.weights.values()]
+        self.weights_before_step = [torch.empty_like(w.detach()) for w in self.weights.values()]
         # Masks have their own generator: the network starts exactly as Prompt-DT's does.
         generator = torch.Generator().manual_seed(seed)
         self.masks = torch.stack(
@@ -105,11 +106,12 @@ class HarmoDT(PromptDT):
 
     def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
         """The network at theta * M_task: autograd then hands theta the gradient times M_task."""
-        masks = self.task_mask(task_id)
-        masked = {
-            name: weight * mask
-            for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
-        }
+        with self.phase("masking"):
+            masks = self.task_mask(task_id)
+            masked = {
+                name: weight * mask
+                for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
+            }
         return functional_call(self.network, masked, (segment, prompt))
 
     def optimizer_step(self, task_id: int) -> None:
@@ -117,12 +119,17 @@ class HarmoDT(PromptDT):
         # ones (weight decay, momentum), so they are put back, as the official code does. Their
         # moments do see the zero gradient: Adam's running mean then estimates Eq. 11's
         # E_i[grad L_i * M_i], the average in which a task that masks a weight contributes 0.
-        weights = list(self.weights.values())
+        weights = [weight.detach() for weight in self.weights.values()]
         with torch.no_grad():
-            before = [weight.detach().clone() for weight in weights]
+            with self.phase("masking"):
+                # Into buffers made once: a fresh copy of every weight each step costs more
+                # in allocation and page faults than the copy itself.
+                torch._foreach_copy_(self.weights_before_step, weights)
             self.optimizer.step()
-            for weight, old, active in zip(weights, before, self.task_mask(task_id), strict=True):
-                torch.where(active, weight, old, out=weight)
+            with self.phase("masking"):
+                pairs = zip(weights, self.weights_before_step, self.task_mask(task_id), strict=True)
+                for weight, old, active in pairs:
+                    torch.where(active, weight, old, out=weight)
 
     # Algorithm 2 --------------------------------------------------------------------------------
 
@@ -138,21 +145,29 @@ class HarmoDT(PromptDT):
         alpha = 0
         if config.variant != "random":
             alpha = cosine_alpha(t, config.total_steps, config.eta_min, config.eta_max)
-        masked_grads, full_grads, masked_losses = self.task_gradients()
+        with self.phase("gradients"):
+            masked_grads, full_grads, masked_losses = self.task_gradients()
         before = self.masks
-        if alpha > 0:
-            theta = torch.cat([weight.detach().reshape(-1) for weight in self.weights.values()])
-            self.masks = update_masks(
-                before,
-                masked_grads,
-                full_grads,
-                theta,
-                alpha,
-                config.variant,
-                config.balance,
-                config.score_form,
-                masked_losses,
-            )
+        with self.phase("mask generation"):
+            if alpha > 0:
+                theta = torch.cat([w.detach().reshape(-1) for w in self.weights.values()])
+                self.masks = update_masks(
+                    before,
+                    masked_grads,
+                    full_grads,
+                    theta,
+                    alpha,
+                    config.variant,
+                    config.balance,
+                    config.score_form,
+                    masked_losses,
+                )
+        with self.phase("statistics"):
+            return self._mask_update_event(t, alpha, before, masked_grads, full_grads)
+
+    def _mask_update_event(
+        self, t: int, alpha: int, before: Tensor, masked_grads: Tensor, full_grads: Tensor
+    ) -> dict[str, Any]:
         size = self.masks.shape[1]
         # Row by row: a 1-D count_nonzero is many times faster than a (tasks, weights) sum.
         active_counts = [int(row.count_nonzero()) for row in self.masks]
@@ -192,7 +207,8 @@ class HarmoDT(PromptDT):
                 grads = torch.autograd.grad(masked_loss, weights)
                 _store(masked[task.task_id], grads, accumulate=batch > 0)
                 losses[task.task_id] += masked_loss.detach()
-                predicted = self.network(segment, prompt)  # theta itself, no mask
+                with self.autocast():
+                    predicted = self.network(segment, prompt).float()  # theta itself, no mask
                 full_loss = F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
                 grads = torch.autograd.grad(full_loss / batches, weights)
                 _store(full[task.task_id], grads, accumulate=batch > 0)

@@ -369,3 +369,55 @@ def test_smoke_run_logs_mask_updates_with_exact_sparsity(smoke_data_root, tmp_pa
         assert update["sparsity"] == [0.2] * 5
         assert update["inactive"] == [inactive] * 5
         assert update["changed"] == [2 * update["alpha"]] * 5
+
+
+def test_the_masked_step_equals_the_plain_copy_step_it_replaces(tiny_suite, tiny_store):
+    """The step writes the pre-step weights into buffers made once; the plain way (a fresh
+    copy of every weight around AdamW, as the official code's state_dict copy) gives the same
+    bits."""
+    runs = []
+    for plain in (False, True):
+        seed_everything(0)  # dropout draws from the global RNG: the same draws for both
+        method = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=1000")
+        for step in range(4):
+            if plain:
+                _plain_masked_step(method, step)
+            else:
+                method.train_step(step)
+        runs.append([p.detach().clone() for p in method.network.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+def _plain_masked_step(method, step):
+    task = method.data.task_data[step % method.data.num_tasks]
+    segment, prompt = method.sample_batch(task, method.rng)
+    method.network.train()
+    loss = method.action_loss(segment, prompt, task.task_id)
+    method.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(method.network.parameters(), method.config.grad_clip)
+    weights = list(method.weights.values())
+    with torch.no_grad():
+        before = [weight.detach().clone() for weight in weights]
+        method.optimizer.step()
+        masks = method.task_mask(task.task_id)
+        for weight, old, active in zip(weights, before, masks, strict=True):
+            weight.copy_(torch.where(active, weight, old))
+    method.scheduler.step()
+
+
+def test_a_phase_clock_times_the_step_without_changing_it(tiny_suite, tiny_store):
+    from bench.perf.phases import PhaseClock
+
+    runs = []
+    for clock in (None, PhaseClock()):
+        seed_everything(0)
+        method = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
+        if clock is not None:
+            method.phase = clock
+        logs = [method.train_step(step) for step in range(4)]  # two mask updates
+        runs.append((logs, method.pop_events(), method.masks.clone()))
+    assert runs[0][0] == runs[1][0] and runs[0][1] == runs[1][1]
+    assert torch.equal(runs[0][2], runs[1][2])
+    assert {"sampling", "forward", "backward", "masking", "optimizer", "gradients",
+            "mask generation", "statistics"} <= set(clock.seconds)  # fmt: skip

@@ -1,0 +1,250 @@
+"""`bench perf <stage> [overrides]`: one stage timed on synthetic data, a table and a JSON.
+
+    bench perf train method=harmodt_f threads=2                  # the paper's configuration
+    bench perf train method=harmodt_f precision=bf16 --reference ref.json
+    bench perf mask-update method=harmodt_f
+    bench perf eval method=prompt_dt
+    bench perf data
+
+The config is composed as `bench run` composes it (defaults: scale=paper, tasks=mt50), so a
+figure is that of the run the same overrides would start. `--reference` takes the JSON that
+../shared/harmodt-ref/bench.py writes, or that driver itself (then run first, in the same
+command): each figure then gets its ratio to the official code's, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.atomic import write_json
+from bench.errors import UserError
+from bench.perf.load import QUIET_CORES, sample_load
+
+STAGES = ("train", "mask-update", "eval", "data")
+DEFAULT_OVERRIDES = ("method=harmodt_f", "tasks=mt50", "scale=paper")
+# Which parts of the reference driver each stage needs (its --skip takes the others).
+_REFERENCE_PHASES = {"train": "train,breakdown", "mask-update": "mask", "eval": "infer"}
+_ALL_REFERENCE_PHASES = "train,breakdown,mask,infer"
+
+
+def run_perf(
+    stage: str,
+    overrides: Sequence[str],
+    steps: int = 50,
+    warmup: int = 5,
+    episodes: int | None = None,
+    eval_tasks: int = 2,
+    eval_steps: int = 100,
+    reference: str | None = None,
+    reference_python: str | None = None,
+    json_out: str | None = None,
+    require_quiet: bool = False,
+) -> str:
+    """Measure `stage`, write its JSON and return the table to print."""
+    if stage not in STAGES:
+        raise UserError(f"unknown perf stage {stage!r}; choose one of: {', '.join(STAGES)}")
+    if steps < 1 or warmup < 0 or eval_tasks < 1 or eval_steps < 1:
+        raise UserError("--steps, --eval-tasks and --eval-steps must be >= 1, --warmup >= 0")
+    if reference and stage == "data":
+        raise UserError("the official code has no data-store figure; drop --reference for data")
+    setup = _compose(overrides) if stage != "data" else None
+    before = sample_load()
+    if require_quiet and not before.quiet:
+        raise UserError(
+            f"other processes keep {before.other_cores_busy:.2f} cores busy (quiet means "
+            f"<= {QUIET_CORES}); stop them, or drop --require-quiet to measure anyway"
+        )
+    ref = _reference(reference, reference_python, stage, setup) if reference else None
+    if stage == "data":
+        figures = _measure_data(episodes)
+    else:
+        figures = _measure_method(stage, setup, steps, warmup, episodes, eval_tasks, eval_steps)
+    result = {
+        "stage": stage,
+        "command": "bench perf " + " ".join([stage, *overrides]),
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_before": before.describe(),
+        "figures": figures,
+        **({"config": setup["summary"]} if setup else {}),
+        **({"reference": ref, "ratios": ratios(stage, figures, ref)} if ref else {}),
+    }
+    path = Path(json_out) if json_out else Path("runs/perf") / f"{stage}.json"
+    write_json(path, result)
+    from bench.perf.table import perf_table
+
+    return perf_table(result) + f"\n\njson: {path}"
+
+
+def _compose(overrides: Sequence[str]) -> dict[str, Any]:
+    """The run config these overrides give, checked as `bench run` checks it."""
+    from bench.config import compose_config
+    from bench.registry import get_method, make_config
+    from bench.settings import check_device, check_precision
+
+    config = compose_config([*DEFAULT_OVERRIDES, *overrides])
+    spec = get_method(config["method"]["name"])
+    check_precision(str(config["precision"]), spec.name, spec.config_cls)
+    values = {k: v for k, v in config["method"].items() if k != "name"}
+    make_config(spec, values)  # a bad option fails here, before any data is written
+    device = check_device(str(config["device"]))
+    threads = config.get("threads")
+    summary = {
+        "method": spec.name,
+        "tasks": config["tasks"]["name"],
+        "scale": config["scale"]["name"],
+        "precision": config["precision"],
+        "device": device,
+        "threads": threads,
+        "method_options": values,
+    }
+    return {"config": config, "method_values": values, "summary": summary}
+
+
+def _measure_method(
+    stage: str,
+    setup: Mapping[str, Any],
+    steps: int,
+    warmup: int,
+    episodes: int | None,
+    eval_tasks: int,
+    eval_steps: int,
+) -> dict[str, Any]:
+    from bench.data.samplers import OfflineData
+    from bench.perf.synthetic import write_synthetic_store
+    from bench.registry import build_method
+    from bench.suites import get_suite
+
+    config = setup["config"]
+    if config.get("threads"):
+        torch.set_num_threads(int(config["threads"]))
+    suite = get_suite(config["tasks"]["name"])
+    summary = setup["summary"]
+    with tempfile.TemporaryDirectory(prefix="mtbench-perf-") as folder:
+        # 20 episodes per task by default: the reference driver's synthetic size.
+        store = write_synthetic_store(Path(folder) / "store", suite.tasks, episodes or 20)
+        prompts = int(config["data"]["prompt_episodes"])
+        data = OfflineData(store, suite.tasks, prompt_episodes=prompts)
+        torch.manual_seed(int(config["seed"]))
+        method = build_method(
+            summary["method"], setup["method_values"], suite, data, int(config["seed"]),
+            summary["device"],
+        )  # fmt: skip
+        figures: dict[str, Any] = {
+            "parameters": method.num_parameters(),
+            "threads": torch.get_num_threads(),
+            "synthetic_episodes_per_task": episodes or 20,
+        }
+        if stage == "train":
+            from bench.perf.train import measure_train
+
+            figures.update(measure_train(method, steps, warmup))
+        elif stage == "mask-update":
+            from bench.perf.train import measure_mask_update
+
+            try:
+                figures.update(measure_mask_update(method))
+            except TypeError as error:
+                raise UserError(f"{error} (got method={summary['method']})") from None
+        else:
+            from bench.perf.evaluation import measure_eval
+
+            tasks = suite.tasks[:eval_tasks]
+            episodes_per_task = int(config["eval"]["episodes"])
+            figures.update(measure_eval(method, tasks, episodes_per_task, eval_steps))
+    return figures
+
+
+def _measure_data(episodes: int | None) -> dict[str, Any]:
+    from bench.perf.data import measure_data
+    from bench.suites import get_suite
+
+    # MT50 near-optimal's size by default: 100M transitions (4000 episodes x 500 steps x 50).
+    episodes = episodes or 4000
+    root = Path(tempfile.gettempdir()) / f"mtbench-perf-store-mt50-ep{episodes}"
+    figures = measure_data(root, get_suite("mt50").tasks, episodes)
+    figures["store"] = str(root)
+    return figures
+
+
+def _reference(
+    reference: str, python: str | None, stage: str, setup: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The reference figures: read from a JSON, or measured now by running the driver."""
+    path = Path(reference).expanduser()
+    if not path.is_file():
+        raise UserError(f"--reference {reference}: no such file (a JSON or the driver bench.py)")
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"--reference {reference} is not valid JSON ({error.msg})") from None
+    python = python or os.path.join(
+        os.environ.get("REF_VENV", os.path.join(tempfile.gettempdir(), "harmodt-ref-venv")),
+        "bin",
+        "python",
+    )
+    if not Path(python).exists():
+        raise UserError(
+            f"no python for the reference driver at {python}; run its setup.sh or pass "
+            "--reference-python"
+        )
+    needed = set(_REFERENCE_PHASES[stage].split(","))
+    skip = ",".join(p for p in _ALL_REFERENCE_PHASES.split(",") if p not in needed)
+    threads = (setup or {}).get("summary", {}).get("threads") or 0
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "reference.json"
+        command = [python, str(path), "--threads", str(threads), "--json-out", str(out)]
+        command += ["--skip", skip] if skip else []
+        print("reference: " + " ".join(command), flush=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"the reference driver failed ({done.returncode}): {tail[0]}")
+        return json.loads(out.read_text())
+
+
+def ratios(stage: str, figures: Mapping[str, Any], ref: Mapping[str, Any]) -> dict[str, float]:
+    """Ours against the official code's, as speed-ups (> 1: we are faster), same run."""
+    found: dict[str, float] = {}
+    if stage == "train" and "train" in ref:
+        found["train_speedup"] = ref["train"]["ms_per_step_mean"] / figures["ms_per_step"]
+    if stage == "mask-update" and "mask_update" in ref:
+        found["mask_update_time_ratio"] = figures["seconds"] / ref["mask_update"]["seconds"]
+    if stage == "eval" and "inference" in ref:
+        ours = figures["policy_env_steps_per_s"]
+        found["policy_env_steps_speedup"] = ours / ref["inference"]["eval_loop_env_steps_per_s"]
+    return {name: round(value, 3) for name, value in found.items()}
+
+
+def machine() -> dict[str, Any]:
+    """What a figure was measured on."""
+    model = platform.processor()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "amx_bf16": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "loadavg": [round(value, 2) for value in os.getloadavg()],
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }

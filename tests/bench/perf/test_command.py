@@ -1,0 +1,95 @@
+"""`bench perf`: every stage runs end to end at a tiny size and writes what it printed; bad input
+is refused before anything is measured. No figure is asserted: speed is measured, not tested."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cli import main
+
+TINY = ["tasks=mt5", "scale=smoke", "threads=1"]
+
+
+def _perf(tmp_path, *args):
+    out = tmp_path / "perf.json"
+    code = main(["perf", *args, *TINY, "--json-out", str(out)])
+    return code, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_train_reports_steps_and_a_breakdown_that_adds_up(tmp_path, capsys):
+    code, result = _perf(tmp_path, "train", "method=harmodt_f", "--steps", "3", "--warmup", "1",
+                         "--episodes", "4")  # fmt: skip
+    assert code == 0
+    figures = result["figures"]
+    assert figures["steps_per_s"] == pytest.approx(1000 / figures["ms_per_step"])
+    parts = figures["breakdown_ms_per_step"]
+    assert set(parts) == {"sampling", "forward", "backward", "masking", "optimizer", "other",
+                          "total"}  # fmt: skip
+    assert parts["masking"] > 0  # HarmoDT's masking is timed apart from the forward
+    named = sum(value for name, value in parts.items() if name != "total")
+    assert named == pytest.approx(parts["total"])
+    assert result["config"]["method"] == "harmodt_f"
+    assert "other_cores_busy" in result["load_before"]
+    printed = capsys.readouterr().out
+    assert "ms per step" in printed and "masking" in printed
+
+
+def test_a_method_without_phases_gets_its_total_only(tmp_path):
+    code, result = _perf(tmp_path, "train", "method=mtbc", "--steps", "2", "--warmup", "1",
+                         "--episodes", "4")  # fmt: skip
+    assert code == 0
+    assert set(result["figures"]["breakdown_ms_per_step"]) == {"other", "total"}
+
+
+def test_mask_update_times_both_gradients_and_the_mask_generation(tmp_path):
+    code, result = _perf(tmp_path, "mask-update", "method=harmodt_m", "--episodes", "4")
+    assert code == 0
+    figures = result["figures"]
+    assert figures["tasks"] == 5
+    assert figures["swapped_per_task"] > 0  # t = E/2: Eq. 12's largest swap
+    assert {"gradients", "mask generation", "statistics"} <= set(figures["parts_seconds"])
+    assert sum(figures["parts_seconds"].values()) <= figures["seconds"]
+
+
+def test_eval_splits_policy_and_simulator_time(tmp_path):
+    code, result = _perf(tmp_path, "eval", "method=prompt_dt", "--episodes", "4",
+                         "--eval-tasks", "1", "--eval-steps", "3")  # fmt: skip
+    assert code == 0
+    figures = result["figures"]
+    assert figures["env_steps"] == figures["episodes_per_task"] * 3
+    assert figures["policy_env_steps_per_s"] == pytest.approx(
+        1000 / figures["policy_ms_per_env_step"]
+    )
+    assert figures["simulator_ms_per_env_step"] > 0
+
+
+def test_ratios_come_from_the_reference_json(tmp_path):
+    reference = tmp_path / "ref.json"
+    reference.write_text(json.dumps({"train": {"ms_per_step_mean": 250.0, "steps_per_s": 4.0}}))
+    code, result = _perf(tmp_path, "train", "method=prompt_dt", "--steps", "2", "--warmup", "0",
+                         "--episodes", "4", "--reference", str(reference))  # fmt: skip
+    assert code == 0
+    expected = 250.0 / result["figures"]["ms_per_step"]
+    assert result["ratios"]["train_speedup"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["warp"], "unknown perf stage 'warp'; choose one of: train, mask-update, eval, data"),
+        (["mask-update", "method=mtdt"], "mask-update measures HarmoDT's mask update"),
+        (["train", "method=mtbc", "precision=bf16"], "precision=bf16 is implemented for the"),
+        (["train", "precision=fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
+        (["train", "--steps", "0"], "--steps, --eval-tasks and --eval-steps must be >= 1"),
+        (["data", "--reference", "x.json"], "the official code has no data-store figure"),
+        (["train", "--reference", "missing.json"], "--reference missing.json: no such file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2_with_no_json(tmp_path, capsys, args, message):
+    code, result = _perf(tmp_path, *args, "--episodes", "4")
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and error.count("\n") == 1
+    assert result is None
