@@ -10,7 +10,7 @@ tensors are masked and why: docs/harmodt.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -113,6 +113,17 @@ class HarmoDT(PromptDT):
                 for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
             }
         return functional_call(self.network, masked, (segment, prompt))
+
+    def acting_network(self, task_id: int) -> Callable[[Segment, Segment | None], Tensor]:
+        with torch.no_grad():
+            masks = self.task_mask(task_id)
+            masked = {
+                name: weight * mask
+                for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
+            }
+        return lambda segment, prompt: functional_call(
+            self.network, masked, (segment, prompt), {"last_only": True}
+        )
 
     def optimizer_step(self, task_id: int) -> None:
         # Eq. 11 moves only the task's active weights, but AdamW would still move the masked

@@ -119,3 +119,24 @@ def test_bf16_training_follows_fp32_within_a_stated_tolerance(build):
     assert fp32_losses != bf16_losses  # bf16 did run: the rounding differs
     assert bf16_losses == pytest.approx(fp32_losses, rel=0.02)
     assert (bf16_actions - fp32_actions).abs().max() < 0.02
+
+
+@pytest.mark.parametrize(("name", "values"), DT_BUILDS)
+def test_acting_computes_the_last_action_of_the_full_forward(build, name, values):
+    """Acting runs the last block for the last state token only (and HarmoDT multiplies its
+    mask in once per evaluation): the action is the full forward's up to float rounding."""
+    seed_everything(0)
+    method = build(name, **values)
+    for step in range(3):
+        method.train_step(step)
+    task = method.data.task_data[1]
+    segment, prompt = method.sample_batch(task, np.random.default_rng(0))
+    method.network.eval()
+    with torch.no_grad():
+        full = method.predict(segment, prompt, task.task_id)[:, -1]
+        acting = method.acting_network(task.task_id)(segment, prompt)[:, -1]
+    assert acting.shape == full.shape
+    assert torch.allclose(acting, full, rtol=0, atol=1e-6)
+    method.network.train()
+    with pytest.raises(ValueError, match="last_only is for acting"):
+        method.acting_network(task.task_id)(segment, prompt)
