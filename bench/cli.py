@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--reference", help="the official code's figures: its JSON or its driver")
     perf.add_argument("--reference-python", help="python of the driver's venv")
     perf.add_argument("--json-out", help="where the JSON goes (default runs/perf/<stage>.json)")
+    perf.add_argument("--store", help="data: a store folder to write once and reuse (kept)")
     perf.add_argument(
         "--require-quiet", action="store_true", help="refuse when other processes are busy"
     )
@@ -258,7 +259,13 @@ def _experts(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
+    if extra and hasattr(args, "overrides") and all(_is_override(arg) for arg in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from bench.runner import RunFailed
 
     try:
@@ -287,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(run_perf(
                 args.stage, args.overrides, args.steps, args.warmup, args.episodes,
                 args.eval_tasks, args.eval_steps, args.reference, args.reference_python,
-                args.json_out, args.require_quiet,
+                args.json_out, args.require_quiet, args.store,
             ))  # fmt: skip
             return 0
         print(_methods_table())
@@ -301,6 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunFailed as error:
         print(f"error: run failed: {error}", file=sys.stderr)
         return 1
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.data.store import DatasetStore, TaskArrays
+from bench.data.store import DatasetStore
+from bench.data.task_cache import training_episodes
 from bench.errors import UserError
 
 
@@ -49,10 +50,11 @@ class TaskData:
     """One task's episodes split into training and prompt episodes, with its state statistics."""
 
     def __init__(
-        self, arrays: TaskArrays, task_id: int, fraction: float, prompt_episodes: int
+        self, store: DatasetStore, task: str, task_id: int, fraction: float, prompt_episodes: int
     ) -> None:
-        used = round(arrays.num_episodes * fraction)
-        if used - prompt_episodes < 1:
+        arrays = store.open_task(task)
+        num_train = training_episodes(arrays.num_episodes, fraction, prompt_episodes)
+        if num_train < 1:
             raise UserError(
                 f"task {arrays.task} has {arrays.num_episodes} episodes: with fraction {fraction} "
                 f"and {prompt_episodes} prompt episodes none is left to train on"
@@ -60,18 +62,15 @@ class TaskData:
         self.task = arrays.task
         self.task_id = task_id
         self.arrays = arrays
+        used = num_train + prompt_episodes
         starts = np.asarray(arrays.episode_starts[:used], dtype=np.int64)
         ends = np.asarray(arrays.episode_ends()[:used], dtype=np.int64)
-        num_train = used - prompt_episodes
         self.train_starts, self.train_ends = starts[:num_train], ends[:num_train]
         self.prompt_starts, self.prompt_ends = starts[num_train:], ends[num_train:]
         self.train_steps = int(self.train_ends[-1])  # training episodes are the first ones
         self.returns_to_go = _returns_to_go(arrays.rewards[: ends[-1]], starts, ends)
-
         # Per-task state normalisation from the training episodes, as the reference code does.
-        train_obs = arrays.observations[: self.train_steps]
-        self.state_mean = train_obs.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.state_std = (train_obs.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
+        self.state_mean, self.state_std = store.state_statistics(arrays, self.train_steps)
         prompt_returns = self.returns_to_go[self.prompt_starts]
         self.best_prompt = int(np.argmax(prompt_returns)) if prompt_episodes else -1
 
@@ -83,9 +82,9 @@ class TaskData:
 def _returns_to_go(rewards: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Undiscounted reward-to-go of every step up to the end of its own episode."""
     cumulative = np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
-    episode_of_step = np.repeat(np.arange(len(starts)), ends - starts)
-    step = np.arange(len(episode_of_step))
-    return (cumulative[ends[episode_of_step]] - cumulative[step]).astype(np.float32)
+    # Episodes are contiguous from row 0, so a step's row is its index: no gathers (MT50's
+    # 100M steps would take seconds of every run start).
+    return (np.repeat(cumulative[ends], ends - starts) - cumulative[:-1]).astype(np.float32)
 
 
 class OfflineData:
@@ -109,8 +108,7 @@ class OfflineData:
         self.fraction = fraction
         self.prompt_episodes = prompt_episodes
         self.task_data = [
-            TaskData(store.open_task(task), i, fraction, prompt_episodes)
-            for i, task in enumerate(tasks)
+            TaskData(store, task, i, fraction, prompt_episodes) for i, task in enumerate(tasks)
         ]
         first = self.task_data[0].arrays
         self.obs_dim = int(first.observations.shape[1])

@@ -8,8 +8,14 @@
     <root>/<task>/timeouts.npy        bool    (T,)
     <root>/<task>/episode_starts.npy  int64   (E,)           index of each episode's first step
     <root>/<task>/.verified.json      {file: [size, mtime_ns]} at the last good sha256 check
+    <root>/<task>/.stats.json         state statistics per number of training steps
 
 Arrays are opened memory-mapped: MT50 near-optimal is ~18 GB and is never read into RAM whole.
+Nor are its 15 GB of observations read at each run start: the state statistics of the splits the
+configs use are computed when a task is written, any other split's at its first open, and kept
+in `.stats.json` under the observations' sha256 and the numpy version that computed them.
+A store others own (read-only shared storage) keeps its stamps and statistics per user instead,
+in `$XDG_CACHE_HOME/mtbench/stores/<digest of its path>/<task>-<observations sha256>/`.
 Every file is written whole (temporary name, fsync, rename) and the manifest last, so a task
 folder the manifest does not list is a leftover of an interrupted write and may be replaced.
 A task is staged in `<root>/.tmp-<task>-<pid>@<host>` first; a writer killed before its rename
@@ -30,7 +36,7 @@ import shlex
 import shutil
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +45,18 @@ from typing import Any
 import numpy as np
 
 from bench.atomic import fsync_dir, write_json
+from bench.data.task_cache import (
+    PRECOMPUTED_SPLITS,
+    add_statistics,
+    cached_statistics,
+    encode_statistics,
+    file_lock,
+    state_statistics,
+    statistics_entries,
+    statistics_key,
+    training_episodes,
+    user_cache_dir,
+)
 from bench.errors import UserError
 from bench.suites import SUITES, Suite
 
@@ -127,9 +145,10 @@ def read_manifest(root: Path) -> dict:
 class DatasetStore:
     """A dataset folder: its manifest and, per task, memory-mapped arrays checked against it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache_dir: Path | None = None) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
 
     @property
     def tasks(self) -> list[str]:
@@ -148,6 +167,33 @@ class DatasetStore:
         except _BadFile as bad:
             raise self._damaged(task, bad) from None
         return TaskArrays(task=task, **arrays)
+
+    def state_statistics(
+        self, arrays: TaskArrays, train_steps: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`state_statistics(arrays.observations, train_steps)` of a task opened from this store:
+        read from the task's cache, or computed once and added to it."""
+        records = self._file_records(arrays.task)
+        key = statistics_key(records)
+        dim = arrays.observations.shape[1]
+        task_dir = self.root / arrays.task
+        user = self._user_folder(arrays.task)
+        for folder in (task_dir, user) if user else (task_dir,):
+            cached = cached_statistics(folder, key, train_steps, dim)
+            if cached is not None:
+                return cached
+        mean, std = state_statistics(arrays.observations, train_steps)
+        entry = {str(train_steps): encode_statistics(mean, std)}
+        try:
+            with _manifest_lock(self.root):  # runs starting together may add different splits
+                add_statistics(task_dir, key, entry)
+        except OSError:  # a read-only store: cached for this user instead
+            with contextlib.suppress(OSError):  # no cache at all: computed again next time
+                if user is not None:
+                    user.mkdir(parents=True, exist_ok=True)
+                    with file_lock(user / ".stats.lock"):
+                        add_statistics(user, key, entry)
+        return mean, std
 
     def verify(self) -> None:
         """Re-hash every file of every task; a UserError names the first bad one."""
@@ -211,28 +257,51 @@ class DatasetStore:
                 raise _BadFile(self.root / task / f"{name}.npy", "is not in the manifest")
         return files
 
+    def _user_folder(self, task: str) -> Path | None:
+        """The per-user stand-in for a task folder that is not writable (None: no home folder).
+
+        Keyed by the store's real path and the observations' sha256, so that another store, or
+        this one rewritten, never finds the stamp or statistics of the old files.
+        """
+        cache_dir = self._cache_dir if self._cache_dir is not None else user_cache_dir()
+        if cache_dir is None:
+            return None
+        store = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        observations = self._file_records(task)["observations.npy"]["sha256"]
+        return cache_dir / "stores" / store / f"{task}-{observations}"
+
     def _check_files(self, task: str, trust_stamp: bool) -> None:
         task_dir = self.root / task
         records = self._file_records(task)
         # Sizes first: they are cheap and catch the common damage (an interrupted copy).
         stats = {name: _checked_stat(task_dir / name, rec["size"]) for name, rec in records.items()}
-        stamp = _read_stamp(task_dir) if trust_stamp else {}
+        user = self._user_folder(task)
+        in_store, per_user = _read_stamp(task_dir), (_read_stamp(user) if user else {})
+        trusted = [in_store, per_user] if trust_stamp else []
         hashing_started_ns = time.time_ns()
         verified = {}
         for name, record in records.items():
             key = [stats[name].st_size, stats[name].st_mtime_ns]
-            if stamp.get(name) != key:
+            if all(stamp.get(name) != key for stamp in trusted):
                 _check_sha256(task_dir / name, record["sha256"])
             if key[1] < hashing_started_ns - _MTIME_GRANULARITY_NS:
                 verified[name] = key
-        if verified != stamp:
-            _write_stamp(task_dir, verified)
+        if verified == in_store:
+            return
+        try:
+            write_json(task_dir / STAMP_NAME, verified)
+        except OSError:  # a read-only store (shared storage): this user's stamp stands in
+            if user is not None and verified != per_user:
+                with contextlib.suppress(OSError):  # no cache either: hashed on every open
+                    write_json(user / STAMP_NAME, verified)
 
 
 def write_task(
     root: Path, task: str, arrays: Mapping[str, np.ndarray], replace: bool = False
 ) -> dict:
     """Write one task's arrays as `root/<task>/` (whole or not at all); return its manifest entry.
+
+    The folder also holds the state statistics of the PRECOMPUTED_SPLITS (`.stats.json`).
 
     The caller adds the entry to the manifest (`add_tasks_to_manifest`); until then the folder
     is not part of the dataset. A task the manifest already lists is replaced only with
@@ -264,6 +333,13 @@ def write_task(
                 "shape": list(array.shape),
                 "dtype": array.dtype.name,
             }
+        # From the file as a run maps it, so the cached values are those a run would compute.
+        observations = np.load(staging / "observations.npy", mmap_mode="r", allow_pickle=False)
+        ends = np.append(arrays["episode_starts"][1:], num_steps)
+        counts = {training_episodes(num_episodes, *split) for split in PRECOMPUTED_SPLITS}
+        train_steps = sorted(int(ends[count - 1]) for count in counts if count >= 1)
+        entries = statistics_entries(observations, train_steps)
+        add_statistics(staging, statistics_key(files), entries)
         fsync_dir(staging)
         _remove_leftover(root, task, replace)
         os.rename(staging, root / task)
@@ -421,13 +497,6 @@ def _read_stamp(task_dir: Path) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def _write_stamp(task_dir: Path, verified: dict) -> None:
-    try:
-        write_json(task_dir / STAMP_NAME, verified)
-    except OSError:
-        pass  # a read-only dataset (shared storage) is fine: it is hashed on every open instead
-
-
 def _remove_leftover(root: Path, task: str, replace: bool) -> None:
     """Make room for `root/<task>`: a folder there is a leftover unless the manifest lists it,
     and a listed one goes only on request (`replace`)."""
@@ -445,9 +514,5 @@ def _remove_leftover(root: Path, task: str, replace: bool) -> None:
 @contextlib.contextmanager
 def _manifest_lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".manifest.lock", "a") as lock_file:
-        fcntl.lockf(lock_file, fcntl.LOCK_EX)  # POSIX record locks also work on NFS
-        try:
-            yield
-        finally:
-            fcntl.lockf(lock_file, fcntl.LOCK_UN)
+    with file_lock(root / ".manifest.lock"):
+        yield

@@ -49,6 +49,7 @@ def run_perf(
     reference_python: str | None = None,
     json_out: str | None = None,
     require_quiet: bool = False,
+    store: str | None = None,
 ) -> str:
     """Measure `stage`, write its JSON and return the table to print."""
     if stage not in STAGES:
@@ -66,7 +67,7 @@ def run_perf(
         )
     ref = _reference(reference, reference_python, stage, setup) if reference else None
     if stage == "data":
-        figures = _measure_data(episodes)
+        figures = _measure_data(episodes, store)
     else:
         figures = _measure_method(stage, setup, steps, warmup, episodes, eval_tasks, eval_steps)
     result = {
@@ -165,16 +166,18 @@ def _measure_method(
     return figures
 
 
-def _measure_data(episodes: int | None) -> dict[str, Any]:
+def _measure_data(episodes: int | None, store: str | None) -> dict[str, Any]:
     from bench.perf.data import measure_data
     from bench.suites import get_suite
 
-    # MT50 near-optimal's size by default: 100M transitions (4000 episodes x 500 steps x 50).
+    # 100M transitions by default (4000 episodes x 500 steps x 50 tasks, ~18 GB on disk): the
+    # size the performance issue sets for MT50 near-optimal.
     episodes = episodes or 4000
-    root = Path(tempfile.gettempdir()) / f"mtbench-perf-store-mt50-ep{episodes}"
-    figures = measure_data(root, get_suite("mt50").tasks, episodes)
-    figures["store"] = str(root)
-    return figures
+    if store:  # kept, and reused by the next measurement
+        figures = measure_data(Path(store), get_suite("mt50").tasks, episodes, keep=True)
+        return {**figures, "store": store}
+    with tempfile.TemporaryDirectory(prefix="mtbench-perf-store-") as folder:
+        return measure_data(Path(folder) / "store", get_suite("mt50").tasks, episodes)
 
 
 def _reference(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -13,6 +17,7 @@ from bench.data.samplers import (
     sample_transitions,
 )
 from bench.data.store import DatasetStore, add_tasks_to_manifest, write_task
+from bench.data.task_cache import STATS_NAME
 
 LENGTHS = (3, 5, 4, 6)  # four episodes; with 2 prompt episodes the first two are for training
 
@@ -107,3 +112,98 @@ def test_sub_optimal_uses_the_first_half(tmp_path):
     half = OfflineData(DatasetStore(root), ["reach-v3"], fraction=0.5, prompt_episodes=1)
     task = half.task_data[0]
     assert task.train_ends.tolist() == [3] and task.prompt_starts.tolist() == [3]
+
+
+EPISODES, EPISODE_LENGTH = 8, 25  # fraction 1.0 trains on 6 episodes, 0.5 on 2 (2 prompts)
+
+
+def todays_statistics(root: Path, task: str, train_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The normalisation as TaskData computed it before it was cached, from the mapped file."""
+    train_obs = np.load(root / task / "observations.npy", mmap_mode="r")[:train_steps]
+    mean = train_obs.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = (train_obs.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
+    return mean, std
+
+
+def noisy_task(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations whose mean and std are not round numbers, so every last bit counts."""
+    rng = np.random.default_rng(seed)
+    steps = EPISODES * EPISODE_LENGTH
+    scales, offsets = 10 ** rng.uniform(-4, 2, 39), 10 ** rng.uniform(-4, 3, 39) * seed
+    observations = rng.standard_normal((steps, 39)) * scales + offsets
+    return observations, rng.uniform(-1, 1, (steps, 4)), rng.uniform(0, 10, steps)
+
+
+def cached_steps(task_dir: Path) -> list[int]:
+    return sorted(int(n) for n in json.loads((task_dir / STATS_NAME).read_text())["statistics"])
+
+
+@pytest.mark.parametrize(
+    "fraction, prompt_episodes", [(1.0, 2), (0.5, 2), (1.0, 1)], ids=["near", "sub", "custom"]
+)
+def test_statistics_are_bit_for_bit_todays_at_the_first_open_and_from_the_cache(
+    tmp_path, write_store, fraction, prompt_episodes
+):
+    root = tmp_path / "store"
+    write_store(root, {"reach-v3": noisy_task(1)}, EPISODE_LENGTH)
+
+    for _ in range(2):  # the custom split is computed at the first open, then read back
+        data = OfflineData(DatasetStore(root), ["reach-v3"], fraction, prompt_episodes)
+        task = data.task_data[0]
+        mean, std = todays_statistics(root, "reach-v3", task.train_steps)
+        assert task.state_mean.dtype == task.state_std.dtype == np.float32
+        assert task.state_mean.tobytes() == mean.tobytes()
+        assert task.state_std.tobytes() == std.tobytes()
+    assert task.train_steps in cached_steps(root / "reach-v3")
+
+
+def test_written_tasks_carry_the_configured_splits_statistics_and_opens_use_them(
+    tmp_path, write_store
+):
+    root = tmp_path / "store"
+    write_store(root, {"reach-v3": noisy_task(1)}, EPISODE_LENGTH)
+    near_steps, sub_steps = 6 * EPISODE_LENGTH, 2 * EPISODE_LENGTH
+    assert cached_steps(root / "reach-v3") == [sub_steps, near_steps]
+
+    # A planted value proves that opening takes the statistics from the cache, not the data.
+    sidecar = root / "reach-v3" / STATS_NAME
+    cache = json.loads(sidecar.read_text())
+    cache["statistics"][str(near_steps)]["mean"] = [42.0] * 39
+    sidecar.write_text(json.dumps(cache))
+    data = OfflineData(DatasetStore(root), ["reach-v3"], fraction=1.0, prompt_episodes=2)
+    assert data.task_data[0].state_mean.tolist() == [42.0] * 39
+
+
+def test_statistics_of_rewritten_observations_are_computed_again(tmp_path, write_store):
+    root = tmp_path / "store"
+    store = write_store(root, {"reach-v3": noisy_task(1)}, EPISODE_LENGTH)
+    # Other values in the same shape, the manifest updated to them, the old cache left behind.
+    path = root / "reach-v3" / "observations.npy"
+    np.save(path, noisy_task(2)[0].astype(np.float32))
+    entry = store.manifest["tasks"]["reach-v3"]
+    entry["files"]["observations.npy"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    add_tasks_to_manifest(root, {"reach-v3": entry}, {"source": "test"})
+
+    data = OfflineData(DatasetStore(root), ["reach-v3"], fraction=1.0, prompt_episodes=2)
+    mean, std = todays_statistics(root, "reach-v3", data.task_data[0].train_steps)
+    assert data.task_data[0].state_mean.tobytes() == mean.tobytes()
+    assert data.task_data[0].state_std.tobytes() == std.tobytes()
+    assert cached_steps(root / "reach-v3") == [data.task_data[0].train_steps]  # stale ones gone
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_returns_to_go_are_bit_for_bit_todays(tmp_path, write_store, fraction):
+    root = tmp_path / "store"
+    write_store(root, {"reach-v3": noisy_task(1)}, EPISODE_LENGTH)
+    task = OfflineData(DatasetStore(root), ["reach-v3"], fraction, 2).task_data[0]
+
+    # The gathers TaskData did before it used that episodes are contiguous from row 0.
+    used = round(EPISODES * fraction)
+    starts = np.arange(used) * EPISODE_LENGTH
+    ends = starts + EPISODE_LENGTH
+    rewards = np.load(root / "reach-v3" / "rewards.npy")[: ends[-1]]
+    cumulative = np.concatenate([[0.0], np.cumsum(rewards, dtype=np.float64)])
+    episode_of_step = np.repeat(np.arange(len(starts)), ends - starts)
+    step = np.arange(len(episode_of_step))
+    expected = (cumulative[ends[episode_of_step]] - cumulative[step]).astype(np.float32)
+    assert task.returns_to_go.tobytes() == expected.tobytes()

@@ -22,6 +22,7 @@ from bench.data.store import (
     remove_abandoned_staging,
     write_task,
 )
+from bench.data.task_cache import STATS_NAME
 from bench.errors import UserError
 from bench.suites import get_suite
 
@@ -320,3 +321,52 @@ def test_abandoned_staging_is_removed_only_when_its_writer_is_gone(tmp_path):
 
     assert sorted(path.name for path in removed) == sorted(abandoned)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+
+
+@pytest.fixture
+def read_only_store(dataset, tmp_path, monkeypatch):
+    """The dataset in folders its user cannot write to (shared storage), a fresh user cache."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    root, _ = dataset
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    folders = [root, root / TASK]
+    for folder in folders:
+        folder.chmod(0o555)
+    yield root, cache / "mtbench" / "stores"
+    for folder in folders:
+        folder.chmod(0o755)
+
+
+def test_a_read_only_store_is_hashed_once_per_user(read_only_store):
+    root, user_cache = read_only_store
+    DatasetStore(root).open_task(TASK)
+    assert not (root / TASK / STAMP_NAME).exists()
+    [stamp] = user_cache.glob(f"*/{TASK}-*/{STAMP_NAME}")
+    assert sorted(json.loads(stamp.read_text())) == sorted(f"{n}.npy" for n in ARRAY_NAMES)
+
+    # Same size, same mtime: the user's stamp is trusted, so the next open does not hash...
+    path = root / TASK / "observations.npy"
+    mtime_ns = path.stat().st_mtime_ns
+    flip_last_byte(path)
+    set_mtime(path, mtime_ns)
+    DatasetStore(root).open_task(TASK)
+    # ...while verify() still does.
+    with pytest.raises(UserError, match=re.escape("observations.npy is corrupt")):
+        DatasetStore(root).verify()
+
+
+def test_a_read_only_store_caches_statistics_per_user(read_only_store):
+    root, user_cache = read_only_store
+    arrays = DatasetStore(root).open_task(TASK)
+    first = DatasetStore(root).state_statistics(arrays, 3)  # no split of 2 episodes is written
+
+    [cache] = user_cache.glob(f"*/{TASK}-*/{STATS_NAME}")
+    assert list(json.loads(cache.read_text())["statistics"]) == ["3"]
+    again = DatasetStore(root).state_statistics(arrays, 3)
+    train = np.load(root / TASK / "observations.npy", mmap_mode="r")[:3]
+    mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = (train.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
+    assert first[0].tobytes() == again[0].tobytes() == mean.tobytes()
+    assert first[1].tobytes() == again[1].tobytes() == std.tobytes()

@@ -65,6 +65,18 @@ def test_eval_splits_policy_and_simulator_time(tmp_path):
     assert figures["simulator_ms_per_env_step"] > 0
 
 
+def test_data_opens_a_store_it_wrote_and_keeps_it_for_the_next_measurement(tmp_path):
+    store = tmp_path / "store"
+    out = tmp_path / "data.json"
+    args = ["perf", "data", "--episodes", "3", "--store", str(store), "--json-out", str(out)]
+    assert main(args) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["steps"] == 50 * 3 * 500 and figures["write_s"] is not None
+    assert figures["warm_open_s"] > 0 and figures["warm_ms_per_batch"] > 0
+    assert main(args) == 0  # the kept store is measured again, not written again
+    assert json.loads(out.read_text())["figures"]["write_s"] is None
+
+
 def test_ratios_come_from_the_reference_json(tmp_path):
     reference = tmp_path / "ref.json"
     reference.write_text(json.dumps({"train": {"ms_per_step_mean": 250.0, "steps_per_s": 4.0}}))
