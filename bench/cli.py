@@ -59,7 +59,8 @@ def _run_help() -> str:
         lines.append(f"  {group}=  {', '.join(group_choices(group))}")
     lines += [
         "main keys (defaults: scale=paper, the paper's Table 6):",
-        "  seed=0  device=cpu|cuda  threads=N  train.steps=N  train.eval_every=N",
+        "  seed=0  device=cpu|cuda  precision=fp32|bf16  threads=N  train.steps=N",
+        "  train.eval_every=N",
         "  eval.episodes=N  data.fraction=F  data.path=STORE  data.root=DIR",
         "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods`)",
         "examples:",

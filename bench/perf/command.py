@@ -246,6 +246,7 @@ def machine() -> dict[str, Any]:
         "cpu": model,
         "cores": os.cpu_count(),
         "amx_bf16": "amx_bf16" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "loadavg": [round(value, 2) for value in os.getloadavg()],

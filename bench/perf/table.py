@@ -11,7 +11,7 @@ from bench.perf.load import QUIET_CORES
 
 
 def perf_table(result: Mapping[str, Any]) -> str:
-    stage, figures = result["stage"], result["figures"]
+    stage, figures, machine = result["stage"], result["figures"], result["machine"]
     ref = result.get("reference") or {}
     rows = [[_shown(value) for value in row] for row in _ROWS[stage](figures, ref)]
     headers = ["figure", "mtbench"] + (["official HarmoDT (same run)"] if ref else [])
@@ -28,6 +28,12 @@ def perf_table(result: Mapping[str, Any]) -> str:
         if reference_parts and stage in ("train", "mask-update"):
             rows = [[name, value] for name, value in _flat(reference_parts).items()]
             lines += ["", tabulate(rows, headers=["official part", "value"], floatfmt=".4g")]
+    native = machine.get("amx_bf16") or machine.get("avx512_bf16") or machine.get("cuda")
+    if (result.get("config") or {}).get("precision") == "bf16" and not native:
+        lines.append(
+            "NOTE: this CPU has no bf16 instructions (neither AMX nor AVX512-BF16): bf16 is "
+            "emulated here and slower than fp32"
+        )
     for name, value in (result.get("ratios") or {}).items():
         lines.append(f"{name}: {value:.3g}")
     lines += _load_lines(result)
@@ -62,6 +68,7 @@ def _train_rows(figures: Mapping[str, Any], ref: Mapping[str, Any]) -> list[list
     theirs = ref.get("train") or {}
     rows = [
         ["ms per step", figures["ms_per_step"], theirs.get("ms_per_step_mean")],
+        ["ms per step, median", figures["ms_per_step_median"], theirs.get("ms_per_step_median")],
         ["steps/s", figures["steps_per_s"], theirs.get("steps_per_s")],
         ["parameters", figures["parameters"], (ref.get("params") or {}).get("count")],
         ["peak RSS (MB)", figures["peak_rss_mb"], ref.get("peak_rss_mb")],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -25,16 +26,19 @@ def measure_train(method: Method, steps: int, warmup: int) -> dict[str, Any]:
     (ms per step) from a second pass of `steps` steps."""
     for step in range(warmup):
         method.train_step(step)
+    durations = []
     with LoadMeter() as load:
-        start = time.perf_counter()
         for step in range(warmup, warmup + steps):
+            start = time.perf_counter()
             method.train_step(step)
-        seconds = time.perf_counter() - start
+            durations.append(time.perf_counter() - start)
+    seconds = sum(durations)
     breakdown, breakdown_load = _timed_pass(method, range(warmup + steps, warmup + 2 * steps))
     return {
         "steps": steps,
         "warmup": warmup,
         "ms_per_step": 1000 * seconds / steps,
+        "ms_per_step_median": 1000 * statistics.median(durations),
         "steps_per_s": steps / seconds,
         "breakdown_ms_per_step": breakdown,
         "load": load.describe(),
