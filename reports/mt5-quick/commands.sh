@@ -6,8 +6,14 @@ set -euo pipefail
 bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
 bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed1
+bench run seed=1 method=harmodt_m tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed0
 bench run seed=0 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed1
+bench run seed=1 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtbc/seed0
+bench run seed=0 method=mtbc tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtdt/seed0
 bench run seed=0 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed0
