@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from torch import Tensor, nn
 from bench.data.samplers import OfflineData, Segment, TaskData, sample_segments
 from bench.errors import check_all
 from bench.suites import Suite
+
+if TYPE_CHECKING:
+    from methods.dt_policy import DTPolicy
 
 
 @dataclass(frozen=True)
@@ -430,6 +433,8 @@ class DecisionTransformerMethod:
         )
 
     def policy(self, task_id: int) -> DTPolicy:
+        from methods.dt_policy import DTPolicy  # the policy module needs this one's classes
+
         task = self.data.task_data[task_id]
         prompt = self.evaluation_prompt(task)
         return DTPolicy(self, task, None if prompt is None else _to_device(prompt, self.device))
@@ -474,72 +479,3 @@ def _to_device(segment: Segment, device: torch.device) -> Segment:
     if device.type == "cpu":
         return segment
     return Segment(**{k: v.to(device) for k, v in segment.__dict__.items()})
-
-
-def _expand(segment: Segment, batch: int) -> Segment:
-    return Segment(**{k: v.expand(batch, *v.shape[1:]) for k, v in segment.__dict__.items()})
-
-
-class DTPolicy:
-    """Acts for n parallel episodes of one task with a rolling context of the last K steps."""
-
-    def __init__(self, method: DecisionTransformerMethod, task: TaskData, prompt: Segment | None):
-        self.method = method
-        self.task = task
-        self.prompt = prompt
-        self.config = method.config
-        self.device = method.device
-        self.state_mean = torch.from_numpy(task.state_mean).to(self.device)
-        self.state_std = torch.from_numpy(task.state_std).to(self.device)
-
-    def reset(self, num_episodes: int) -> None:
-        self.num_episodes = num_episodes
-        self.step_index = 0
-        context = self.config.context_length
-        obs_dim, act_dim = self.task.arrays.observations.shape[1], self.task.arrays.actions.shape[1]
-        zeros = lambda *shape: torch.zeros(num_episodes, context, *shape, device=self.device)
-        self.states, self.actions, self.returns_to_go = zeros(obs_dim), zeros(act_dim), zeros(1)
-        self.timesteps = torch.zeros(num_episodes, context, dtype=torch.long, device=self.device)
-        self.mask = torch.zeros(num_episodes, context, dtype=torch.bool, device=self.device)
-        self.prompt_batch = None if self.prompt is None else _expand(self.prompt, num_episodes)
-        self.acting = self.method.acting_network(self.task.task_id)
-
-    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
-        scale = self.config.return_scale
-        if rewards is None:
-            target = self.config.target_return / scale
-            rtg = torch.full((self.num_episodes,), target, device=self.device)
-        else:
-            earned = torch.as_tensor(rewards, dtype=torch.float32, device=self.device) / scale
-            rtg = self.returns_to_go[:, -1, 0] - earned
-        obs = torch.as_tensor(observations, dtype=torch.float32, device=self.device)
-        timestep = min(self.step_index, self.config.max_timestep - 1)
-        self._push(
-            state=(obs - self.state_mean) / self.state_std,
-            return_to_go=rtg[:, None],
-            timestep=timestep,
-        )
-        segment = Segment(
-            states=self.states,
-            actions=self.actions,
-            returns_to_go=self.returns_to_go,
-            timesteps=self.timesteps,
-            mask=self.mask,
-            task_ids=torch.full((self.num_episodes,), self.task.task_id, device=self.device),
-        )
-        self.method.network.eval()
-        with torch.no_grad(), self.method.autocast():
-            action = self.acting(segment, self.prompt_batch)[:, -1].float()
-        self.actions[:, -1] = action
-        self.step_index += 1
-        return action.cpu().numpy()
-
-    def _push(self, state: Tensor, return_to_go: Tensor, timestep: int) -> None:
-        """Shift the context one step left and write the new step (action filled in later)."""
-        for buffer in (self.states, self.actions, self.returns_to_go, self.timesteps, self.mask):
-            buffer[:, :-1] = buffer[:, 1:].clone()
-        self.states[:, -1] = state
-        self.actions[:, -1] = 0.0
-        self.returns_to_go[:, -1] = return_to_go
-        self.timesteps[:, -1] = timestep
-        self.mask[:, -1] = True

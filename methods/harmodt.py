@@ -107,20 +107,18 @@ class HarmoDT(PromptDT):
     def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
         """The network at theta * M_task: autograd then hands theta the gradient times M_task."""
         with self.phase("masking"):
-            masks = self.task_mask(task_id)
-            masked = {
-                name: weight * mask
-                for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
-            }
+            masked = self.masked_weights(task_id)
         return functional_call(self.network, masked, (segment, prompt))
+
+    def masked_weights(self, task_id: int) -> dict[str, Tensor]:
+        """theta * M_task for every maskable weight, by parameter name."""
+        masks = self.task_mask(task_id)
+        pairs = zip(self.weights.items(), masks, strict=True)
+        return {name: weight * mask for (name, weight), mask in pairs}
 
     def acting_network(self, task_id: int) -> Callable[[Segment, Segment | None], Tensor]:
         with torch.no_grad():
-            masks = self.task_mask(task_id)
-            masked = {
-                name: weight * mask
-                for (name, weight), mask in zip(self.weights.items(), masks, strict=True)
-            }
+            masked = self.masked_weights(task_id)
         return lambda segment, prompt: functional_call(
             self.network, masked, (segment, prompt), {"last_only": True}
         )
@@ -135,7 +133,8 @@ class HarmoDT(PromptDT):
             with self.phase("masking"):
                 # Into buffers made once: a fresh copy of every weight each step costs more
                 # in allocation and page faults than the copy itself.
-                torch._foreach_copy_(self.weights_before_step, weights)
+                for old, weight in zip(self.weights_before_step, weights, strict=True):
+                    old.copy_(weight)
             self.optimizer.step()
             with self.phase("masking"):
                 pairs = zip(weights, self.weights_before_step, self.task_mask(task_id), strict=True)
