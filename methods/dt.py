@@ -102,18 +102,6 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, width)))
 
-    def forward_last(self, x: Tensor, last: Tensor, attn_mask: Tensor) -> Tensor:
-        """The output for the last query only (`last` = x[:, -1:]), which attends to every
-        token of `x`: the query projection runs on one row instead of every row."""
-        batch, length, width = x.shape
-        weight, bias = self.qkv.weight, self.qkv.bias
-        kv = F.linear(x, weight[width:], bias[width:]).view(batch, length, 2, self.n_head, -1)
-        k, v = kv.permute(2, 0, 3, 1, 4)
-        q = F.linear(last, weight[:width], bias[:width]).view(batch, 1, self.n_head, -1)
-        q = q.transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask[:, :, -1:])
-        return self.proj(y.transpose(1, 2).reshape(batch, 1, width))
-
 
 class Block(nn.Module):
     def __init__(self, config: DTConfig) -> None:
@@ -133,12 +121,6 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x), attn_mask)
         return x + self.mlp(self.ln_2(x))
 
-    def forward_last(self, x: Tensor, attn_mask: Tensor) -> Tensor:
-        """`forward(x)[:, -1:]` without computing the other rows (no dropout: acting only)."""
-        normed = self.ln_1(x)
-        last = x[:, -1:] + self.attn.forward_last(normed, normed[:, -1:], attn_mask)
-        return last + self.mlp(self.ln_2(last))
-
 
 class CausalTransformer(nn.Module):
     """The stack HarmoDT masks: `blocks` hold every maskable weight."""
@@ -149,24 +131,14 @@ class CausalTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.embed_dim)
 
-    def forward(self, tokens: Tensor, key_mask: Tensor, last_only: bool = False) -> Tensor:
-        """Hidden states of every token, or with `last_only` of the last token only: the last
-        block then runs for that one query, the only output acting needs (exact: no other
-        token's output reaches it)."""
+    def forward(self, tokens: Tensor, key_mask: Tensor) -> Tensor:
         length = tokens.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
         # A padded query sees only itself, so no attention row is empty (empty rows give NaN).
         eye = torch.eye(length, dtype=torch.bool, device=tokens.device)
         attn_mask = (causal & key_mask[:, None, None, :]) | eye
         x = self.dropout(tokens)
-        blocks = list(self.blocks)
-        if last_only:
-            if self.training:
-                raise ValueError("last_only is for acting: it leaves out the last block's dropout")
-            for block in blocks[:-1]:
-                x = block(x, attn_mask)
-            return self.ln_f(blocks[-1].forward_last(x, attn_mask))
-        for block in blocks:
+        for block in self.blocks:
             x = block(x, attn_mask)
         return self.ln_f(x)
 
@@ -208,12 +180,9 @@ class DecisionTransformerNet(nn.Module):
         self.transformer = CausalTransformer(config)
         self.predict_action = nn.Sequential(nn.Linear(config.embed_dim, act_dim), nn.Tanh())
 
-    def forward(
-        self, segment: Segment, prompt: Segment | None = None, last_only: bool = False
-    ) -> Tensor:
-        """Predicted actions (B, L, act_dim) for every step of `segment`, or (B, 1, act_dim)
-        for its last step with `last_only` (what acting needs; the same values up to float
-        rounding, at a fraction of the cost)."""
+    def forward(self, segment: Segment, prompt: Segment | None = None) -> Tensor:
+        """Predicted actions (B, L, act_dim) for every step of `segment` (acting computes the
+        last one only: methods/dt_acting.py)."""
         conditioning = (
             self.conditioner(segment, prompt) if self.conditioner is not None else Conditioning()
         )
@@ -223,11 +192,6 @@ class DecisionTransformerNet(nn.Module):
             # As in the reference Prompt-DT, prompt tokens skip the embedding LayerNorm.
             tokens = torch.cat((conditioning.prefix, tokens), dim=1)
             key_mask = torch.cat((conditioning.prefix_mask, key_mask), dim=1)
-        if last_only:
-            # The last step's action token comes after its state token: causally, the state
-            # token never sees it, so it is dropped and the state token is the last.
-            hidden = self.transformer(tokens[:, :-1], key_mask[:, :-1], last_only=True)
-            return self.predict_action(hidden)
         hidden = self.transformer(tokens, key_mask)
         length = segment.mask.shape[1]
         state_tokens = hidden[:, -3 * length :][:, 1::3]
@@ -335,9 +299,11 @@ class DecisionTransformerMethod:
         return self.network(segment, prompt)
 
     def acting_network(self, task_id: int) -> Callable[[Segment, Segment | None], Tensor]:
-        """The network as it acts for `task_id`: the last step's action only (HarmoDT: at
-        its masked weights, multiplied once per evaluation rather than at every step)."""
-        return lambda segment, prompt: self.network(segment, prompt, last_only=True)
+        """The network as it acts for `task_id` through one evaluation: the last step's action
+        only, the prompt's keys and values computed once (methods/dt_acting.py)."""
+        from methods.dt_acting import Actor
+
+        return Actor(self.network)
 
     # The method contract ------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ tensors are masked and why: docs/harmodt.md.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from bench.errors import UserError, check_all
 from bench.registry import register
 from bench.suites import Suite
 from methods.dt import average_harmony
+from methods.dt_acting import Actor
 from methods.harmodt_masks import (
     ScoreForm,
     VoteRule,
@@ -117,11 +119,13 @@ class HarmoDT(PromptDT):
         return {name: weight * mask for (name, weight), mask in pairs}
 
     def acting_network(self, task_id: int) -> Callable[[Segment, Segment | None], Tensor]:
+        """Acts through a copy of the network at theta * M_task, made once per evaluation
+        rather than multiplied at every step."""
+        network = copy.deepcopy(self.network)
         with torch.no_grad():
-            masked = self.masked_weights(task_id)
-        return lambda segment, prompt: functional_call(
-            self.network, masked, (segment, prompt), {"last_only": True}
-        )
+            for name, weight in self.masked_weights(task_id).items():
+                network.get_parameter(name).copy_(weight)
+        return Actor(network.eval())
 
     def optimizer_step(self, task_id: int) -> None:
         # Eq. 11 moves only the task's active weights, but AdamW would still move the masked

@@ -12,6 +12,7 @@ from torch import nn
 from bench.data.samplers import OfflineData
 from bench.process_state import seed_everything
 from methods.dt import INIT_STD, init_weights
+from methods.dt_acting import Actor
 
 # Every DT method, and with MTDT's task embedding so that conditioner is covered too.
 DT_BUILDS = [
@@ -123,8 +124,9 @@ def test_bf16_training_follows_fp32_within_a_stated_tolerance(build):
 
 @pytest.mark.parametrize(("name", "values"), DT_BUILDS)
 def test_acting_computes_the_last_action_of_the_full_forward(build, name, values):
-    """Acting runs the last block for the last state token only (and HarmoDT multiplies its
-    mask in once per evaluation): the action is the full forward's up to float rounding."""
+    """Acting caches the prompt's keys and values, drops the trailing action token and runs the
+    last block for the last state token only (HarmoDT: at its masked weights, made once): the
+    action is the full forward's up to float rounding."""
     seed_everything(0)
     method = build(name, **values)
     for step in range(3):
@@ -138,5 +140,5 @@ def test_acting_computes_the_last_action_of_the_full_forward(build, name, values
     assert acting.shape == full.shape
     assert torch.allclose(acting, full, rtol=0, atol=1e-6)
     method.network.train()
-    with pytest.raises(ValueError, match="last_only is for acting"):
-        method.acting_network(task.task_id)(segment, prompt)
+    with pytest.raises(ValueError, match="acting leaves dropout out"):
+        Actor(method.network)(segment, prompt)
