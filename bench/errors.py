@@ -26,6 +26,16 @@ def check_all(scope: str, problems: Mapping[str, bool]) -> None:
         raise UserError(f"{scope}: {'; '.join(bad)}")
 
 
+def count_problem(label: str, value: object, minimum: int) -> str | None:
+    """Why `value` is not an integer >= `minimum` (None when it is one): one wording for
+    every count a config holds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{label} must be an integer >= {minimum}, got {value!r}"
+    if value < minimum:
+        return f"{label} must be >= {minimum}, got {value}"
+    return None
+
+
 class Interrupted(Exception):
     """Work stopped by Ctrl-C (SIGINT) or SIGTERM, with what was kept; the CLI prints the
     message as one line and exits with 128 + the signal number (130 for Ctrl-C)."""

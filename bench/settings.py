@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.config import Composed, compose_run
 from bench.data.prepare import check_dataset, dataset_path
-from bench.errors import UserError
+from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.suites import Suite, get_suite
 
@@ -139,11 +139,9 @@ def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
 
 def _at_least(section: Mapping[str, Any], name: str, **minimums: int) -> None:
     for key, minimum in minimums.items():
-        value = section[key]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{name}.{key} must be an integer >= {minimum}, got {value!r}")
-        if value < minimum:
-            raise UserError(f"{name}.{key} must be >= {minimum}, got {value}")
+        problem = count_problem(f"{name}.{key}", section[key], minimum)
+        if problem:
+            raise UserError(problem)
 
 
 def _optional_count(config: Mapping[str, Any], key: str) -> int | None:

@@ -39,7 +39,7 @@ from bench import results
 from bench.atomic import write_json
 from bench.data.prepare import dataset_path
 from bench.data.store import read_manifest
-from bench.errors import Interrupted, UserError, check_all
+from bench.errors import Interrupted, UserError, check_all, count_problem
 from bench.run_lock import RunLock, is_held
 from bench.settings import Settings
 from bench.slurm_queue import (
@@ -83,10 +83,9 @@ class SlurmOptions:
             value = values.get(key)
             if key in ("mem_gb", "max_array_size") and value is None:
                 continue
-            is_count = isinstance(value, int) and not isinstance(value, bool)
-            problems[f"launcher.{key} must be an integer >= {low}, got {value!r}"] = not (
-                is_count and value >= low
-            )
+            problem = count_problem(f"launcher.{key}", value, low)
+            if problem:
+                problems[problem] = True
         sbatch, setup = values.get("sbatch"), values.get("setup")
         problems[f"launcher.sbatch must map sbatch options to values, got {sbatch!r}"] = (
             not isinstance(sbatch, Mapping)

@@ -199,7 +199,7 @@ def test_data_generation_is_one_job_per_task(slurm, tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("launcher.time_min=0", "launcher.time_min must be an integer >= 1, got 0"),
+        ("launcher.time_min=0", "launcher.time_min must be >= 1, got 0"),
         ("launcher.setup=5", "launcher.setup must be a list of shell lines, got 5"),
     ],
 )
