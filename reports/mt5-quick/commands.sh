@@ -4,6 +4,8 @@ set -euo pipefail
 
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed0
 bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed1
+bench run seed=1 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
 bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed1
@@ -18,5 +20,7 @@ bench run seed=0 method=mtbc tasks=mt5 scale=quick progress=false threads=1 run.
 bench run seed=0 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed0
 bench run seed=0 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed1
+bench run seed=1 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/prompt_dt/seed0
 bench run seed=0 method=prompt_dt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
