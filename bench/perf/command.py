@@ -14,6 +14,7 @@ command): each figure then gets its ratio to the official code's, measured in th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,13 +23,16 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from bench.atomic import write_json
 from bench.errors import UserError
 from bench.perf.load import QUIET_CORES, sample_load
+
+if TYPE_CHECKING:
+    from bench.settings import Settings
 
 STAGES = ("train", "mask-update", "eval", "data")
 DEFAULT_OVERRIDES = ("method=harmodt_f", "tasks=mt50", "scale=paper")
@@ -58,18 +62,20 @@ def run_perf(
         raise UserError("--steps, --eval-tasks and --eval-steps must be >= 1, --warmup >= 0")
     if reference and stage == "data":
         raise UserError("the official code has no data-store figure; drop --reference for data")
-    setup = _compose(overrides) if stage != "data" else None
+    settings = _settings(stage, overrides) if stage != "data" else None
     before = sample_load()
     if require_quiet and not before.quiet:
         raise UserError(
             f"other processes keep {before.other_cores_busy:.2f} cores busy (quiet means "
             f"<= {QUIET_CORES}); stop them, or drop --require-quiet to measure anyway"
         )
-    ref = _reference(reference, reference_python, stage, setup) if reference else None
+    ref = _reference(reference, reference_python, stage, settings) if reference else None
     if stage == "data":
         figures = _measure_data(episodes, store)
     else:
-        figures = _measure_method(stage, setup, steps, warmup, episodes, eval_tasks, eval_steps)
+        figures = _measure_method(
+            stage, settings, steps, warmup, episodes, eval_tasks, eval_steps
+        )
     result = {
         "stage": stage,
         "command": "bench perf " + " ".join([stage, *overrides]),
@@ -77,7 +83,7 @@ def run_perf(
         "machine": machine(),
         "load_before": before.describe(),
         "figures": figures,
-        **({"config": setup["summary"]} if setup else {}),
+        **({"config": _summary(settings)} if settings else {}),
         **({"reference": ref, "ratios": ratios(stage, figures, ref)} if ref else {}),
     }
     path = Path(json_out) if json_out else Path("runs/perf") / f"{stage}.json"
@@ -87,34 +93,36 @@ def run_perf(
     return perf_table(result) + f"\n\njson: {path}"
 
 
-def _compose(overrides: Sequence[str]) -> dict[str, Any]:
-    """The run config these overrides give, checked as `bench run` checks it."""
-    from bench.config import compose_config
-    from bench.registry import get_method, make_config
-    from bench.settings import check_device, check_precision
+def _settings(stage: str, overrides: Sequence[str]) -> Settings:
+    """The run these overrides describe, checked exactly as `bench run` checks it."""
+    from bench.registry import get_method
+    from bench.settings import load_settings
 
-    config = compose_config([*DEFAULT_OVERRIDES, *overrides])
-    spec = get_method(config["method"]["name"])
-    check_precision(str(config["precision"]), spec.name, spec.config_cls)
-    values = {k: v for k, v in config["method"].items() if k != "name"}
-    make_config(spec, values)  # a bad option fails here, before any data is written
-    device = check_device(str(config["device"]))
-    threads = config.get("threads")
-    summary = {
-        "method": spec.name,
-        "tasks": config["tasks"]["name"],
-        "scale": config["scale"]["name"],
-        "precision": config["precision"],
-        "device": device,
-        "threads": threads,
-        "method_options": values,
+    settings = load_settings([*DEFAULT_OVERRIDES, *overrides])
+    if stage == "mask-update" and not hasattr(get_method(settings.method_name).cls, "update_masks"):
+        raise UserError(
+            "mask-update measures HarmoDT's mask update: use a harmodt_* method "
+            f"(got method={settings.method_name})"
+        )
+    return settings
+
+
+def _summary(settings: Settings) -> dict[str, Any]:
+    """What the figures are figures of."""
+    return {
+        "method": settings.method_name,
+        "tasks": settings.suite.name,
+        "scale": settings.scale,
+        "precision": settings.config["precision"],
+        "device": settings.device,
+        "threads": settings.threads,
+        "method_options": dataclasses.asdict(settings.method_config),
     }
-    return {"config": config, "method_values": values, "summary": summary}
 
 
 def _measure_method(
     stage: str,
-    setup: Mapping[str, Any],
+    settings: Settings,
     steps: int,
     warmup: int,
     episodes: int | None,
@@ -123,28 +131,27 @@ def _measure_method(
 ) -> dict[str, Any]:
     from bench.data.samplers import OfflineData
     from bench.perf.synthetic import write_synthetic_store
-    from bench.registry import build_method
-    from bench.suites import get_suite
+    from bench.process_state import seed_everything, set_threads
+    from bench.registry import get_method
 
-    config = setup["config"]
-    if config.get("threads"):
-        torch.set_num_threads(int(config["threads"]))
-    suite = get_suite(config["tasks"]["name"])
-    summary = setup["summary"]
+    # As the runner starts a run (bench/runner.py), on synthetic data of the configured size.
+    set_threads(settings.threads, settings.interop_threads)
+    seed_everything(settings.seed)
+    suite, data_config = settings.suite, settings.data
+    episodes = episodes or 20  # the reference driver's synthetic size
     with tempfile.TemporaryDirectory(prefix="mtbench-perf-") as folder:
-        # 20 episodes per task by default: the reference driver's synthetic size.
-        store = write_synthetic_store(Path(folder) / "store", suite.tasks, episodes or 20)
-        prompts = int(config["data"]["prompt_episodes"])
-        data = OfflineData(store, suite.tasks, prompt_episodes=prompts)
-        torch.manual_seed(int(config["seed"]))
-        method = build_method(
-            summary["method"], setup["method_values"], suite, data, int(config["seed"]),
-            summary["device"],
-        )  # fmt: skip
+        store = write_synthetic_store(Path(folder) / "store", suite.tasks, episodes)
+        data = OfflineData(
+            store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
+        )
+        spec = get_method(settings.method_name)
+        method = spec.cls(
+            settings.method_config, suite, data, settings.seed, torch.device(settings.device)
+        )
         figures: dict[str, Any] = {
             "parameters": method.num_parameters(),
             "threads": torch.get_num_threads(),
-            "synthetic_episodes_per_task": episodes or 20,
+            "synthetic_episodes_per_task": episodes,
         }
         if stage == "train":
             from bench.perf.train import measure_train
@@ -153,16 +160,12 @@ def _measure_method(
         elif stage == "mask-update":
             from bench.perf.train import measure_mask_update
 
-            try:
-                figures.update(measure_mask_update(method))
-            except TypeError as error:
-                raise UserError(f"{error} (got method={summary['method']})") from None
+            figures.update(measure_mask_update(method))
         else:
             from bench.perf.evaluation import measure_eval
 
             tasks = suite.tasks[:eval_tasks]
-            episodes_per_task = int(config["eval"]["episodes"])
-            figures.update(measure_eval(method, tasks, episodes_per_task, eval_steps))
+            figures.update(measure_eval(method, tasks, settings.eval.episodes, eval_steps))
     return figures
 
 
@@ -181,7 +184,7 @@ def _measure_data(episodes: int | None, store: str | None) -> dict[str, Any]:
 
 
 def _reference(
-    reference: str, python: str | None, stage: str, setup: Mapping[str, Any] | None
+    reference: str, python: str | None, stage: str, settings: Settings | None
 ) -> dict[str, Any]:
     """The reference figures: read from a JSON, or measured now by running the driver."""
     path = Path(reference).expanduser()
@@ -204,7 +207,7 @@ def _reference(
         )
     needed = set(_REFERENCE_PHASES[stage].split(","))
     skip = ",".join(p for p in _ALL_REFERENCE_PHASES.split(",") if p not in needed)
-    threads = (setup or {}).get("summary", {}).get("threads") or 0
+    threads = (settings.threads if settings else None) or 0
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "reference.json"
         command = [python, str(path), "--threads", str(threads), "--json-out", str(out)]

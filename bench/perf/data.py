@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import bench
 from bench.data.samplers import OfflineData, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError
+from bench.perf.load import peak_rss_mib
 from bench.perf.synthetic import write_synthetic_store
 
 # The paper's (configs/scale/paper.yaml); they scale values, not the work a batch takes.
@@ -113,7 +113,7 @@ def open_and_sample(
     started = time.perf_counter()
     data = OfflineData(DatasetStore(Path(root)), tasks)
     open_seconds = time.perf_counter() - started
-    open_peak = _peak_rss_bytes()
+    open_peak = peak_rss_mib()
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     for batch in range(batches):
@@ -122,25 +122,10 @@ def open_and_sample(
     sample_seconds = time.perf_counter() - started
     return {
         "open_s": open_seconds,
-        "open_peak_rss_mib": open_peak / 2**20,
+        "open_peak_rss_mib": open_peak,
         "ms_per_batch": 1000 * sample_seconds / batches,
-        "peak_rss_mib": _peak_rss_bytes() / 2**20,
+        "peak_rss_mib": peak_rss_mib(),
     }
-
-
-def _peak_rss_bytes() -> int:
-    """This process's peak resident memory since it started its interpreter."""
-    # ru_maxrss also counts the parent's peak: a child started with vfork (as subprocess does)
-    # runs in the parent's memory until its exec. Linux's VmHWM is the exec'd image's alone.
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux counts KiB
 
 
 def _check_store_holds(root: Path, tasks: list[str], episodes: int) -> None:

@@ -9,6 +9,8 @@ children's.
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 from dataclasses import dataclass
 
@@ -61,3 +63,18 @@ def sample_load(seconds: float = 1.0) -> LoadMeter:
     with LoadMeter() as load:
         time.sleep(seconds)
     return load
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started its interpreter, in MiB."""
+    # ru_maxrss also counts the parent's peak: a child started with vfork (as subprocess does)
+    # runs in the parent's memory until its exec. Linux's VmHWM is the exec'd image's alone.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # Linux counts KiB

@@ -7,6 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from bench.identity import flatten
 from bench.perf.load import QUIET_CORES
 
 
@@ -21,13 +22,11 @@ def perf_table(result: Mapping[str, Any]) -> str:
         unit = "ms per step" if stage == "train" else "seconds"
         parts = [[name, value] for name, value in breakdown.items()]
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
-    if ref:
-        reference_parts = (ref.get("train") or {}).get("breakdown") or (
-            ref.get("mask_update") or {}
-        ).get("breakdown")
-        if reference_parts and stage in ("train", "mask-update"):
-            rows = [[name, value] for name, value in _flat(reference_parts).items()]
-            lines += ["", tabulate(rows, headers=["official part", "value"], floatfmt=".4g")]
+    section, key = _REFERENCE_PARTS.get(stage, ("", ""))
+    reference_parts = (ref.get(section) or {}).get(key)
+    if reference_parts:
+        rows = [[name, value] for name, value in flatten(reference_parts).items()]
+        lines += ["", tabulate(rows, headers=["official part", "value"], floatfmt=".4g")]
     native = machine.get("amx_bf16") or machine.get("avx512_bf16") or machine.get("cuda")
     if (result.get("config") or {}).get("precision") == "bf16" and not native:
         lines.append(
@@ -71,7 +70,7 @@ def _train_rows(figures: Mapping[str, Any], ref: Mapping[str, Any]) -> list[list
         ["ms per step, median", figures["ms_per_step_median"], theirs.get("ms_per_step_median")],
         ["steps/s", figures["steps_per_s"], theirs.get("steps_per_s")],
         ["parameters", figures["parameters"], (ref.get("params") or {}).get("count")],
-        ["peak RSS (MB)", figures["peak_rss_mb"], ref.get("peak_rss_mb")],
+        ["peak RSS (MiB)", figures["peak_rss_mib"], ref.get("peak_rss_mb")],
     ]
     return _trim(rows, ref)
 
@@ -83,7 +82,7 @@ def _mask_rows(figures: Mapping[str, Any], ref: Mapping[str, Any]) -> list[list[
         ["tasks", figures["tasks"], theirs.get("tasks")],
         ["weights swapped per task", figures["swapped_per_task"], theirs.get("change_num")],
         ["maskable weights", figures["maskable_weights"], None],
-        ["peak RSS (MB)", figures["peak_rss_mb"], ref.get("peak_rss_mb")],
+        ["peak RSS (MiB)", figures["peak_rss_mib"], ref.get("peak_rss_mb")],
     ]
     return _trim(rows, ref)
 
@@ -108,21 +107,13 @@ def _data_rows(figures: Mapping[str, Any], ref: Mapping[str, Any]) -> list[list[
     return [[name, value] for name, value in figures.items() if not isinstance(value, dict)]
 
 
+# Where the reference driver's JSON keeps each stage's breakdown.
+_REFERENCE_PARTS = {"train": ("train", "breakdown"), "mask-update": ("mask_update", "breakdown_s")}
 _ROWS = {"train": _train_rows, "mask-update": _mask_rows, "eval": _eval_rows, "data": _data_rows}
 
 
 def _trim(rows: list[list[Any]], ref: Mapping[str, Any]) -> list[list[Any]]:
     return rows if ref else [row[:2] for row in rows]
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _load_lines(result: Mapping[str, Any]) -> list[str]:

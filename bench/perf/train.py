@@ -9,12 +9,12 @@ training (t = E/2, where Eq. 12 swaps the most weights), both gradients of every
 from __future__ import annotations
 
 import contextlib
-import resource
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from bench.perf.load import LoadMeter
+from bench.perf.load import LoadMeter, peak_rss_mib
 from bench.perf.phases import PhaseClock
 from bench.registry import Method
 
@@ -43,48 +43,45 @@ def measure_train(method: Method, steps: int, warmup: int) -> dict[str, Any]:
         "breakdown_ms_per_step": breakdown,
         "load": load.describe(),
         "breakdown_load": breakdown_load.describe(),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
 def _timed_pass(method: Any, steps: range) -> tuple[dict[str, float], LoadMeter]:
+    with _clocked(method) as clock, LoadMeter() as load:
+        start = time.perf_counter()
+        for step in steps:
+            method.train_step(step)
+        total = 1000 * (time.perf_counter() - start) / len(steps)
+    per_step: dict[str, float] = {}
+    if hasattr(method, "phase"):  # the d3rlpy learners have no phases: their total only
+        per_step = {name: 1000 * clock.seconds.get(name, 0.0) / len(steps) for name in TRAIN_PHASES}
+    return {**per_step, "other": total - sum(per_step.values()), "total": total}, load
+
+
+@contextlib.contextmanager
+def _clocked(method: Any) -> Iterator[PhaseClock]:
+    """A phase clock in the method for the block (where it has phases), its no-op after."""
     clock = PhaseClock(getattr(method, "device", "cpu"))
-    has_phases = hasattr(method, "phase")
-    if has_phases:
-        method.phase = clock
+    if not hasattr(method, "phase"):
+        yield clock
+        return
+    method.phase = clock
     try:
-        with LoadMeter() as load:
-            start = time.perf_counter()
-            for step in steps:
-                method.train_step(step)
-            total = time.perf_counter() - start
+        yield clock
     finally:
-        if has_phases:
-            method.phase = contextlib.nullcontext
-    per_step = {name: 1000 * clock.seconds.get(name, 0.0) / len(steps) for name in TRAIN_PHASES}
-    if not has_phases:
-        per_step = {}  # a method without phases (the d3rlpy learners): the total only
-    per_step["other"] = 1000 * total / len(steps) - sum(per_step.values())
-    per_step["total"] = 1000 * total / len(steps)
-    return per_step, load
+        method.phase = contextlib.nullcontext
 
 
 def measure_mask_update(method: Any, repeats: int = 1) -> dict[str, Any]:
     """Seconds for one HarmoDT mask update over every task (Alg. 2 at t = E/2), with the time
     of its parts: the per-task gradients, the masking inside them, mask generation, and the
     statistics logged with every update."""
-    if not hasattr(method, "update_masks"):
-        raise TypeError("mask-update measures HarmoDT's mask update: use a harmodt_* method")
     t = method.config.total_steps // 2
-    clock = PhaseClock(method.device)
-    method.phase = clock
-    try:
-        with LoadMeter() as load:
-            start = time.perf_counter()
-            events = [method.update_masks(t) for _ in range(repeats)]
-            seconds = (time.perf_counter() - start) / repeats
-    finally:
-        method.phase = contextlib.nullcontext
+    with _clocked(method) as clock, LoadMeter() as load:
+        start = time.perf_counter()
+        events = [method.update_masks(t) for _ in range(repeats)]
+        seconds = (time.perf_counter() - start) / repeats
     parts = {name: value / repeats for name, value in clock.seconds.items()}
     return {
         "seconds": seconds,
@@ -93,9 +90,5 @@ def measure_mask_update(method: Any, repeats: int = 1) -> dict[str, Any]:
         "swapped_per_task": events[-1]["alpha"],
         "parts_seconds": parts,
         "load": load.describe(),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mib": peak_rss_mib(),
     }
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
