@@ -389,7 +389,7 @@ class DecisionTransformerMethod:
         """Mean squared action error over the non-padded steps (the reference loss), in fp32."""
         with self.autocast():
             predicted = self.predict(segment, prompt, task_id)
-        return F.mse_loss(predicted[segment.mask].float(), segment.actions[segment.mask])
+        return action_error(predicted, segment)
 
     def autocast(self) -> AbstractContextManager[Any]:
         """The network's forward at `precision` (bf16: matrix products in bf16, autocast's
@@ -423,6 +423,11 @@ class DecisionTransformerMethod:
         self.scheduler.load_state_dict(state["scheduler"])
         self.rng.bit_generator.state = state["numpy_rng"]
         self.diagnostic_rng.bit_generator.state = state["diagnostic_rng"]
+
+
+def action_error(predicted: Tensor, segment: Segment) -> Tensor:
+    """Mean squared error of predicted actions over the segment's non-padded steps, in fp32."""
+    return F.mse_loss(predicted[segment.mask].float(), segment.actions[segment.mask])
 
 
 def average_harmony(task_gradients: Tensor) -> float:

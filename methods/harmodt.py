@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
@@ -25,7 +24,7 @@ from bench.data.samplers import OfflineData, Segment
 from bench.errors import UserError, check_all
 from bench.registry import register
 from bench.suites import Suite
-from methods.dt import average_harmony
+from methods.dt import action_error, average_harmony
 from methods.dt_acting import Actor
 from methods.harmodt_masks import (
     ScoreForm,
@@ -222,8 +221,8 @@ class HarmoDT(PromptDT):
                 _store(masked[task.task_id], grads, accumulate=batch > 0)
                 losses[task.task_id] += masked_loss.detach()
                 with self.autocast():
-                    predicted = self.network(segment, prompt).float()  # theta itself, no mask
-                full_loss = F.mse_loss(predicted[segment.mask], segment.actions[segment.mask])
+                    predicted = self.network(segment, prompt)  # theta itself, no mask
+                full_loss = action_error(predicted, segment)
                 grads = torch.autograd.grad(full_loss / batches, weights)
                 _store(full[task.task_id], grads, accumulate=batch > 0)
         return masked, full, losses
