@@ -213,8 +213,8 @@ def _data(args: argparse.Namespace) -> int:
             from bench.slurm import submit_generation
 
             return submit_generation(suite, data, launcher)
-        store = open_dataset(data, suite.tasks, progress, verify=args.verify)
-        print(f"{dataset_path(data)}: {len(store.tasks)} tasks")
+        store = open_dataset(data, suite, progress, verify=args.verify)
+        print(f"{dataset_path(data, suite)}: {len(store.tasks)} tasks")
         return 0
     if args.data_command == "import-npz":
         from bench.data.import_npz import import_npz

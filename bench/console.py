@@ -15,13 +15,14 @@ from bench.errors import UserError
 
 
 def per_task_table(result: Mapping[str, Any]) -> str:
-    """One run's per-task success rate and return, with the mean over tasks last."""
+    """One run's per-task success rate and return, with the mean over tasks last (a meta-RL
+    suite's: the return on each test task and which split it is from; there is no success)."""
+    scored = result["success_rate"] is not None
     rows = [
-        {"task": task, "success_rate": r["success_rate"], "mean_return": r["mean_return"]}
+        {"task": task, **_scores(r, scored), **({"split": r["split"]} if "split" in r else {})}
         for task, r in result["per_task"].items()
     ]
-    mean = {"success_rate": result["success_rate"], "mean_return": result["mean_return"]}
-    rows.append({"task": "mean", **mean})
+    rows.append({"task": "mean", **_scores(result, scored)})
     frame = pd.DataFrame(rows)
     protocol = result["protocol"]
     title = (
@@ -30,6 +31,23 @@ def per_task_table(result: Mapping[str, Any]) -> str:
         f"{protocol['episodes_per_task']} episodes per task, checkpoint {protocol['checkpoint']}"
     )
     return title + "\n\n" + frame.to_markdown(index=False, floatfmt=".3f")
+
+
+def _last_eval(event: Mapping[str, Any] | None) -> str:
+    if event is None:
+        return ""
+    if event["success_rate"] is None:
+        return f"return {event['mean_return']:.1f} @ {event['step']}"
+    return f"{event['success_rate']:.3f} @ {event['step']}"
+
+
+def _scores(scores: Mapping[str, Any], with_success: bool) -> dict[str, Any]:
+    shown = {"success_rate": scores["success_rate"]} if with_success else {}
+    return {**shown, "mean_return": scores["mean_return"]}
+
+
+def _score_text(score: float | None) -> str:
+    return "" if score is None else f"{score:.3f}"
 
 
 def status_table(root: Path) -> str:
@@ -56,10 +74,11 @@ def status_table(root: Path) -> str:
         steps = [e["step"] for e in events if e.get("event") == "train"]
         evaluations = [e for e in events if e.get("event") == "eval"]
         result_path = run_dir / results.RESULT
+        # Not "nan": a run without a result (or a meta-RL run, scored by return) has no success.
         success = (
-            f"{json.loads(result_path.read_text())['success_rate']:.3f}"
+            _score_text(json.loads(result_path.read_text())["success_rate"])
             if result_path.exists()
-            else ""  # not "nan": a run without a result has no score at all
+            else ""
         )
         record = read_job_record(run_dir)
         last = evaluations[-1] if evaluations else None
@@ -69,7 +88,7 @@ def status_table(root: Path) -> str:
                 "status": (states[run_dir].splitlines() or [""])[0],  # a failure's first line
                 "job": record["job_id"] if record else "",
                 "step": f"{steps[-1] if steps else 0}/{planned}",
-                "last_eval": f"{last['success_rate']:.3f} @ {last['step']}" if last else "",
+                "last_eval": _last_eval(last),
                 "success_rate": success,
             }
         )

@@ -1,22 +1,29 @@
 """The evaluator: per task, n episodes stepped in lockstep, one batched policy call per step.
 
-Protocol (recorded in every result): Meta-World v3 with random goals (MT50-rand); each
-episode gets its own goal from the task's goal pool `MT1(task, seed=goal_pool_seed)`, chosen
-by a generator seeded from the run seed, so an evaluation is reproducible; 500 steps;
-success = `info["success"]` at any step; the score is the mean success rate over tasks.
+Protocols (recorded in every result):
+- Meta-World v3 with random goals (MT50-rand): each episode gets its own goal from the task's
+  goal pool `MT1(task, seed=goal_pool_seed)`, chosen by a generator seeded from the run seed, so
+  an evaluation is reproducible; 500 steps; success = `info["success"]` at any step; the score
+  is the mean success rate over tasks.
+- The meta-RL families (cheetah_dir, cheetah_vel, ant_dir): each episode starts from a reset
+  seeded from the run seed and the task; 200 steps (or until the env terminates); the score is
+  the mean episode return on each of the suite's test tasks. There is no success rule.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from bench.envs.metaworld import MAX_EPISODE_STEPS, goal_pool, make_env
+from bench.envs import metaworld
 from bench.policy import Policy
 from bench.suites import HARMODT_MT50_ORDER, Suite
+
+META_RL = "mujoco-meta-rl"
 
 
 @dataclass(frozen=True)
@@ -24,17 +31,34 @@ class EvalProtocol:
     episodes: int
     goal_pool_seed: int
     goal_selection_seed: int
-    max_steps: int = MAX_EPISODE_STEPS
+    max_steps: int = metaworld.MAX_EPISODE_STEPS
+    benchmark: str = "metaworld-v3"
 
     def goal_indices(self, task: str) -> list[int]:
         """Distinct goals while the pool lasts; the same list for every method given the seed."""
-        pool_size = len(goal_pool(task, self.goal_pool_seed))
+        pool_size = len(metaworld.goal_pool(task, self.goal_pool_seed))
         stable_id = HARMODT_MT50_ORDER.index(task.removesuffix("-v3"))
         rng = np.random.default_rng([self.goal_selection_seed, stable_id])
         replace = self.episodes > pool_size
         return [int(i) for i in rng.choice(pool_size, size=self.episodes, replace=replace)]
 
+    def reset_seeds(self, task: str) -> list[int]:
+        """Meta-RL episodes' reset seeds: the same list for every method given the run seed."""
+        from bench.envs.mujoco_meta import parse_task
+
+        _, index = parse_task(task)
+        rng = np.random.default_rng([self.goal_selection_seed, index])
+        return [int(s) for s in rng.integers(0, 2**31 - 1, size=self.episodes)]
+
     def describe(self) -> dict[str, object]:
+        if self.benchmark == META_RL:
+            return {
+                "episodes_per_task": self.episodes,
+                "max_episode_steps": self.max_steps,
+                "score": "mean episode return per test task (no success rule)",
+                "resets": "env.reset(seed) with seeds drawn from [run seed, task index]",
+                "reset_seed": self.goal_selection_seed,
+            }
         return {
             "episodes_per_task": self.episodes,
             "max_episode_steps": self.max_steps,
@@ -45,41 +69,65 @@ class EvalProtocol:
         }
 
 
+def _make_envs(task: str, protocol: EvalProtocol, envs: list[Any]) -> list[np.ndarray]:
+    """Fills `envs` with the task's evaluation episodes (so the caller can close whatever was
+    made if one fails) and returns their first observations."""
+    if protocol.benchmark == META_RL:
+        from bench.envs.mujoco_meta import make_env
+
+        seeds = protocol.reset_seeds(task)
+        envs.extend(make_env(task) for _ in seeds)
+        return [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
+    pool = metaworld.goal_pool(task, protocol.goal_pool_seed)
+    envs.extend(metaworld.make_env(task, pool[g]) for g in protocol.goal_indices(task))
+    return [env.reset()[0] for env in envs]
+
+
 def run_episodes(
     task: str,
     policy: Policy,
     protocol: EvalProtocol,
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, object]:
-    """Roll `protocol.episodes` episodes of one task in lockstep; per-episode success and return."""
-    goals = protocol.goal_indices(task)
-    pool = goal_pool(task, protocol.goal_pool_seed)
-    envs = []
-    returns = np.zeros(len(goals))
-    success = np.zeros(len(goals), dtype=bool)
+    """Roll `protocol.episodes` episodes of one task in lockstep; per-episode success and return.
+
+    An episode that terminates early (a meta-RL Ant that falls) keeps its last observation in
+    the policy's batch, but is not stepped again and earns nothing more.
+    """
+    envs: list[Any] = []
     try:  # the environments are closed whatever happens, a policy's exception included
-        envs.extend(make_env(task, pool[g]) for g in goals)
-        observations = np.stack([env.reset()[0] for env in envs])
+        observations = np.stack(_make_envs(task, protocol, envs))
+        returns = np.zeros(len(envs))
+        success = np.zeros(len(envs), dtype=bool)
+        running = np.ones(len(envs), dtype=bool)
         policy.reset(len(envs))
         rewards: np.ndarray | None = None
         for _ in range(protocol.max_steps):
             actions = policy.act(observations, rewards)
-            steps = [env.step(action) for env, action in zip(envs, actions, strict=True)]
-            observations = np.stack([s[0] for s in steps])
-            rewards = np.array([s[1] for s in steps], dtype=np.float64)
-            success |= np.array([s[4]["success"] > 0 for s in steps])
+            rewards = np.zeros(len(envs))
+            observations = observations.copy()  # a policy may keep the batch it was given
+            for i in np.flatnonzero(running):
+                observation, reward, terminated, truncated, info = envs[i].step(actions[i])
+                observations[i], rewards[i] = observation, reward
+                success[i] |= info.get("success", 0) > 0
+                running[i] = not (terminated or truncated)
             returns += rewards
             if on_step is not None:
                 on_step()
+            if not running.any():
+                break
     finally:
         for env in envs:
             env.close()
-    return {
-        "success_rate": float(success.mean()),
-        "mean_return": float(returns.mean()),
-        "episode_success": success.astype(int).tolist(),
-        "goal_indices": goals,
-    }
+    scores: dict[str, object] = {"mean_return": float(returns.mean())}
+    if protocol.benchmark == META_RL:
+        scores["success_rate"] = None
+        scores["episode_return"] = returns.tolist()
+    else:
+        scores["success_rate"] = float(success.mean())
+        scores["episode_success"] = success.astype(int).tolist()
+        scores["goal_indices"] = protocol.goal_indices(task)
+    return scores
 
 
 def evaluate(
@@ -88,15 +136,21 @@ def evaluate(
     protocol: EvalProtocol,
     progress: bool = True,
 ) -> dict[str, object]:
-    """Per-task success rate and mean return for every task of the suite, and their means."""
+    """Per-task scores for every task the suite is scored on, and their means; a meta-RL suite
+    is scored on its test tasks, each result saying which split it is from."""
     per_task: dict[str, dict[str, object]] = {}
-    total = suite.num_tasks * protocol.max_steps
-    with tqdm(total=total, desc="evaluate", unit="step", disable=not progress) as bar:
-        for task_id, task in enumerate(suite.tasks):
+    tasks = suite.evaluation_tasks
+    with tqdm(total=len(tasks) * protocol.max_steps, desc="evaluate", unit="step",
+              disable=not progress) as bar:  # fmt: skip
+        for task in tasks:
             bar.set_postfix_str(task)
-            per_task[task] = run_episodes(task, make_policy(task_id), protocol, bar.update)
+            scores = run_episodes(task, make_policy(suite.task_id(task)), protocol, bar.update)
+            if suite.test_tasks:
+                scores["split"] = suite.split(task)
+            per_task[task] = scores
+    rates = [r["success_rate"] for r in per_task.values()]
     return {
-        "success_rate": float(np.mean([r["success_rate"] for r in per_task.values()])),
+        "success_rate": None if None in rates else float(np.mean(rates)),
         "mean_return": float(np.mean([r["mean_return"] for r in per_task.values()])),
         "per_task": per_task,
         "protocol": protocol.describe(),

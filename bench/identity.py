@@ -27,7 +27,7 @@ NOT_IDENTITY_PREFIXES = ("run.", "launcher.", "scale.description", "size.name")
 NOT_IDENTITY = {"seed", "progress", "threads", "interop_threads", "device", "data.workers",
                 "data.root"}  # fmt: skip
 # Sections that only feed interpolations into `method.*`: what a method receives is compared.
-SOURCE_SECTIONS = ("dt.", "harmodt.")
+SOURCE_SECTIONS = ("dt.", "harmodt.", "tasks.target_return", "tasks.return_scale")
 DEFAULT_SIZE = "preset"
 MAX_COMPONENT = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._+=,-]")

@@ -33,7 +33,7 @@ from bench.atomic import write_json
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
-from bench.evaluate import EvalProtocol, evaluate
+from bench.evaluate import META_RL, EvalProtocol, evaluate
 from bench.identity import identity_values
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import Method, get_method
@@ -178,12 +178,16 @@ class _Run:
         suite = settings.suite
         data_config = settings.data
         say(f"run: {self.run_dir}")
-        say(f"data: {dataset_path(data_config)}")
-        store = open_dataset(data_config, suite.tasks, settings.progress)
+        say(f"data: {dataset_path(data_config, suite)}")
+        store = open_dataset(data_config, suite, settings.progress)
         data = OfflineData(
-            store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
+            store,
+            suite.tasks,
+            data_config["fraction"],
+            data_config["prompt_episodes"],
+            unseen_tasks=suite.unseen_tasks,
         )
-        self.dataset_hash = results.dataset_hash(store.manifest, suite.tasks)
+        self.dataset_hash = results.dataset_hash(store.manifest, suite.data_tasks)
         self.commit = results.git_commit(self.repo)
         spec = get_method(settings.method_name)
         method = spec.cls(
@@ -204,10 +208,11 @@ class _Run:
             "method": settings.method_name,
             "suite": suite.name,
             "tasks": list(suite.tasks),
+            **({"test_tasks": list(suite.test_tasks)} if suite.test_tasks else {}),
             "data": {"name": data_config["name"], **data.summary()},
             "dataset_hash": self.dataset_hash,
             "dataset_store": {
-                "path": str(dataset_path(data_config)),
+                "path": str(dataset_path(data_config, suite)),
                 "hash": results.store_hash(store.manifest),
             },
             "scale": settings.scale,
@@ -221,6 +226,12 @@ class _Run:
                 **scores["protocol"],
                 "checkpoint": f"final (step {self.checkpoint_step})",
             },
+            **(
+                {"unseen_tasks": {"tasks": list(suite.unseen_tasks),
+                                  "acting": getattr(method, "unseen_task_rule", "not stated")}}
+                if suite.unseen_tasks
+                else {}
+            ),  # fmt: skip
             "num_parameters": method.num_parameters(),
             "device": settings.device,
             "torch_threads": torch.get_num_threads(),
@@ -368,6 +379,16 @@ def _duration(seconds: float) -> str:
 
 def eval_protocol(settings: Settings) -> EvalProtocol:
     """The evaluation protocol of a run: goals are seeded from the run seed."""
+    if settings.suite.benchmark == META_RL:
+        from bench.envs.mujoco_meta import EPISODE_STEPS
+
+        return EvalProtocol(
+            episodes=settings.eval.episodes,
+            goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
+            goal_selection_seed=settings.seed,
+            max_steps=EPISODE_STEPS,
+            benchmark=META_RL,
+        )
     return EvalProtocol(
         episodes=settings.eval.episodes,
         goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,

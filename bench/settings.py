@@ -89,9 +89,10 @@ def check(composed: Composed) -> Settings:
     spec = get_method(config["method"]["name"])
     check_precision(str(config["precision"]), spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
+    _check_unseen_tasks(suite, spec.name, method_config)
     run_dir = run_directory(composed)
     _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
-    _check_data_location(data)
+    _check_data_location(data, suite)
     return Settings(
         config=config,
         overrides=composed.overrides,
@@ -123,13 +124,13 @@ def load_data_settings(
     if data.get("path"):
         raise UserError("data generate writes a generated store; drop data.path")
     _check_data_values(data, training=False)
-    _check_data_location(data)
+    _check_data_location(data, suite)
     return suite, _expand_paths(data), bool(config["progress"]), dict(config["launcher"])
 
 
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
     _at_least(data, "data", episodes_per_task=1, prompt_episodes=0, seed=0, goal_pool_seed=0,
-              workers=1)  # fmt: skip
+              workers=1, expert_steps=1)  # fmt: skip
     fraction = data["fraction"]
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"data.fraction must be in (0, 1], got {fraction!r}")
@@ -238,7 +239,31 @@ def _expand_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     return expanded
 
 
-def _check_data_location(data: Mapping[str, Any]) -> None:
+def _check_unseen_tasks(suite: Suite, method: str, method_config: Any) -> None:
+    """A method must have a way to act on a suite's unseen test tasks."""
+    if not suite.unseen_tasks:
+        return
+    if not hasattr(method_config, "context_length"):  # not a DT method
+        raise UserError(
+            f"method {method!r} cannot act on the unseen test tasks of {suite.name} (it knows "
+            "tasks only by their training id); the DT methods can: harmodt_f, harmodt_m, "
+            "harmodt_r, mtdt, prompt_dt"
+        )
+    threshold = getattr(method_config, "vote_threshold", None)
+    if threshold is None:
+        return
+    # Eq. 13 keeps a weight where more than `threshold` of the training masks have it ("paper"),
+    # or at least `threshold` ("official"): at or above the task count nothing could be kept.
+    most = suite.num_tasks - 1 if method_config.vote_rule == "paper" else suite.num_tasks
+    if not 0 <= threshold <= most:
+        raise UserError(
+            f"harmodt.vote_threshold={threshold} leaves the unseen-task mask of {suite.name} empty "
+            f"({suite.num_tasks} training tasks, vote_rule={method_config.vote_rule}); "
+            f"choose 0 to {most}"
+        )
+
+
+def _check_data_location(data: Mapping[str, Any], suite: Suite) -> None:
     data = _expand_paths(data)
     if data.get("path"):
         if Path(data["path"]).exists() and not Path(data["path"]).is_dir():
@@ -248,6 +273,6 @@ def _check_data_location(data: Mapping[str, Any]) -> None:
     root = Path(data["root"])
     if root.exists() and not root.is_dir():
         raise UserError(f"data.root={data['root']} is a file; it must be a folder")
-    store = dataset_path(data)
+    store = dataset_path(data, suite)
     if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
         _check_writable(store, "data.root")

@@ -448,6 +448,11 @@ def _job_id() -> str:
 def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[str, Any]) -> int:
     """One job per task of `suite` the store lacks; each writes its task and lists it in the
     manifest (under the manifest's lock)."""
+    if suite.benchmark != "metaworld-v3":
+        raise UserError(
+            f"launcher=slurm generates Meta-World data only; the {suite.name} experts are "
+            "trained in one process: run `bench data generate` without launcher=slurm"
+        )
     options = SlurmOptions.from_config(launcher)
     store = dataset_path(data)
     missing = _missing_tasks(store, suite.tasks)
@@ -474,6 +479,6 @@ def generate_task_job(task: str, data: dict[str, Any], cwd: str) -> str:
     from bench.data.prepare import open_dataset
 
     os.chdir(cwd)
-    open_dataset({**data, "workers": 1}, [task], progress=False)
+    open_dataset({**data, "workers": 1}, Suite(task, (task,)), progress=False)
     print(f"{task}: written", flush=True)
     return task

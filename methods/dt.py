@@ -401,7 +401,7 @@ class DecisionTransformerMethod:
     def policy(self, task_id: int) -> DTPolicy:
         from methods.dt_policy import DTPolicy  # the policy module needs this one's classes
 
-        task = self.data.task_data[task_id]
+        task = self.data.task(task_id)  # an unseen test task too: its prompt and statistics
         prompt = self.evaluation_prompt(task)
         return DTPolicy(self, task, None if prompt is None else _to_device(prompt, self.device))
 

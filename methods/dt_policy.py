@@ -41,6 +41,8 @@ class DTPolicy:
         self.mask = torch.zeros(num_episodes, context, dtype=torch.bool, device=self.device)
         self.prompt_batch = None if self.prompt is None else _expand(self.prompt, num_episodes)
         self.acting = self.method.acting_network(self.task.task_id)
+        # What a task embedding reads: an unseen task has none of its own (OfflineData).
+        self.embedding_task_id = self.method.data.nearest_training_task(self.task.task_id)
 
     def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
         scale = self.config.return_scale
@@ -63,7 +65,7 @@ class DTPolicy:
             returns_to_go=self.returns_to_go,
             timesteps=self.timesteps,
             mask=self.mask,
-            task_ids=torch.full((self.num_episodes,), self.task.task_id, device=self.device),
+            task_ids=torch.full((self.num_episodes,), self.embedding_task_id, device=self.device),
         )
         self.method.network.eval()
         with torch.no_grad(), self.method.autocast():

@@ -96,6 +96,14 @@ class HarmoDT(PromptDT):
         # Mask-update batches have their own stream: the training batches stay Prompt-DT's.
         self.mask_rng = np.random.Generator(np.random.PCG64([seed, 2]))
 
+    @property
+    def unseen_task_rule(self) -> str:
+        sign = ">" if self.config.vote_rule == "paper" else ">="
+        return (
+            "a prompt from the unseen task's own data, at the vote mask of Eq. 13: a weight is "
+            f"active where {sign} {self.config.vote_threshold} training-task masks have it"
+        )
+
     # Masked weights ---------------------------------------------------------------------------
 
     def task_mask(self, task_id: int) -> list[Tensor]:

@@ -35,6 +35,15 @@ class MTDT(DecisionTransformerMethod):
 
     config: MTDTConfig
 
+    @property
+    def unseen_task_rule(self) -> str:
+        if self.config.conditioning == "none":
+            return "no task input (conditioning=none): one policy for every task"
+        return (
+            "the task embedding of the nearest training task by prompt "
+            "(bench.data.samplers.OfflineData.nearest_training_task)"
+        )
+
     def make_conditioner(self) -> nn.Module | None:
         if self.config.conditioning == "none":
             return None

@@ -35,6 +35,10 @@ class PromptConditioner(nn.Module):
 class PromptDT(DecisionTransformerMethod):
     """Prompts come only from each task's reserved prompt episodes, never its training ones."""
 
+    @property
+    def unseen_task_rule(self) -> str:
+        return "a prompt from the unseen task's own data (its best prompt episode)"
+
     def make_conditioner(self) -> nn.Module | None:
         return PromptConditioner(self.data.obs_dim, self.data.act_dim, self.config)
 

@@ -154,10 +154,10 @@ def generate_dataset(
         "generator": _generator_settings(episodes_per_task, seed, pool_seed),
         **provenance(),
     }
-    listed = _tasks_already_generated(root, header)
+    listed = tasks_already_generated(root, header)
     remove_abandoned_staging(root)
     with handle_stop_signals(StopRequest(defer=True, insist=False)) as stop:
-        damage = _damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
+        damage = damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
         if stop.signal_number is not None:
             message = f"interrupted while checking the files of {root}; nothing was changed"
             raise Interrupted(message, stop.signal_number)
@@ -199,7 +199,7 @@ def _generator_settings(episodes_per_task: int, seed: int, pool_seed: int) -> di
     }
 
 
-def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
+def tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     """Tasks `root` already lists, after checking they were made with the same settings.
 
     On a match the header keeps the dataset's original creation time.
@@ -223,7 +223,7 @@ def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     return set(manifest["tasks"])
 
 
-def _damaged_tasks(
+def damaged_tasks(
     root: Path, listed: list[str], verify: bool, stop: StopRequest
 ) -> dict[str, str]:
     """{task: what is wrong with its files} for the `listed` tasks that disagree with the

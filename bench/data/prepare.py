@@ -1,45 +1,62 @@
-"""Find the dataset a run asks for, generating the scripted one when it is missing."""
+"""Find the dataset a run asks for, generating it when it is missing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bench.data.store import DatasetStore
 from bench.errors import UserError
+from bench.suites import Suite
 
 
-def dataset_path(data: Mapping[str, Any]) -> Path:
-    """`data.path` when given, else the generated store `<root>/scripted-ep<episodes_per_task>`."""
+def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
+    """`data.path` when given, else the generated store: `<root>/scripted-ep<episodes_per_task>`
+    for Meta-World (scripted experts), `<root>/sac-ep<episodes_per_task>` for the meta-RL
+    families (SAC experts; one store holds all three, their task names do not collide)."""
     if data.get("path"):
         return Path(data["path"])
-    return Path(data["root"]) / f"scripted-ep{data['episodes_per_task']}"
+    source = "sac" if suite is not None and suite.benchmark == "mujoco-meta-rl" else "scripted"
+    return Path(data["root"]) / f"{source}-ep{data['episodes_per_task']}"
 
 
 def check_dataset(data: Mapping[str, Any]) -> None:
     """Fail early (before a run directory exists) when an explicit `data.path` holds no dataset."""
     if data.get("path") and not (dataset_path(data) / "manifest.json").exists():
         raise UserError(
-            f"no dataset at data.path={data['path']} (no manifest.json); "
-            "import one with `bench data import-npz` or generate one with `bench data generate`"
+            f"no dataset at data.path={data['path']} (no manifest.json); import one with "
+            "`bench data import-npz` / `import-prompt-dt` or generate one with `bench data generate`"
         )
 
 
 def open_dataset(
-    data: Mapping[str, Any], tasks: Sequence[str], progress: bool, verify: bool = False
+    data: Mapping[str, Any], suite: Suite, progress: bool, verify: bool = False
 ) -> DatasetStore:
-    """The store holding `tasks`; missing or damaged scripted tasks are generated (resumably)
-    first. Damage is found by file sizes, and with `verify` also by sha256."""
-    path = dataset_path(data)
+    """The store holding every task whose data `suite` reads; missing or damaged generated tasks
+    are generated (resumably) first. Damage is found by file sizes, and with `verify` also by
+    sha256."""
+    path = dataset_path(data, suite)
     if data.get("path"):
         check_dataset(data)
         return DatasetStore(path)
+    if suite.benchmark == "mujoco-meta-rl":
+        from bench.data.sac_experts import generate_meta_rl_dataset
+
+        return generate_meta_rl_dataset(
+            path,
+            suite.data_tasks,
+            episodes_per_task=int(data["episodes_per_task"]),
+            expert_steps=int(data["expert_steps"]),
+            seed=int(data["seed"]),
+            progress=progress,
+            verify=verify,
+        )
     from bench.data.generate import generate_dataset
 
     return generate_dataset(
         path,
-        tasks,
+        suite.data_tasks,
         episodes_per_task=int(data["episodes_per_task"]),
         seed=int(data["seed"]),
         pool_seed=int(data["goal_pool_seed"]),

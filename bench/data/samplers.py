@@ -88,7 +88,11 @@ def _returns_to_go(rewards: np.ndarray, starts: np.ndarray, ends: np.ndarray) ->
 
 
 class OfflineData:
-    """The multi-task dataset a method trains on: one TaskData per suite task, in suite order."""
+    """The multi-task dataset a method trains on: one TaskData per suite task, in suite order.
+
+    The unseen test tasks of a meta-RL suite have TaskData too (ids after the training tasks':
+    `Suite.task_id`), for their prompts and state statistics only: nothing trains on them.
+    """
 
     def __init__(
         self,
@@ -96,8 +100,9 @@ class OfflineData:
         tasks: Sequence[str],
         fraction: float = 1.0,
         prompt_episodes: int = 2,
+        unseen_tasks: Sequence[str] = (),
     ) -> None:
-        missing = [t for t in tasks if t not in store.tasks]
+        missing = [t for t in (*tasks, *unseen_tasks) if t not in store.tasks]
         if missing:
             raise UserError(
                 f"dataset {store.root} has no data for task(s) {', '.join(missing)}; "
@@ -110,13 +115,39 @@ class OfflineData:
         self.task_data = [
             TaskData(store, task, i, fraction, prompt_episodes) for i, task in enumerate(tasks)
         ]
+        self.unseen_task_data = [
+            TaskData(store, task, len(self.tasks) + i, fraction, prompt_episodes)
+            for i, task in enumerate(unseen_tasks)
+        ]
         first = self.task_data[0].arrays
         self.obs_dim = int(first.observations.shape[1])
         self.act_dim = int(first.actions.shape[1])
 
     @property
     def num_tasks(self) -> int:
+        """Training tasks only."""
         return len(self.tasks)
+
+    def task(self, task_id: int) -> TaskData:
+        """A training task's data, or an unseen test task's (ids from `num_tasks` on)."""
+        if task_id < self.num_tasks:
+            return self.task_data[task_id]
+        return self.unseen_task_data[task_id - self.num_tasks]
+
+    def nearest_training_task(self, task_id: int) -> int:
+        """The training task whose prompt episodes look most like this task's: the smallest
+        Euclidean distance between the mean observations of the two tasks' prompt episodes.
+
+        For a method that knows tasks only by id (MTDT with a task embedding) this is the one
+        thing an unseen task shows about itself before acting: its prompt (docs/fidelity.md).
+        """
+        if task_id < self.num_tasks:
+            return task_id
+        target = _prompt_mean_observation(self.task(task_id))
+        distances = [
+            np.linalg.norm(_prompt_mean_observation(task) - target) for task in self.task_data
+        ]
+        return int(np.argmin(distances))
 
     def summary(self) -> dict[str, object]:
         """Counts that belong in a run's record of what it trained on."""
@@ -127,6 +158,15 @@ class OfflineData:
             "train_episodes_per_task": [len(t.train_starts) for t in self.task_data],
             "train_steps_per_task": [t.train_steps for t in self.task_data],
         }
+
+
+def _prompt_mean_observation(task: TaskData) -> np.ndarray:
+    if task.num_prompt_episodes == 0:
+        raise UserError(f"task {task.task} has no prompt episodes (data.prompt_episodes=0)")
+    rows = np.concatenate(
+        [np.arange(s, e) for s, e in zip(task.prompt_starts, task.prompt_ends, strict=True)]
+    )
+    return np.asarray(task.arrays.observations[rows], dtype=np.float64).mean(axis=0)
 
 
 def _window(

@@ -35,7 +35,11 @@ def _methods() -> list[str]:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("tasks=mt7", "unknown task suite 'mt7'; choose one of: mt30, mt5, mt50"),
+        (
+            "tasks=mt7",
+            "unknown task suite 'mt7'; choose one of: ant_dir, cheetah_dir, cheetah_vel, mt30, "
+            "mt5, mt50",
+        ),
         ("scale=huge", "unknown scale preset 'huge'; choose one of: paper, quick, smoke"),
         ("data=medium", "unknown data 'medium'; choose one of: near_optimal, sub_optimal"),
         ("train.stepz=3", "unknown config key 'train.stepz'; valid keys at train: "),
@@ -52,6 +56,29 @@ def _methods() -> list[str]:
 def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):
     args = ["run", override, "scale=smoke", "tasks=mt5", f"run.root={tmp_path}", "progress=false"]
     assert main([*args, f"data.root={tmp_path / 'data'}"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert message in error
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["method=mtbc"], "method 'mtbc' cannot act on the unseen test tasks of cheetah_vel"),
+        (["method=mtiql"], "method 'mtiql' cannot act on the unseen test tasks of cheetah_vel"),
+        (
+            ["method=harmodt_f", "harmodt.vote_threshold=35"],
+            "harmodt.vote_threshold=35 leaves the unseen-task mask of cheetah_vel empty (35 "
+            "training tasks, vote_rule=paper); choose 0 to 34",
+        ),
+    ],
+)
+def test_a_method_that_cannot_act_on_unseen_tasks_is_refused_first(
+    overrides, message, tmp_path, capsys
+):
+    args = ["run", *overrides, "tasks=cheetah_vel", "scale=smoke", f"run.root={tmp_path}"]
+    assert main([*args, f"data.root={tmp_path / 'data'}", "progress=false"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
     assert message in error

@@ -89,7 +89,11 @@ def test_settings_are_typed_and_expand_the_home_folder(tmp_path, monkeypatch):
     [
         ("episodes_per_task=0", "data.episodes_per_task must be >= 1, got 0"),
         ("workers=0", "data.workers must be >= 1, got 0"),
-        ("tasks=mt7", "unknown task suite 'mt7'; choose one of: mt30, mt5, mt50"),
+        (
+            "tasks=mt7",
+            "unknown task suite 'mt7'; choose one of: ant_dir, cheetah_dir, cheetah_vel, mt30, "
+            "mt5, mt50",
+        ),
         ("data.fraction=3", "data.fraction must be in (0, 1], got 3"),
         ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),
         ("data.root=/sys/mtbench-data", "data.root: cannot write under /sys"),

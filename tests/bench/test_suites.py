@@ -30,5 +30,37 @@ def test_name_mapping_round_trips():
 
 
 def test_unknown_suite_lists_the_choices():
-    with pytest.raises(UserError, match="unknown task suite 'mt7'; choose one of: mt30, mt5, mt50"):
+    with pytest.raises(UserError, match="unknown task suite .mt7.; choose one of: ant_dir, cheetah_dir, cheetah_vel, mt30, mt5, mt50"):
         get_suite("mt7")
+
+
+@pytest.mark.parametrize(
+    "family, count, test",
+    [
+        ("cheetah_dir", 2, [0, 1]),
+        ("cheetah_vel", 40, [2, 7, 15, 23, 26]),
+        ("ant_dir", 50, [6, 17, 23, 30, 41]),
+    ],
+)
+def test_meta_rl_suites_have_the_splits_of_table_5(family, count, test):
+    suite = get_suite(family)
+    assert suite.test_tasks == tuple(f"{family}-{i}" for i in test)
+    train = [int(t.rsplit("-", 1)[1]) for t in suite.tasks]
+    if family == "cheetah_dir":  # trains and tests on both directions
+        assert train == [0, 1] and suite.unseen_tasks == ()
+    else:
+        assert sorted(train + test) == list(range(count)) and not set(train) & set(test)
+        assert suite.unseen_tasks == suite.test_tasks
+    assert suite.evaluation_tasks == suite.test_tasks
+    # Seen tasks keep their training id; unseen ones are numbered after the training tasks.
+    ids = [suite.task_id(t) for t in suite.evaluation_tasks]
+    expected = [0, 1] if family == "cheetah_dir" else list(range(count - 5, count))
+    assert ids == expected
+    assert {suite.split(t) for t in suite.test_tasks} == {
+        "train" if family == "cheetah_dir" else "test"
+    }
+
+
+def test_a_metaworld_suite_is_scored_on_its_training_tasks():
+    suite = get_suite("mt5")
+    assert suite.evaluation_tasks == suite.tasks and suite.data_tasks == suite.tasks

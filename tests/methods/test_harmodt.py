@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.registry import build_method
+from bench.suites import Suite
 from methods.dt import average_harmony
 from methods.harmodt_masks import (
     cosine_alpha,
@@ -421,3 +423,42 @@ def test_a_phase_clock_times_the_step_without_changing_it(tiny_suite, tiny_store
     assert torch.equal(runs[0][2], runs[1][2])
     assert {"sampling", "forward", "backward", "masking", "optimizer", "gradients",
             "mask generation", "statistics"} <= set(clock.seconds)  # fmt: skip
+
+
+def _unseen_task_setup(tmp_path, write_store, name="harmodt_f", **values):
+    """Three training tasks and one unseen test task on hand-made data (4 episodes each)."""
+    rng = np.random.default_rng(0)
+    tasks = ("t0", "t1", "t2", "t3")
+    store = write_store(
+        tmp_path / "store",
+        {t: (rng.normal(size=(40, 5)) + i, rng.uniform(-1, 1, (40, 2)), rng.random(40))
+         for i, t in enumerate(tasks)},  # fmt: skip
+        episode_length=10,
+    )
+    suite = Suite("unseen", tasks[:3], benchmark="mujoco-meta-rl", test_tasks=("t1", "t3"))
+    data = OfflineData(store, suite.tasks, 1.0, 2, unseen_tasks=suite.unseen_tasks)
+    config = compose_config([f"method={name}", "scale=smoke"])
+    method_values = {k: v for k, v in config["method"].items() if k != "name"}
+    return suite, build_method(name, {**method_values, **values}, suite, data, 0)
+
+
+def test_the_policy_on_an_unseen_task_acts_at_exactly_the_vote_mask(tmp_path, write_store):
+    suite, method = _unseen_task_setup(tmp_path, write_store, vote_threshold=1)
+    for step in range(45):  # two mask updates (smoke: every 20 steps): the masks differ
+        method.train_step(step)
+    assert not torch.equal(method.masks[0], method.masks[1])
+    expected_mask = vote_mask(method.masks, 1, "paper")
+    for task, mask in (("t1", method.masks[1]), ("t3", expected_mask)):  # seen, then unseen
+        policy = method.policy(suite.task_id(task))
+        policy.reset(3)
+        acting = dict(policy.acting.network.named_parameters())
+        flat = torch.cat([acting[name].detach().reshape(-1) for name in method.weights])
+        weights = torch.cat([w.detach().reshape(-1) for w in method.weights.values()])
+        assert torch.equal(flat, weights * mask)
+        actions = policy.act(np.zeros((3, 5)), None)
+        assert actions.shape == (3, 2) and np.isfinite(actions).all()
+    # The unseen task is normalised by its own data (t3's observations are offset by 3).
+    unseen = method.data.task(suite.task_id("t3"))
+    assert unseen.task == "t3" and unseen.task_id == 3
+    assert torch.equal(policy.state_mean, torch.from_numpy(unseen.state_mean))
+    assert abs(float(policy.state_mean.mean()) - 3) < 0.5
