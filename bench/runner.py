@@ -40,6 +40,7 @@ from bench.registry import Method, get_method
 from bench.run_lock import RunLock
 from bench.settings import Settings
 from bench.stop_signals import StopRequest, handle_stop_signals
+from bench.suites import Suite
 
 Say = Callable[[str], None]
 
@@ -226,12 +227,7 @@ class _Run:
                 **scores["protocol"],
                 "checkpoint": f"final (step {self.checkpoint_step})",
             },
-            **(
-                {"unseen_tasks": {"tasks": list(suite.unseen_tasks),
-                                  "acting": getattr(method, "unseen_task_rule", "not stated")}}
-                if suite.unseen_tasks
-                else {}
-            ),  # fmt: skip
+            **_unseen_tasks(suite, method),
             "num_parameters": method.num_parameters(),
             "device": settings.device,
             "torch_threads": torch.get_num_threads(),
@@ -394,6 +390,14 @@ def eval_protocol(settings: Settings) -> EvalProtocol:
         goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
         goal_selection_seed=settings.seed,
     )
+
+
+def _unseen_tasks(suite: Suite, method: Method) -> dict[str, Any]:
+    """How the method acted on the suite's unseen test tasks (its own words), if it has any."""
+    if not suite.unseen_tasks:
+        return {}
+    rule = getattr(method, "unseen_task_rule", "not stated")
+    return {"unseen_tasks": {"tasks": list(suite.unseen_tasks), "acting": rule}}
 
 
 def _scores_only(scores: Mapping[str, Any]) -> dict[str, Any]:

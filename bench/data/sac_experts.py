@@ -115,7 +115,10 @@ class Expert:
 
     def act(self, observations: np.ndarray, feature: np.ndarray) -> np.ndarray:
         inputs = np.concatenate(
-            [observations.astype(np.float32), np.broadcast_to(feature, (len(observations), len(feature)))],
+            [
+                observations.astype(np.float32),
+                np.broadcast_to(feature, (len(observations), len(feature))),
+            ],
             axis=1,
         )
         return np.clip(self.learner.sample_action(inputs), -1.0, 1.0).astype(np.float32)
@@ -211,7 +214,10 @@ def roll_out(
     torch.manual_seed(int(rng.integers(2**31 - 1)))  # sample_action draws from torch
     envs = [mujoco_meta.make_env(task, seed=seed) for _ in range(episodes)]
     steps = mujoco_meta.EPISODE_STEPS
-    observation_dim, action_dim = mujoco_meta.OBSERVATION_DIM[family], mujoco_meta.ACTION_DIM[family]
+    observation_dim, action_dim = (
+        mujoco_meta.OBSERVATION_DIM[family],
+        mujoco_meta.ACTION_DIM[family],
+    )
     observations = np.zeros((episodes, steps, observation_dim), np.float32)
     actions = np.zeros((episodes, steps, action_dim), np.float32)
     rewards = np.zeros((episodes, steps), np.float32)

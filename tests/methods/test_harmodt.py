@@ -429,12 +429,11 @@ def _unseen_task_setup(tmp_path, write_store, name="harmodt_f", **values):
     """Three training tasks and one unseen test task on hand-made data (4 episodes each)."""
     rng = np.random.default_rng(0)
     tasks = ("t0", "t1", "t2", "t3")
-    store = write_store(
-        tmp_path / "store",
-        {t: (rng.normal(size=(40, 5)) + i, rng.uniform(-1, 1, (40, 2)), rng.random(40))
-         for i, t in enumerate(tasks)},  # fmt: skip
-        episode_length=10,
-    )
+    arrays = {
+        t: (rng.normal(size=(40, 5)) + i, rng.uniform(-1, 1, (40, 2)), rng.random(40))
+        for i, t in enumerate(tasks)
+    }
+    store = write_store(tmp_path / "store", arrays, episode_length=10)
     suite = Suite("unseen", tasks[:3], benchmark="mujoco-meta-rl", test_tasks=("t1", "t3"))
     data = OfflineData(store, suite.tasks, 1.0, 2, unseen_tasks=suite.unseen_tasks)
     config = compose_config([f"method={name}", "scale=smoke"])

@@ -213,12 +213,11 @@ def test_an_unseen_task_gets_the_training_task_with_the_nearest_prompt(tmp_path,
     """Prompt episodes (the last 2 of 4) decide: t3's prompt observations sit nearest t1's."""
     rng = np.random.default_rng(1)
     centres = {"t0": 0.0, "t1": 5.0, "t2": 10.0, "t3": 6.0}
-    store = write_store(
-        tmp_path / "store",
-        {t: (rng.normal(size=(40, 3)) * 0.1 + c, np.zeros((40, 2)), np.zeros(40))
-         for t, c in centres.items()},  # fmt: skip
-        episode_length=10,
-    )
+    arrays = {
+        t: (rng.normal(size=(40, 3)) * 0.1 + c, np.zeros((40, 2)), np.zeros(40))
+        for t, c in centres.items()
+    }
+    store = write_store(tmp_path / "store", arrays, episode_length=10)
     data = OfflineData(store, ["t0", "t1", "t2"], 1.0, 2, unseen_tasks=["t3"])
     assert data.num_tasks == 3 and data.task(3).task == "t3" and data.task(3).task_id == 3
     assert data.nearest_training_task(3) == 1
