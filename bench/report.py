@@ -20,15 +20,16 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from bench import plots, statistics
+from bench import plots, report_unseen, statistics
 from bench.errors import unknown_choice
 from bench.result_table import COHORT, load_results, training_curves
+from bench.suites import META_RL_SPLITS
 
 FORMATS = ("md", "latex", "csv", "json")
 REFERENCE = Path(__file__).with_name("paper_reference.yaml")
 PAPER_LABEL = "paper (their data, their scale)"
 DATA_ORDER = ("near_optimal", "sub_optimal")
-SUITE_ORDER = ("mt5", "mt30", "mt50")
+SUITE_ORDER = ("mt5", "mt30", "mt50", *META_RL_SPLITS)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 
 
@@ -72,9 +73,12 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
     parts = []
     for _, cohort in frame.groupby(COHORT, sort=True):
         for suite, runs in cohort.groupby("suite", sort=False):
-            parts.append(
-                _render(_suite_table(runs), "md", f"{suite}, scale={runs['scale'].iloc[0]}")
+            table = (
+                report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
+                if report_unseen.is_meta_rl(str(suite))
+                else _suite_table(runs)
             )
+            parts.append(_render(table, "md", f"{suite}, scale={runs['scale'].iloc[0]}"))
     return "\n\n".join(parts)
 
 
@@ -104,8 +108,9 @@ def _document(frame: pd.DataFrame, output: _Output) -> str:
     top.append(
         _note(
             fmt,
-            "Scores are success rates (%) of the final checkpoint, mean ± std over "
-            "seeds; `n=k` marks a cell with fewer seeds than the most complete one.",
+            "Scores are success rates (%) of the final checkpoint (meta-RL families: mean "
+            "episode returns), mean ± std over seeds; `n=k` marks a cell with fewer seeds than "
+            "the most complete one.",
         )
     )
     if assets is not None:
@@ -124,6 +129,13 @@ def _cohort(cohort: pd.DataFrame, output: _Output, name: str) -> tuple[str, list
     parts, warnings = [], []
     for suite in _ordered(cohort["suite"].unique(), SUITE_ORDER):
         runs = cohort[cohort["suite"] == suite]
+        warnings += _missing_seed_warnings(runs)
+        if report_unseen.is_meta_rl(suite):
+            table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
+            reference = report_unseen.paper_rows(suite, PAPER_LABEL, list(table.columns))
+            caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
+            parts.append(_render(table, fmt, caption, reference))
+            continue
         table = _suite_table(runs)
         reference = _paper_rows_for_suite(suite)
         source = {"mt50": "Table 1", "mt5": "Table 2", "mt30": "Table 2"}.get(suite)
@@ -131,16 +143,17 @@ def _cohort(cohort: pd.DataFrame, output: _Output, name: str) -> tuple[str, list
             f"; paper rows from its {source}" if source else ""
         )
         parts.append(_render(table, fmt, caption, reference))
-        warnings += _missing_seed_warnings(runs)
+    meta_rl = cohort["suite"].map(report_unseen.is_meta_rl)
+    by_return, cohort = cohort[meta_rl], cohort[~meta_rl]  # success-rate statistics below
     suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]
     if len(suites) > 1:
         parts.append(_render(_suites_table(cohort), fmt, "Table 2 style: suites side by side"))
-    sizes = _sizes_table(cohort)
+    sizes = _sizes_table(cohort) if not cohort.empty else None
     if sizes is not None:
         parts.append(_render(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)"))
     for (suite, data), runs in cohort.groupby(["suite", "data"], sort=True):
         parts.append(_aggregates(runs, output, f"{name}-{suite}-{data}"))
-    parts.append(_provenance(cohort, fmt))
+    parts.append(_provenance(pd.concat([cohort, by_return]), fmt))
     return "\n\n".join(parts), warnings
 
 
@@ -408,11 +421,16 @@ def _provenance(frame: pd.DataFrame, fmt: str) -> str:
         for name in runs.columns
         if name.startswith("version_")
     }
+    episodes = runs["eval_episodes"].iloc[0]
+    meta_rl = runs["suite"].map(report_unseen.is_meta_rl)
+    evaluation = [
+        f"evaluation: {episodes} episodes per task, random goals (MT50-rand), "
+        "success = info['success'] at any of 500 steps, checkpoint: final"
+    ] * bool((~meta_rl).any()) + [report_unseen.evaluation_line(episodes)] * bool(meta_rl.any())
     lines = [
         f"scale preset: {', '.join(sorted(set(runs['scale'])))}",
         f"seeds: {', '.join(map(str, sorted(set(runs['seed']))))}",
-        f"evaluation: {runs['eval_episodes'].iloc[0]} episodes per task, random goals (MT50-rand), "
-        "success = info['success'] at any of 500 steps, checkpoint: final",
+        *evaluation,
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "dataset manifest hashes: " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
         "code commits: " + ", ".join(commits),

@@ -62,7 +62,7 @@ def _rows(result_path: Path) -> list[dict[str, Any]]:
         "seed": int(result["seed"]),
         "eval_episodes": int(result["protocol"]["episodes_per_task"]),
         "checkpoint": result["protocol"]["checkpoint"],
-        "run_success_rate": float(result["success_rate"]),
+        "run_success_rate": _score(result["success_rate"]),  # NaN: a meta-RL run (by return)
         "num_parameters": int(result["num_parameters"]),
         "n_layer": method_config.get("n_layer"),
         "n_head": method_config.get("n_head"),
@@ -79,11 +79,16 @@ def _rows(result_path: Path) -> list[dict[str, Any]]:
         {
             **common,
             "task": task,
-            "success_rate": float(scores["success_rate"]),
+            "success_rate": _score(scores["success_rate"]),
             "mean_return": float(scores["mean_return"]),
+            "split": scores.get("split", "train"),
         }
         for task, scores in result["per_task"].items()
     ]
+
+
+def _score(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
 
 
 def _variant(non_default: dict[str, Any]) -> str:
