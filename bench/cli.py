@@ -5,6 +5,7 @@
     bench run --cfg job method=mtdt            # print the resolved config
     bench data generate tasks=mt5 data=near_optimal episodes_per_task=100
     bench data import-npz /path/to/MT50 --out data/mt50-published
+    bench data import-prompt-dt /path/to/prompt-dt --family cheetah_vel --out data/cheetah-vel
     bench data verify data/scripted-ep2000
     bench methods
     bench analyze runs/mt5/near_optimal/harmodt_f/seed0
@@ -102,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     importer.add_argument("source", type=Path, help="folder holding <task>-v2/<i>.npz")
     importer.add_argument("--out", type=Path, help="store to create (default data/imported-<name>)")
     importer.add_argument("--episodes", type=int, help="episodes per task (default: all)")
+    prompt_dt = data_commands.add_parser(
+        "import-prompt-dt", help="import Prompt-DT's cheetah_dir, cheetah_vel and ant_dir pickles"
+    )
+    prompt_dt.add_argument("source", type=Path, help="folder holding data/<env>/ and config/<env>/")
+    prompt_dt.add_argument(
+        "--out", type=Path, help="store to create (default data/imported-<name>)"
+    )
+    prompt_dt.add_argument(
+        "--family",
+        action="append",
+        help="cheetah_dir, cheetah_vel or ant_dir; repeatable (default: every one in the folder)",
+    )
     verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
     verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
 
@@ -221,6 +234,13 @@ def _data(args: argparse.Namespace) -> int:
 
         out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
         store = import_npz(args.source, out, episodes=args.episodes)
+        print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
+        return 0
+    if args.data_command == "import-prompt-dt":
+        from bench.data.import_prompt_dt import import_prompt_dt
+
+        out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
+        store = import_prompt_dt(args.source, out, families=args.family)
         print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
         return 0
     from bench.data.store import DatasetStore

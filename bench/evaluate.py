@@ -12,8 +12,8 @@ Protocols (recorded in every result):
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ class EvalProtocol:
     goal_selection_seed: int
     max_steps: int = metaworld.MAX_EPISODE_STEPS
     benchmark: str = "metaworld-v3"
+    # Meta-RL: each task's parameter as its data was made with (an imported Prompt-DT store's
+    # ant_dir goals are not our seeded ones); a task not listed gets the seeded default.
+    task_parameters: Mapping[str, float] = field(default_factory=dict)
 
     def goal_indices(self, task: str) -> list[int]:
         """Distinct goals while the pool lasts; the same list for every method given the seed."""
@@ -58,6 +61,7 @@ class EvalProtocol:
                 "score": "mean episode return per test task (no success rule)",
                 "resets": "env.reset(seed) with seeds drawn from [run seed, task index]",
                 "reset_seed": self.goal_selection_seed,
+                "task_parameters": dict(self.task_parameters),
             }
         return {
             "episodes_per_task": self.episodes,
@@ -69,6 +73,19 @@ class EvalProtocol:
         }
 
 
+def stored_task_parameters(manifest: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, float]:
+    """The meta-RL task parameters a store's manifest records (generated or imported data)."""
+    from bench.envs.mujoco_meta import PARAMETER_NAMES, parse_task
+
+    parameters = {}
+    for task in tasks:
+        recorded = manifest["tasks"].get(task, {}).get("task_parameters") or {}
+        name = PARAMETER_NAMES[parse_task(task)[0]]
+        if name in recorded:
+            parameters[task] = float(recorded[name])
+    return parameters
+
+
 def _make_envs(task: str, protocol: EvalProtocol, envs: list[Any]) -> list[np.ndarray]:
     """Fills `envs` with the task's evaluation episodes (so the caller can close whatever was
     made if one fails) and returns their first observations."""
@@ -76,7 +93,8 @@ def _make_envs(task: str, protocol: EvalProtocol, envs: list[Any]) -> list[np.nd
         from bench.envs.mujoco_meta import make_env
 
         seeds = protocol.reset_seeds(task)
-        envs.extend(make_env(task) for _ in seeds)
+        parameter = protocol.task_parameters.get(task)
+        envs.extend(make_env(task, parameter) for _ in seeds)
         return [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
     pool = metaworld.goal_pool(task, protocol.goal_pool_seed)
     envs.extend(metaworld.make_env(task, pool[g]) for g in protocol.goal_indices(task))

@@ -33,7 +33,7 @@ from bench.atomic import write_json
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
-from bench.evaluate import META_RL, EvalProtocol, evaluate
+from bench.evaluate import META_RL, EvalProtocol, evaluate, stored_task_parameters
 from bench.identity import identity_values
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import Method, get_method
@@ -194,7 +194,7 @@ class _Run:
         method = spec.cls(
             settings.method_config, suite, data, settings.seed, torch.device(settings.device)
         )
-        protocol = eval_protocol(settings)
+        protocol = eval_protocol(settings, store.manifest)
         start, train_seconds = self._resume(method)
         self._train(method, start, train_seconds, protocol, stop)
         eval_start = time.perf_counter()
@@ -373,17 +373,23 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def eval_protocol(settings: Settings) -> EvalProtocol:
-    """The evaluation protocol of a run: goals are seeded from the run seed."""
-    if settings.suite.benchmark == META_RL:
+def eval_protocol(
+    settings: Settings, manifest: Mapping[str, Any] | None = None
+) -> EvalProtocol:
+    """The evaluation protocol of a run: goals (meta-RL: resets) are seeded from the run seed;
+    meta-RL tasks keep the parameters their data was made with (`manifest`)."""
+    suite = settings.suite
+    if suite.benchmark == META_RL:
         from bench.envs.mujoco_meta import EPISODE_STEPS
 
+        recorded = stored_task_parameters(manifest or {"tasks": {}}, suite.evaluation_tasks)
         return EvalProtocol(
             episodes=settings.eval.episodes,
             goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
             goal_selection_seed=settings.seed,
             max_steps=EPISODE_STEPS,
             benchmark=META_RL,
+            task_parameters=recorded,
         )
     return EvalProtocol(
         episodes=settings.eval.episodes,

@@ -9,7 +9,7 @@ are rolled out too: their prompts come from their data.
 
 Resumable: a trained expert is kept in `<store>/.experts/<family>.pt` and each task is written
 whole (bench.data.store), so a re-run trains nothing twice and skips the tasks already listed.
-Each task's entry in the manifest says its task parameter and the expert's mean return on it.
+Each task's entry in the manifest says its task parameter (as an imported Prompt-DT one does) and the expert's mean return on it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def generate_meta_rl_dataset(
             arrays, mean_return = roll_out(expert, task, episodes_per_task, seed, progress)
             entry = write_task(root, task, arrays, replace=task in damage)
             _, index = mujoco_meta.parse_task(task)
-            entry["task_parameter"] = mujoco_meta.task_parameters(family, seed)[index]
+            parameter = mujoco_meta.task_parameters(family, seed)[index]
+            entry["task_parameters"] = {mujoco_meta.PARAMETER_NAMES[family]: parameter}
             entry["expert_mean_return"] = mean_return
             add_tasks_to_manifest(root, {task: entry}, header)
     return DatasetStore(root)

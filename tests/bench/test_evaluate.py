@@ -86,9 +86,10 @@ def test_environments_are_closed_when_the_policy_raises(monkeypatch):
     from bench.envs import metaworld
 
     made = []
+    make_env = metaworld.make_env
 
     def make_and_note(task, goal):
-        env = metaworld.make_env(task, goal)
+        env = make_env(task, goal)
         close = env.close
         env.closed = False
 
@@ -100,7 +101,7 @@ def test_environments_are_closed_when_the_policy_raises(monkeypatch):
         made.append(env)
         return env
 
-    monkeypatch.setattr(bench.evaluate, "make_env", make_and_note)
+    monkeypatch.setattr(bench.evaluate.metaworld, "make_env", make_and_note)
     protocol = EvalProtocol(episodes=3, goal_pool_seed=1000, goal_selection_seed=0)
     with pytest.raises(RuntimeError, match="policy bug"):
         run_episodes("reach-v3", FailsAtStep(5), protocol)

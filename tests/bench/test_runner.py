@@ -150,3 +150,26 @@ def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
     table = capsys.readouterr().out
     assert str(run_dir.relative_to(tmp_path / "runs")) in table and "failed: loss is nan" in table
     assert "0/50" in table
+
+
+@pytest.mark.parametrize("method", ["harmodt_f", "prompt_dt", "mtdt"])
+def test_a_cheetah_vel_run_reports_the_mean_return_of_each_unseen_test_task(
+    method, meta_rl_data_root, tmp_path, capsys
+):
+    args = ["run", f"method={method}", "tasks=cheetah_vel", "scale=smoke"]
+    paths = [f"data.root={meta_rl_data_root}", f"run.root={tmp_path}", "progress=false"]
+    assert main([*args, *paths]) == 0
+    result = json.loads(
+        (tmp_path / f"cheetah_vel/near_optimal/{method}/seed0/result.json").read_text()
+    )
+    test_tasks = [f"cheetah_vel-{i}" for i in (2, 7, 15, 23, 26)]
+    assert list(result["per_task"]) == test_tasks
+    assert result["test_tasks"] == test_tasks and len(result["tasks"]) == 35
+    returns = [result["per_task"][t]["mean_return"] for t in test_tasks]
+    assert all(np.isfinite(returns)) and all(r < 0 for r in returns)  # -|v - v_goal| - ctrl
+    assert result["mean_return"] == pytest.approx(np.mean(returns))
+    assert {r["split"] for r in result["per_task"].values()} == {"test"}
+    assert result["success_rate"] is None and "score" in result["protocol"]
+    assert result["unseen_tasks"]["tasks"] == test_tasks
+    assert result["unseen_tasks"]["acting"]  # the method names its rule
+    assert "cheetah_vel-26" in capsys.readouterr().out  # the per-task table is printed
