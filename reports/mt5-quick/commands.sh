@@ -6,21 +6,41 @@ set -euo pipefail
 bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed1
 bench run seed=1 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed2
+bench run seed=2 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
 bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed1
 bench run seed=1 method=harmodt_m tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed2
+bench run seed=2 method=harmodt_m tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed0
 bench run seed=0 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed1
 bench run seed=1 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_r/seed2
+bench run seed=2 method=harmodt_r tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtbc/seed0
 bench run seed=0 method=mtbc tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtbc/seed1
+bench run seed=1 method=mtbc tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtbc/seed2
+bench run seed=2 method=mtbc tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtdt/seed0
 bench run seed=0 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtdt/seed1
+bench run seed=1 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtdt/seed2
+bench run seed=2 method=mtdt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed0
 bench run seed=0 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed1
 bench run seed=1 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/mtiql/seed2
+bench run seed=2 method=mtiql tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/prompt_dt/seed0
 bench run seed=0 method=prompt_dt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/prompt_dt/seed1
+bench run seed=1 method=prompt_dt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/prompt_dt/seed2
+bench run seed=2 method=prompt_dt tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
