@@ -21,9 +21,7 @@ from tqdm import tqdm
 
 from bench.envs import metaworld
 from bench.policy import Policy
-from bench.suites import HARMODT_MT50_ORDER, Suite
-
-META_RL = "mujoco-meta-rl"
+from bench.suites import HARMODT_MT50_ORDER, META_RL, METAWORLD, Suite
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class EvalProtocol:
     goal_pool_seed: int
     goal_selection_seed: int
     max_steps: int = metaworld.MAX_EPISODE_STEPS
-    benchmark: str = "metaworld-v3"
+    benchmark: str = METAWORLD
     # Meta-RL: each task's parameter as its data was made with (an imported Prompt-DT store's
     # ant_dir goals are not our seeded ones); a task not listed gets the seeded default.
     task_parameters: Mapping[str, float] = field(default_factory=dict)

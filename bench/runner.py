@@ -33,14 +33,14 @@ from bench.atomic import write_json
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
-from bench.evaluate import META_RL, EvalProtocol, evaluate, stored_task_parameters
+from bench.evaluate import EvalProtocol, evaluate, stored_task_parameters
 from bench.identity import identity_values
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import Method, get_method
 from bench.run_lock import RunLock
 from bench.settings import Settings
 from bench.stop_signals import StopRequest, handle_stop_signals
-from bench.suites import Suite
+from bench.suites import META_RL, Suite
 
 Say = Callable[[str], None]
 
@@ -399,10 +399,11 @@ def eval_protocol(
 
 
 def _unseen_tasks(suite: Suite, method: Method) -> dict[str, Any]:
-    """How the method acted on the suite's unseen test tasks (its own words), if it has any."""
+    """How the method acted on the suite's unseen test tasks (its own words), if it has any;
+    settings refused a method without such a rule."""
     if not suite.unseen_tasks:
         return {}
-    rule = getattr(method, "unseen_task_rule", "not stated")
+    rule = method.unseen_task_rule
     return {"unseen_tasks": {"tasks": list(suite.unseen_tasks), "acting": rule}}
 
 

@@ -89,7 +89,7 @@ def check(composed: Composed) -> Settings:
     spec = get_method(config["method"]["name"])
     check_precision(str(config["precision"]), spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
-    _check_unseen_tasks(suite, spec.name, method_config)
+    _check_unseen_tasks(suite, spec, method_config)
     run_dir = run_directory(composed)
     _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
     _check_data_location(data, suite)
@@ -239,15 +239,18 @@ def _expand_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     return expanded
 
 
-def _check_unseen_tasks(suite: Suite, method: str, method_config: Any) -> None:
-    """A method must have a way to act on a suite's unseen test tasks."""
+def _check_unseen_tasks(suite: Suite, spec: Any, method_config: Any) -> None:
+    """A method must have a way to act on a suite's unseen test tasks: one that states its
+    rule for them (`unseen_task_rule`, written into the result)."""
+    from bench.registry import get_method, registered
+
     if not suite.unseen_tasks:
         return
-    if not hasattr(method_config, "context_length"):  # not a DT method
+    if not hasattr(spec.cls, "unseen_task_rule"):
+        able = [name for name in registered() if hasattr(get_method(name).cls, "unseen_task_rule")]
         raise UserError(
-            f"method {method!r} cannot act on the unseen test tasks of {suite.name} (it knows "
-            "tasks only by their training id); the DT methods can: harmodt_f, harmodt_m, "
-            "harmodt_r, mtdt, prompt_dt"
+            f"method {spec.name!r} cannot act on the unseen test tasks of {suite.name} (it "
+            f"knows tasks only by their training id); these can: {', '.join(able)}"
         )
     threshold = getattr(method_config, "vote_threshold", None)
     if threshold is None:

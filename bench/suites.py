@@ -45,6 +45,10 @@ def v3_name(task: str) -> str:
     return task.removesuffix("-v2").removesuffix("-v3") + "-v3"
 
 
+METAWORLD = "metaworld-v3"
+META_RL = "mujoco-meta-rl"  # cheetah_dir, cheetah_vel, ant_dir: scored by return on test tasks
+
+
 @dataclass(frozen=True)
 class Suite:
     """An ordered list of training tasks; a task's index in `tasks` is its task id everywhere.
@@ -55,7 +59,7 @@ class Suite:
 
     name: str
     tasks: tuple[str, ...]
-    benchmark: str = "metaworld-v3"
+    benchmark: str = METAWORLD
     test_tasks: tuple[str, ...] = ()
 
     @property
@@ -103,7 +107,7 @@ def _meta_rl_suite(family: str) -> Suite:
     return Suite(
         family,
         tuple(f"{family}-{i}" for i in train),
-        benchmark="mujoco-meta-rl",
+        benchmark=META_RL,
         test_tasks=tuple(f"{family}-{i}" for i in test),
     )
 
@@ -130,7 +134,7 @@ def _check_against_metaworld() -> None:
     """Fail loudly at import if a mapped name is not one of metaworld's own v3 environments."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-    metaworld = [s for s in SUITES.values() if s.benchmark == "metaworld-v3"]
+    metaworld = [s for s in SUITES.values() if s.benchmark == METAWORLD]
     missing = [t for s in metaworld for t in s.tasks if t not in ALL_V3_ENVIRONMENTS]
     if missing:
         raise RuntimeError(

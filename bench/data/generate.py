@@ -154,14 +154,8 @@ def generate_dataset(
         "generator": _generator_settings(episodes_per_task, seed, pool_seed),
         **provenance(),
     }
-    listed = tasks_already_generated(root, header)
-    remove_abandoned_staging(root)
     with handle_stop_signals(StopRequest(defer=True, insist=False)) as stop:
-        damage = damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
-        if stop.signal_number is not None:
-            message = f"interrupted while checking the files of {root}; nothing was changed"
-            raise Interrupted(message, stop.signal_number)
-        todo = [task for task in tasks if task not in listed or task in damage]
+        todo, damage = tasks_to_write(root, tasks, header, verify, stop)
         if todo:
             written = _generate_in_workers(root, todo, damage, header, workers, progress, stop)
             if stop.signal_number is not None:
@@ -199,7 +193,24 @@ def _generator_settings(episodes_per_task: int, seed: int, pool_seed: int) -> di
     }
 
 
-def tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
+def tasks_to_write(
+    root: Path, tasks: Sequence[str], header: dict[str, Any], verify: bool, stop: StopRequest
+) -> tuple[list[str], dict[str, str]]:
+    """(the `tasks` a generator must write, {damaged task: what is wrong with it}) in `root`.
+
+    A generated store is resumed only with the settings in `header`; abandoned staging folders
+    are removed first. A stop requested while the files are checked changes nothing.
+    """
+    listed = _tasks_already_generated(root, header)
+    remove_abandoned_staging(root)
+    damage = _damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
+    if stop.signal_number is not None:
+        message = f"interrupted while checking the files of {root}; nothing was changed"
+        raise Interrupted(message, stop.signal_number)
+    return [task for task in tasks if task not in listed or task in damage], damage
+
+
+def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     """Tasks `root` already lists, after checking they were made with the same settings.
 
     On a match the header keeps the dataset's original creation time.
@@ -223,7 +234,7 @@ def tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     return set(manifest["tasks"])
 
 
-def damaged_tasks(
+def _damaged_tasks(
     root: Path, listed: list[str], verify: bool, stop: StopRequest
 ) -> dict[str, str]:
     """{task: what is wrong with its files} for the `listed` tasks that disagree with the

@@ -12,9 +12,7 @@ is in memory at a time (the whole release is ~18 GB).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -25,10 +23,10 @@ from tqdm import tqdm
 from bench.data.store import (
     MANIFEST_NAME,
     DatasetStore,
-    add_tasks_to_manifest,
     provenance,
     write_task,
 )
+from bench.data.whole_import import import_whole
 from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM
 from bench.errors import UserError
 from bench.suites import HARMODT_MT50_ORDER, v3_name
@@ -49,38 +47,23 @@ def import_npz(
     if (dest / MANIFEST_NAME).exists():
         raise UserError(f"{dest} already holds a dataset; import into a new folder")
 
-    dest_existed = dest.exists()
-    staging = dest / f".import-staging-{os.getpid()}"
-    moved: list[Path] = []
-    try:
-        entries = {}
-        with tqdm(
-            total=len(task_folders) * count, unit="file", desc="importing", disable=not progress
-        ) as bar:
-            for task, folder in task_folders.items():
-                entries[task] = write_task(staging, task, _read_task(folder, count, bar))
-        for task in entries:
-            target = dest / task
-            if target.exists():  # dest has no manifest, so this is a leftover of a killed import
-                shutil.rmtree(target)
-            os.rename(staging / task, target)
-            moved.append(target)
-        header = {
-            "source": "npz-import",
-            "import": {"path": str(source), "episodes_per_task": count, "layout": LAYOUT},
-            # Meta-World never terminates: an episode's only end is the 500-step time limit, so
-            # a done flag in the release (set only at the last step) is a timeout, not a terminal.
-            "done_flags": "mapped to timeouts",
-            **provenance(),
-        }
-        add_tasks_to_manifest(dest, entries, header)
-    except BaseException:
-        for target in moved:
-            shutil.rmtree(target, ignore_errors=True)
-        shutil.rmtree(staging if dest_existed else dest, ignore_errors=True)
-        raise
-    shutil.rmtree(staging)
-    return DatasetStore(dest)
+    def write_tasks(staging: Path) -> dict[str, dict]:
+        total = len(task_folders) * count
+        with tqdm(total=total, unit="file", desc="importing", disable=not progress) as bar:
+            return {
+                task: write_task(staging, task, _read_task(folder, count, bar))
+                for task, folder in task_folders.items()
+            }
+
+    header = {
+        "source": "npz-import",
+        "import": {"path": str(source), "episodes_per_task": count, "layout": LAYOUT},
+        # Meta-World never terminates: an episode's only end is the 500-step time limit, so
+        # a done flag in the release (set only at the last step) is a timeout, not a terminal.
+        "done_flags": "mapped to timeouts",
+        **provenance(),
+    }
+    return import_whole(dest, write_tasks, header)
 
 
 def _find_task_folders(source: Path) -> dict[str, Path]:

@@ -21,9 +21,7 @@ and the manifest is written. One task is in memory at a time.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +33,10 @@ from bench.data.safe_unpickle import load_numpy_pickle
 from bench.data.store import (
     MANIFEST_NAME,
     DatasetStore,
-    add_tasks_to_manifest,
     provenance,
     write_task,
 )
+from bench.data.whole_import import import_whole
 from bench.envs import mujoco_meta
 from bench.errors import UserError, unknown_choice
 
@@ -97,10 +95,7 @@ def import_prompt_dt(
     if (dest / MANIFEST_NAME).exists():
         return _finished_import(dest, record, list(tasks))
 
-    dest_existed = dest.exists()
-    staging = dest / f".import-staging-{os.getpid()}"
-    moved: list[Path] = []
-    try:
+    def write_tasks(staging: Path) -> dict[str, dict]:
         entries = {}
         with tqdm(total=2 * len(tasks), unit="file", desc="importing", disable=not progress) as bar:
             for task, files in tasks.items():
@@ -110,29 +105,18 @@ def import_prompt_dt(
                     "prompt_episodes": prompt_episodes,
                     "task_parameters": parameters,
                 }
-        for task in entries:
-            target = dest / task
-            if target.exists():  # dest has no manifest, so this is a leftover of a killed import
-                shutil.rmtree(target)
-            os.rename(staging / task, target)
-            moved.append(target)
-        header = {
-            "source": SOURCE,
-            "import": record,
-            "episode_order": "per task: the dataset's trajectories, then its prompt_episodes "
-            "prompt trajectories",
-            "done_flags": "terminals as in the release; a timeout at the last step of each "
-            "trajectory that does not terminate",
-            **provenance(),
-        }
-        add_tasks_to_manifest(dest, entries, header)
-    except BaseException:
-        for target in moved:
-            shutil.rmtree(target, ignore_errors=True)
-        shutil.rmtree(staging if dest_existed else dest, ignore_errors=True)
-        raise
-    shutil.rmtree(staging)
-    return DatasetStore(dest)
+        return entries
+
+    header = {
+        "source": SOURCE,
+        "import": record,
+        "episode_order": "per task: the dataset's trajectories, then its prompt_episodes "
+        "prompt trajectories",
+        "done_flags": "terminals as in the release; a timeout at the last step of each "
+        "trajectory that does not terminate",
+        **provenance(),
+    }
+    return import_whole(dest, write_tasks, header)
 
 
 def _finished_import(dest: Path, record: dict, tasks: list[str]) -> DatasetStore:

@@ -8,7 +8,7 @@ from typing import Any
 
 from bench.data.store import DatasetStore
 from bench.errors import UserError
-from bench.suites import Suite
+from bench.suites import META_RL, Suite
 
 
 def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
@@ -17,7 +17,7 @@ def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
     families (SAC experts; one store holds all three, their task names do not collide)."""
     if data.get("path"):
         return Path(data["path"])
-    source = "sac" if suite is not None and suite.benchmark == "mujoco-meta-rl" else "scripted"
+    source = "sac" if suite is not None and suite.benchmark == META_RL else "scripted"
     return Path(data["root"]) / f"{source}-ep{data['episodes_per_task']}"
 
 
@@ -26,7 +26,8 @@ def check_dataset(data: Mapping[str, Any]) -> None:
     if data.get("path") and not (dataset_path(data) / "manifest.json").exists():
         raise UserError(
             f"no dataset at data.path={data['path']} (no manifest.json); import one with "
-            "`bench data import-npz` / `import-prompt-dt` or generate one with `bench data generate`"
+            "`bench data import-npz` / `import-prompt-dt` or generate one with "
+            "`bench data generate`"
         )
 
 
@@ -40,7 +41,7 @@ def open_dataset(
     if data.get("path"):
         check_dataset(data)
         return DatasetStore(path)
-    if suite.benchmark == "mujoco-meta-rl":
+    if suite.benchmark == META_RL:
         from bench.data.sac_experts import generate_meta_rl_dataset
 
         return generate_meta_rl_dataset(

@@ -9,7 +9,8 @@ are rolled out too: their prompts come from their data.
 
 Resumable: a trained expert is kept in `<store>/.experts/<family>.pt` and each task is written
 whole (bench.data.store), so a re-run trains nothing twice and skips the tasks already listed.
-Each task's entry in the manifest says its task parameter (as an imported Prompt-DT one does) and the expert's mean return on it.
+Each task's entry in the manifest says its task parameter (as an imported Prompt-DT one does)
+and the expert's mean return on it.
 """
 
 from __future__ import annotations
@@ -25,14 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.data.generate import damaged_tasks, tasks_already_generated
-from bench.data.store import (
-    DatasetStore,
-    add_tasks_to_manifest,
-    provenance,
-    remove_abandoned_staging,
-    write_task,
-)
+from bench.data.generate import tasks_to_write
+from bench.data.store import DatasetStore, add_tasks_to_manifest, provenance, write_task
 from bench.envs import mujoco_meta
 from bench.errors import UserError
 from bench.stop_signals import StopRequest
@@ -65,10 +60,7 @@ def generate_meta_rl_dataset(
         "generator": _generator_settings(episodes_per_task, expert_steps, seed),
         **provenance(),
     }
-    listed = tasks_already_generated(root, header)
-    remove_abandoned_staging(root)
-    damage = damaged_tasks(root, [t for t in tasks if t in listed], verify, StopRequest())
-    todo = [task for task in tasks if task not in listed or task in damage]
+    todo, damage = tasks_to_write(root, tasks, header, verify, StopRequest())
     for family in sorted(families):
         family_tasks = [t for t in todo if mujoco_meta.parse_task(t)[0] == family]
         if not family_tasks:
@@ -107,11 +99,15 @@ def task_feature(family: str, parameter: float) -> np.ndarray:
     return np.array([parameter], dtype=np.float32)
 
 
+def _input_dim(family: str) -> int:
+    """The expert's input: an observation and its task feature."""
+    return mujoco_meta.OBSERVATION_DIM[family] + len(task_feature(family, 0.0))
+
+
 class Expert:
     """A family's trained SAC: acts for a batch of observations of one task."""
 
-    def __init__(self, family: str, learner: Any) -> None:
-        self.family = family
+    def __init__(self, learner: Any) -> None:
         self.learner = learner
 
     def act(self, observations: np.ndarray, feature: np.ndarray) -> np.ndarray:
@@ -130,9 +126,7 @@ def _make_learner(family: str, seed: int) -> Any:
 
     d3rlpy.seed(seed)
     learner = d3rlpy.algos.SACConfig(batch_size=BATCH_SIZE).create(device="cpu:0")
-    feature_dim = len(task_feature(family, 0.0))
-    observation_dim = mujoco_meta.OBSERVATION_DIM[family] + feature_dim
-    learner.create_impl((observation_dim,), mujoco_meta.ACTION_DIM[family])
+    learner.create_impl((_input_dim(family),), mujoco_meta.ACTION_DIM[family])
     return learner
 
 
@@ -144,11 +138,10 @@ def train_expert(root: Path, family: str, steps: int, seed: int, progress: bool)
     learner = _make_learner(family, seed)
     if path.exists():
         learner.impl.load_model(io.BytesIO(path.read_bytes()))
-        return Expert(family, learner)
+        return Expert(learner)
     parameters = mujoco_meta.task_parameters(family, seed)
     rng = np.random.default_rng([seed, 7, len(family)])
-    feature_dim = len(task_feature(family, 0.0))
-    observation_dim = mujoco_meta.OBSERVATION_DIM[family] + feature_dim
+    observation_dim = _input_dim(family)
     action_dim = mujoco_meta.ACTION_DIM[family]
     buffer = {
         "observations": np.zeros((steps, observation_dim), np.float32),
@@ -201,7 +194,7 @@ def train_expert(root: Path, family: str, steps: int, seed: int, progress: bool)
     temporary = path.with_suffix(".tmp")
     temporary.write_bytes(saved.getvalue())
     temporary.rename(path)
-    return Expert(family, learner)
+    return Expert(learner)
 
 
 def roll_out(
@@ -224,9 +217,11 @@ def roll_out(
     rewards = np.zeros((episodes, steps), np.float32)
     terminals = np.zeros((episodes, steps), bool)
     lengths = np.full(episodes, steps)
+    reset_seeds = rng.integers(0, 2**31 - 1, size=episodes)
     try:
-        current = np.stack([env.reset(seed=int(s))[0] for env, s in
-                            zip(envs, rng.integers(0, 2**31 - 1, size=episodes), strict=True)])  # fmt: skip
+        current = np.stack(
+            [env.reset(seed=int(s))[0] for env, s in zip(envs, reset_seeds, strict=True)]
+        )
         running = np.ones(episodes, bool)
         for t in tqdm(range(steps), desc=task, unit="step", disable=not progress, leave=False):
             batch_actions = expert.act(current, feature)

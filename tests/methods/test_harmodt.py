@@ -16,7 +16,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.registry import build_method
-from bench.suites import Suite
+from bench.suites import META_RL, Suite
 from methods.dt import average_harmony
 from methods.harmodt_masks import (
     cosine_alpha,
@@ -434,7 +434,7 @@ def _unseen_task_setup(tmp_path, write_store, name="harmodt_f", **values):
         for i, t in enumerate(tasks)
     }
     store = write_store(tmp_path / "store", arrays, episode_length=10)
-    suite = Suite("unseen", tasks[:3], benchmark="mujoco-meta-rl", test_tasks=("t1", "t3"))
+    suite = Suite("unseen", tasks[:3], benchmark=META_RL, test_tasks=("t1", "t3"))
     data = OfflineData(store, suite.tasks, 1.0, 2, unseen_tasks=suite.unseen_tasks)
     config = compose_config([f"method={name}", "scale=smoke"])
     method_values = {k: v for k, v in config["method"].items() if k != "name"}
