@@ -172,6 +172,7 @@ def versions() -> dict[str, str]:
 
 
 _CODE_PATHS = ("bench", "methods", "configs", "pyproject.toml")
+_RESULT_PATHSPECS = (":(exclude)reports", ":(exclude)runs")
 
 
 def git_commit(repo: Path) -> dict[str, Any]:
@@ -183,12 +184,14 @@ def git_commit(repo: Path) -> dict[str, Any]:
         ).stdout.strip()
 
     try:
-        # Dirty: a tracked file changed, or an untracked file where code and configs live (runs
-        # and reports written inside the checkout are results, not code).
+        # Dirty: a tracked file changed, or an untracked file where code and configs live. Runs
+        # and reports written inside the checkout are results, not code, even where a committed
+        # sweep tracks them (re-running one of its cells rewrites its tracked result.json).
         changed = git("status", "--porcelain", "--", *_CODE_PATHS)
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed) or bool(
-            git("status", "--porcelain", "--untracked-files=no")
-        )}
+        changed_tracked = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", *_RESULT_PATHSPECS
+        )
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(changed or changed_tracked)}
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"commit": "unknown", "dirty": None}
 

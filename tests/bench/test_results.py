@@ -1,0 +1,42 @@
+import subprocess
+from pathlib import Path
+
+from bench.results import git_commit
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+
+def _repo_with_a_committed_sweep(tmp_path: Path) -> Path:
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "runner.py").write_text("STEPS = 1\n")
+    (tmp_path / "README.md").write_text("readme\n")
+    cell = tmp_path / "reports" / "mt5-quick" / "runs" / "mtbc" / "seed0"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text('{"success_rate": 0.5}\n')
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "sweep")
+    return cell
+
+
+def test_rerunning_a_cell_of_a_committed_sweep_leaves_the_tree_clean(tmp_path: Path) -> None:
+    cell = _repo_with_a_committed_sweep(tmp_path)
+    (cell / "result.json").write_text('{"success_rate": 0.75}\n')
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "result.json").write_text("{}\n")
+    (tmp_path / "scratch.txt").write_text("notes\n")
+
+    assert git_commit(tmp_path)["dirty"] is False
+
+
+def test_a_changed_tracked_file_or_new_code_makes_the_tree_dirty(tmp_path: Path) -> None:
+    _repo_with_a_committed_sweep(tmp_path)
+    (tmp_path / "README.md").write_text("changed\n")
+    assert git_commit(tmp_path)["dirty"] is True
+
+    _git(tmp_path, "checkout", "--", "README.md")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "bench" / "new_module.py").write_text("X = 1\n")
+    assert git_commit(tmp_path)["dirty"] is True
