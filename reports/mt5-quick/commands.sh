@@ -3,13 +3,13 @@
 set -euo pipefail
 
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed0
-bench run seed=0 method=harmodt_f tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
+bench run method=harmodt_f seed=0 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed1
 bench run seed=1 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed2
 bench run seed=2 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
-bench run seed=0 method=harmodt_m tasks=mt5 scale=quick progress=false run.root=reports/mt5-quick/runs
+bench run method=harmodt_m seed=0 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed1
 bench run seed=1 method=harmodt_m tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed2
