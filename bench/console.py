@@ -23,7 +23,7 @@ def per_task_table(result: Mapping[str, Any]) -> str:
         for task, r in result["per_task"].items()
     ]
     rows.append({"task": "mean", **_scores(result, scored)})
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows).fillna("")  # the mean row has no split
     protocol = result["protocol"]
     title = (
         f"{result['method']} on {result['suite']} ({result['data']['name']}), "
