@@ -62,12 +62,13 @@ def plot_harmony(events: list[dict[str, Any]]) -> Figure:
             "o-",
             label="with task masks (mask updates)",
         )
-        harmony.plot(
-            steps,
-            [e["harmony"]["unmasked"] for e in updates],
-            "s--",
-            label="without masks, same weights (mask updates)",
-        )
+        if all("unmasked" in e["harmony"] for e in updates):  # not with official gradients
+            harmony.plot(
+                steps,
+                [e["harmony"]["unmasked"] for e in updates],
+                "s--",
+                label="without masks, same weights (mask updates)",
+            )
     if diagnostics:
         harmony.plot(
             [e["step"] for e in diagnostics],

@@ -27,6 +27,7 @@ from bench.suites import Suite
 from methods.dt import action_error, average_harmony
 from methods.dt_acting import Actor
 from methods.harmodt_masks import (
+    GradientForm,
     ScoreForm,
     VoteRule,
     cosine_alpha,
@@ -56,6 +57,9 @@ class HarmoDTConfig(PromptDTConfig):
     vote_threshold: int = 25  # Eq. 13
     vote_rule: VoteRule = "paper"
     mask_batches: int = 1  # batches per task behind each mask-update gradient
+    # Alg. 2's gradients: both of Eq. 4 and Eq. 10 (paper), or the official update_gradient's
+    # one masked gradient, clipped, in both roles (half the passes; docs/harmodt.md).
+    update_gradients: GradientForm = "paper"
     total_steps: int = 1_000_000  # E in Eq. 12: the run's train.steps
 
     def __post_init__(self) -> None:
@@ -202,10 +206,9 @@ class HarmoDT(PromptDT):
             "sparsity": [round(1.0 - active / size, 4) for active in active_counts],
             "inactive": [size - active for active in active_counts],
             "changed": changed,
-            "harmony": {
-                "masked": average_harmony(masked_grads),
-                "unmasked": average_harmony(full_grads),
-            },
+            # With the official gradients there is no unmasked one to score.
+            "harmony": {"masked": average_harmony(masked_grads)}
+            | ({} if full_grads is masked_grads else {"unmasked": average_harmony(full_grads)}),
             "overlap": mean_pairwise_iou(self.masks),
         }
 
@@ -213,27 +216,56 @@ class HarmoDT(PromptDT):
         """Per task, on the same `mask_batches` batches: the masked gradient grad L(theta * M_i)
         * M_i (Eq. 4) and the unmasked grad L(theta), each (tasks, weights), and the masked
         loss L(theta * M_i) (tasks,), the mean over the batches as the gradients are. In
-        training mode (dropout on), as the official code's update_gradient."""
+        training mode (dropout on), as the official code's update_gradient.
+        With `update_gradients=official` the one gradient is the official code's, clipped,
+        and the same tensor is returned in both roles."""
         self.network.train()
         weights = list(self.weights.values())
         batches = self.config.mask_batches
+        official = self.config.update_gradients == "official"
         shape = (len(self.masks), sum(self.sizes))
         masked = torch.empty(shape, device=self.device)
-        full = torch.empty(shape, device=self.device)
+        full = masked if official else torch.empty(shape, device=self.device)
         losses = torch.zeros(len(self.masks), device=self.device)
         for task in self.data.task_data:
             for batch in range(batches):
                 segment, prompt = self.sample_batch(task, self.mask_rng)
-                masked_loss = self.action_loss(segment, prompt, task.task_id) / batches
-                grads = torch.autograd.grad(masked_loss, weights)
+                if official:
+                    masked_loss, grads = self.clipped_masked_gradient(segment, prompt, task.task_id)
+                    masked_loss, grads = masked_loss / batches, [g / batches for g in grads]
+                else:
+                    masked_loss = self.action_loss(segment, prompt, task.task_id) / batches
+                    grads = torch.autograd.grad(masked_loss, weights)
                 _store(masked[task.task_id], grads, accumulate=batch > 0)
                 losses[task.task_id] += masked_loss.detach()
+                if official:
+                    continue
                 with self.autocast():
                     predicted = self.network(segment, prompt)  # theta itself, no mask
                 full_loss = action_error(predicted, segment)
                 grads = torch.autograd.grad(full_loss / batches, weights)
                 _store(full[task.task_id], grads, accumulate=batch > 0)
         return masked, full, losses
+
+    def clipped_masked_gradient(
+        self, segment: Segment, prompt: Segment | None, task_id: int
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The official update_gradient: the loss at theta * M_task, its gradient clipped to
+        norm `grad_clip` over every parameter (the masked-out weights' gradients, taken at
+        their zeroed value, count in the norm), then masked. Returns the loss and, per
+        maskable weight, the clipped masked gradient."""
+        with self.phase("masking"):
+            masked = self.masked_weights(task_id)
+        with self.autocast():
+            predicted = functional_call(self.network, masked, (segment, prompt))
+        loss = action_error(predicted, segment)
+        others = [p for n, p in self.network.named_parameters() if n not in masked]
+        grads = torch.autograd.grad(loss, [*masked.values(), *others], allow_unused=True)
+        norms = [torch.linalg.vector_norm(g) for g in grads if g is not None]
+        total = torch.linalg.vector_norm(torch.stack(norms))
+        scale = (self.config.grad_clip / (total + 1e-6)).clamp(max=1.0)  # as clip_grad_norm_
+        pairs = zip(grads[: len(masked)], self.task_mask(task_id), strict=True)
+        return loss, [gradient * mask * scale for gradient, mask in pairs]
 
     def unseen_task_mask(self) -> Tensor:
         """Eq. 13's mask for a task outside the training set (flat, in `shared_weights` order)."""

@@ -19,6 +19,7 @@ Importance = Literal["magnitude", "fisher"]
 # Fisher term, and Eq. 13's comparison.
 ScoreForm = Literal["paper", "official"]
 VoteRule = Literal["paper", "official"]
+GradientForm = Literal["paper", "official"]
 
 
 def erk_densities(shapes: Sequence[Sequence[int]], density: float) -> list[float]:

@@ -3,6 +3,7 @@ step, Eq. 13's two vote rules, the harmony diagnostic, resume, and a smoke run e
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -17,7 +18,7 @@ from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.registry import build_method
 from bench.suites import META_RL, Suite
-from methods.dt import average_harmony
+from methods.dt import action_error, average_harmony
 from methods.harmodt_masks import (
     cosine_alpha,
     erk_densities,
@@ -316,8 +317,52 @@ def test_the_configured_score_form_reaches_the_mask_update(tiny_suite, tiny_stor
     assert not torch.equal(masks["paper"], masks["official"])
 
 
+def test_official_update_gradients_are_the_official_codes_clipped_masked_gradient(
+    tiny_suite, tiny_store
+):
+    clip = 1e-3  # well below this batch's gradient norm, so the clip acts
+    overrides = ("harmodt.update_gradients=official", f"dt.grad_clip={clip}")
+    method = _build("harmodt_f", tiny_suite, tiny_store, *overrides)
+    method.network.train()
+    segment, prompt = method.sample_batch(method.data.task_data[1], np.random.default_rng(5))
+    torch.manual_seed(1)  # the same dropout draws in both passes
+    loss, gradients = method.clipped_masked_gradient(segment, prompt, task_id=1)
+
+    # The official update_gradient: load theta * M into the model, backward, clip every
+    # parameter's gradient to the norm, then zero the masked-out weights' gradients.
+    network = copy.deepcopy(method.network)
+    with torch.no_grad():
+        for name, weight in method.masked_weights(1).items():
+            network.get_parameter(name).copy_(weight)
+    torch.manual_seed(1)
+    official_loss = action_error(network(segment, prompt), segment)
+    official_loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(network.parameters(), clip)
+    assert norm > 10 * clip
+    pairs = zip(method.weights, method.task_mask(1), strict=True)
+    expected = [network.get_parameter(name).grad * mask for name, mask in pairs]
+
+    assert loss.item() == pytest.approx(official_loss.item(), rel=1e-6)
+    for ours, theirs in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-9)
+
+
+def test_official_update_gradients_take_one_gradient_in_both_roles(tiny_suite, tiny_store):
+    overrides = ("harmodt.update_gradients=official", "harmodt.mask_interval=2")
+    method = _build("harmodt_f", tiny_suite, tiny_store, *overrides)
+    assert method.config.update_gradients == "official"
+    masked, full, _ = method.task_gradients()
+    assert full is masked
+    for step in range(2):
+        method.train_step(step)
+    (event,) = method.pop_events()
+    assert set(event["harmony"]) == {"masked"}  # no unmasked gradient was taken
+
+
 def test_an_unknown_score_form_or_vote_rule_is_a_user_error(tiny_suite, tiny_store):
-    for override in ("harmodt.score_form=printed", "harmodt.vote_rule=greater"):
+    overrides = ("harmodt.score_form=printed", "harmodt.vote_rule=greater",
+                 "harmodt.update_gradients=clipped")  # fmt: skip
+    for override in overrides:
         with pytest.raises(UserError, match=r"choose one of: official, paper"):
             _build("harmodt_m", tiny_suite, tiny_store, override)
 
