@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--json-out", help="where the JSON goes (default runs/perf/<stage>.json)")
     perf.add_argument("--store", help="data: a store folder to write once and reuse (kept)")
     perf.add_argument(
+        "--ops", type=int, default=0, metavar="N",
+        help="train: profile N more steps op by op (torch.profiler), the top ops by self time",
+    )  # fmt: skip
+    perf.add_argument(
         "--require-quiet", action="store_true", help="refuse when other processes are busy"
     )
     analyze = commands.add_parser(
@@ -315,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(run_perf(
                 args.stage, args.overrides, args.steps, args.warmup, args.episodes,
                 args.eval_tasks, args.eval_steps, args.reference, args.reference_python,
-                args.json_out, args.require_quiet, args.store,
+                args.json_out, args.require_quiet, args.store, args.ops,
             ))  # fmt: skip
             return 0
         print(_methods_table())

@@ -54,12 +54,17 @@ def run_perf(
     json_out: str | None = None,
     require_quiet: bool = False,
     store: str | None = None,
+    op_steps: int = 0,
 ) -> str:
     """Measure `stage`, write its JSON and return the table to print."""
     if stage not in STAGES:
         raise UserError(f"unknown perf stage {stage!r}; choose one of: {', '.join(STAGES)}")
-    if steps < 1 or warmup < 0 or eval_tasks < 1 or eval_steps < 1:
-        raise UserError("--steps, --eval-tasks and --eval-steps must be >= 1, --warmup >= 0")
+    if steps < 1 or warmup < 0 or eval_tasks < 1 or eval_steps < 1 or op_steps < 0:
+        raise UserError(
+            "--steps, --eval-tasks and --eval-steps must be >= 1, --warmup and --ops >= 0"
+        )
+    if op_steps and stage != "train":
+        raise UserError(f"--ops profiles training steps: use it with train, not {stage}")
     if reference and stage == "data":
         raise UserError("the official code has no data-store figure; drop --reference for data")
     settings = _settings(stage, overrides) if stage != "data" else None
@@ -74,7 +79,7 @@ def run_perf(
         figures = _measure_data(episodes, store)
     else:
         figures = _measure_method(
-            stage, settings, steps, warmup, episodes, eval_tasks, eval_steps
+            stage, settings, steps, warmup, episodes, eval_tasks, eval_steps, op_steps
         )
     result = {
         "stage": stage,
@@ -128,6 +133,7 @@ def _measure_method(
     episodes: int | None,
     eval_tasks: int,
     eval_steps: int,
+    op_steps: int = 0,
 ) -> dict[str, Any]:
     from bench.data.samplers import OfflineData
     from bench.perf.synthetic import write_synthetic_store
@@ -156,7 +162,7 @@ def _measure_method(
         if stage == "train":
             from bench.perf.train import measure_train
 
-            figures.update(measure_train(method, steps, warmup))
+            figures.update(measure_train(method, steps, warmup, op_steps))
         elif stage == "mask-update":
             from bench.perf.train import measure_mask_update
 

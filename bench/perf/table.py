@@ -22,6 +22,13 @@ def perf_table(result: Mapping[str, Any]) -> str:
         unit = "ms per step" if stage == "train" else "seconds"
         parts = [[name, value] for name, value in breakdown.items()]
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
+    profile = figures.get("op_profile")
+    if profile:
+        rows = [[o["op"], o["self_ms_per_step"], 100 * o["share"], o["calls_per_step"]]
+                for o in profile["ops"]]  # fmt: skip
+        headers = ["op (torch.profiler, self time)", "ms per step", "% of ops", "calls per step"]
+        lines += ["", f"top ops over {profile['steps']} profiled steps:"]
+        lines.append(tabulate(rows, headers=headers, floatfmt=".4g"))
     section, key = _REFERENCE_PARTS.get(stage, ("", ""))
     reference_parts = (ref.get(section) or {}).get(key)
     if reference_parts:

@@ -21,9 +21,10 @@ from bench.registry import Method
 TRAIN_PHASES = ("sampling", "forward", "backward", "masking", "optimizer")
 
 
-def measure_train(method: Method, steps: int, warmup: int) -> dict[str, Any]:
+def measure_train(method: Method, steps: int, warmup: int, op_steps: int = 0) -> dict[str, Any]:
     """ms per step and steps/s over `steps` steps after `warmup`, and a per-phase breakdown
-    (ms per step) from a second pass of `steps` steps."""
+    (ms per step) from a second pass of `steps` steps; with `op_steps`, a third pass of that
+    many steps under torch's profiler, op by op."""
     for step in range(warmup):
         method.train_step(step)
     durations = []
@@ -34,6 +35,8 @@ def measure_train(method: Method, steps: int, warmup: int) -> dict[str, Any]:
             durations.append(time.perf_counter() - start)
     seconds = sum(durations)
     breakdown, breakdown_load = _timed_pass(method, range(warmup + steps, warmup + 2 * steps))
+    first_profiled = warmup + 2 * steps
+    ops = op_profile(method, range(first_profiled, first_profiled + op_steps)) if op_steps else None
     return {
         "steps": steps,
         "warmup": warmup,
@@ -44,6 +47,33 @@ def measure_train(method: Method, steps: int, warmup: int) -> dict[str, Any]:
         "load": load.describe(),
         "breakdown_load": breakdown_load.describe(),
         "peak_rss_mib": peak_rss_mib(),
+        **({"op_profile": ops} if ops else {}),
+    }
+
+
+def op_profile(method: Method, steps: range, top: int = 15) -> dict[str, Any]:
+    """The `top` torch ops by self time over `steps` training steps (torch.profiler, CPU):
+    ms per step, share of all ops' self time, and calls per step. The profiler's own cost
+    inflates the small ops, so the shares say where time goes, not the step's length."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for step in steps:
+            method.train_step(step)
+    averages = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total_us = sum(event.self_cpu_time_total for event in averages)
+    return {
+        "steps": len(steps),
+        "self_ms_per_step_all_ops": total_us / 1000 / len(steps),
+        "ops": [
+            {
+                "op": event.key,
+                "self_ms_per_step": event.self_cpu_time_total / 1000 / len(steps),
+                "share": event.self_cpu_time_total / total_us,
+                "calls_per_step": event.count / len(steps),
+            }
+            for event in averages[:top]
+        ],
     }
 
 

@@ -36,6 +36,21 @@ def test_train_reports_steps_and_a_breakdown_that_adds_up(tmp_path, capsys):
     assert "ms per step" in printed and "masking" in printed
 
 
+def test_ops_profiles_training_op_by_op(tmp_path, capsys):
+    code, result = _perf(tmp_path, "train", "method=prompt_dt", "--steps", "1", "--warmup", "0",
+                         "--episodes", "4", "--ops", "2")  # fmt: skip
+    assert code == 0
+    profile = result["figures"]["op_profile"]
+    assert profile["steps"] == 2
+    ops = profile["ops"]
+    assert len(ops) == 15 and sum(o["share"] for o in ops) <= 1.0
+    assert [o["self_ms_per_step"] for o in ops] == sorted(
+        (o["self_ms_per_step"] for o in ops), reverse=True
+    )
+    assert any(o["op"] in {"aten::mm", "aten::addmm", "aten::bmm"} for o in ops)
+    assert "top ops over 2 profiled steps" in capsys.readouterr().out
+
+
 def test_a_method_without_phases_gets_its_total_only(tmp_path):
     code, result = _perf(tmp_path, "train", "method=mtbc", "--steps", "2", "--warmup", "1",
                          "--episodes", "4")  # fmt: skip
@@ -96,6 +111,7 @@ def test_ratios_come_from_the_reference_json(tmp_path):
         (["train", "precision=fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
         (["train", "--steps", "0"], "--steps, --eval-tasks and --eval-steps must be >= 1"),
         (["data", "--reference", "x.json"], "the official code has no data-store figure"),
+        (["eval", "--ops", "3"], "--ops profiles training steps: use it with train, not eval"),
         (["train", "--reference", "missing.json"], "--reference missing.json: no such file"),
     ],
 )
