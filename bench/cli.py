@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     perf.add_argument("--store", help="data: a store folder to write once and reuse (kept)")
     perf.add_argument(
         "--ops", type=int, default=0, metavar="N",
-        help="train: profile N more steps op by op (torch.profiler), the top ops by self time",
+        help="train, eval: profile N more training steps or policy calls op by op (torch.profiler)",
     )  # fmt: skip
     perf.add_argument(
         "--require-quiet", action="store_true", help="refuse when other processes are busy"

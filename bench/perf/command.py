@@ -63,8 +63,10 @@ def run_perf(
         raise UserError(
             "--steps, --eval-tasks and --eval-steps must be >= 1, --warmup and --ops >= 0"
         )
-    if op_steps and stage != "train":
-        raise UserError(f"--ops profiles training steps: use it with train, not {stage}")
+    if op_steps and stage not in ("train", "eval"):
+        raise UserError(
+            f"--ops profiles training steps or policy calls: train or eval, not {stage}"
+        )
     if reference and stage == "data":
         raise UserError("the official code has no data-store figure; drop --reference for data")
     settings = _settings(stage, overrides) if stage != "data" else None
@@ -171,7 +173,9 @@ def _measure_method(
             from bench.perf.evaluation import measure_eval
 
             tasks = suite.tasks[:eval_tasks]
-            figures.update(measure_eval(method, tasks, settings.eval.episodes, eval_steps))
+            figures.update(
+                measure_eval(method, tasks, settings.eval.episodes, eval_steps, op_steps)
+            )
     return figures
 
 

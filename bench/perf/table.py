@@ -24,10 +24,11 @@ def perf_table(result: Mapping[str, Any]) -> str:
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
     profile = figures.get("op_profile")
     if profile:
-        rows = [[o["op"], o["self_ms_per_step"], 100 * o["share"], o["calls_per_step"]]
+        unit = profile["unit"]
+        rows = [[o["op"], o["self_ms_per_unit"], 100 * o["share"], o["calls_per_unit"]]
                 for o in profile["ops"]]  # fmt: skip
-        headers = ["op (torch.profiler, self time)", "ms per step", "% of ops", "calls per step"]
-        lines += ["", f"top ops over {profile['steps']} profiled steps:"]
+        headers = ["op (torch.profiler, self time)", f"ms per {unit}", "% of ops", f"per {unit}"]
+        lines += ["", f"top ops over {profile['units']} profiled {unit}s:"]
         lines.append(tabulate(rows, headers=headers, floatfmt=".4g"))
     section, key = _REFERENCE_PARTS.get(stage, ("", ""))
     reference_parts = (ref.get(section) or {}).get(key)

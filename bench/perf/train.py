@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.perf.load import LoadMeter, peak_rss_mib
+from bench.perf.ops import cpu_profiler, top_ops
 from bench.perf.phases import PhaseClock
 from bench.registry import Method
 
@@ -51,30 +52,12 @@ def measure_train(method: Method, steps: int, warmup: int, op_steps: int = 0) ->
     }
 
 
-def op_profile(method: Method, steps: range, top: int = 15) -> dict[str, Any]:
-    """The `top` torch ops by self time over `steps` training steps (torch.profiler, CPU):
-    ms per step, share of all ops' self time, and calls per step. The profiler's own cost
-    inflates the small ops, so the shares say where time goes, not the step's length."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+def op_profile(method: Method, steps: range) -> dict[str, Any]:
+    """The top torch ops by self time over `steps` training steps (bench/perf/ops.py)."""
+    with cpu_profiler() as profiler:
         for step in steps:
             method.train_step(step)
-    averages = sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total_us = sum(event.self_cpu_time_total for event in averages)
-    return {
-        "steps": len(steps),
-        "self_ms_per_step_all_ops": total_us / 1000 / len(steps),
-        "ops": [
-            {
-                "op": event.key,
-                "self_ms_per_step": event.self_cpu_time_total / 1000 / len(steps),
-                "share": event.self_cpu_time_total / total_us,
-                "calls_per_step": event.count / len(steps),
-            }
-            for event in averages[:top]
-        ],
-    }
+    return top_ops(profiler, len(steps), "training step")
 
 
 def _timed_pass(method: Any, steps: range) -> tuple[dict[str, float], LoadMeter]:

@@ -40,15 +40,18 @@ def test_ops_profiles_training_op_by_op(tmp_path, capsys):
     code, result = _perf(tmp_path, "train", "method=prompt_dt", "--steps", "1", "--warmup", "0",
                          "--episodes", "4", "--ops", "2")  # fmt: skip
     assert code == 0
-    profile = result["figures"]["op_profile"]
-    assert profile["steps"] == 2
+    _check_op_profile(result["figures"]["op_profile"], "training step", 2)
+    assert "top ops over 2 profiled training steps" in capsys.readouterr().out
+
+
+def _check_op_profile(profile, unit, units):
+    assert (profile["unit"], profile["units"]) == (unit, units)
     ops = profile["ops"]
     assert len(ops) == 15 and sum(o["share"] for o in ops) <= 1.0
-    assert [o["self_ms_per_step"] for o in ops] == sorted(
-        (o["self_ms_per_step"] for o in ops), reverse=True
+    assert [o["self_ms_per_unit"] for o in ops] == sorted(
+        (o["self_ms_per_unit"] for o in ops), reverse=True
     )
     assert any(o["op"] in {"aten::mm", "aten::addmm", "aten::bmm"} for o in ops)
-    assert "top ops over 2 profiled steps" in capsys.readouterr().out
 
 
 def test_a_method_without_phases_gets_its_total_only(tmp_path):
@@ -70,9 +73,10 @@ def test_mask_update_times_both_gradients_and_the_mask_generation(tmp_path):
 
 def test_eval_splits_policy_and_simulator_time(tmp_path):
     code, result = _perf(tmp_path, "eval", "method=prompt_dt", "--episodes", "4",
-                         "--eval-tasks", "1", "--eval-steps", "3")  # fmt: skip
+                         "--eval-tasks", "1", "--eval-steps", "3", "--ops", "2")  # fmt: skip
     assert code == 0
     figures = result["figures"]
+    _check_op_profile(figures["op_profile"], "policy call", 2)
     assert figures["env_steps"] == figures["episodes_per_task"] * 3
     assert figures["policy_env_steps_per_s"] == pytest.approx(
         1000 / figures["policy_ms_per_env_step"]
@@ -111,7 +115,7 @@ def test_ratios_come_from_the_reference_json(tmp_path):
         (["train", "precision=fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
         (["train", "--steps", "0"], "--steps, --eval-tasks and --eval-steps must be >= 1"),
         (["data", "--reference", "x.json"], "the official code has no data-store figure"),
-        (["eval", "--ops", "3"], "--ops profiles training steps: use it with train, not eval"),
+        (["data", "--ops", "3"], "--ops profiles training steps or policy calls: train or eval"),
         (["train", "--reference", "missing.json"], "--reference missing.json: no such file"),
     ],
 )
