@@ -9,7 +9,9 @@ stratified bootstrap (resampling runs within each task), 95 %.
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,18 +42,37 @@ def mean(scores: np.ndarray) -> float:
     return float(metrics.aggregate_mean(scores))
 
 
+def _stream(seed: int, name: str) -> np.random.RandomState:
+    """Each method's (or pair's) own resampling stream, so that its interval does not move
+    when another method (or a swept variant) joins the report. rliable's StratifiedBootstrap
+    ignores the random_state it is given and draws from NumPy's global generator, which
+    `_intervals_one_by_one` therefore seeds from this stream as well."""
+    return np.random.RandomState([seed, zlib.crc32(name.encode())])
+
+
+def _intervals_one_by_one(
+    matrices: Mapping[str, Any], statistic: Any, reps: int, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    points, intervals = {}, {}
+    for name, scores in matrices.items():
+        np.random.seed(_stream(seed, name).randint(2**31))
+        point, interval = rly.get_interval_estimates(
+            {name: scores},
+            statistic,
+            reps=reps,
+            confidence_interval_size=CONFIDENCE,
+            random_state=_stream(seed, name),
+        )
+        points[name], intervals[name] = point[name], interval[name]
+    return points, intervals
+
+
 def interval_estimates(
     matrices: Mapping[str, np.ndarray], reps: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
     """IQM and mean with stratified-bootstrap CIs: a row per method (point, low, high)."""
     aggregate = lambda scores: np.array([iqm(scores), mean(scores)])
-    points, intervals = rly.get_interval_estimates(
-        dict(matrices),
-        aggregate,
-        reps=reps,
-        confidence_interval_size=CONFIDENCE,
-        random_state=np.random.RandomState(seed),
-    )
+    points, intervals = _intervals_one_by_one(matrices, aggregate, reps, seed)
     rows = []
     for name in matrices:
         (iqm_point, mean_point), (low, high) = points[name], intervals[name]
@@ -81,12 +102,8 @@ def probability_of_improvement(
     }
     if not pairs:
         return pd.DataFrame(columns=["method", "probability", "low", "high"])
-    points, intervals = rly.get_interval_estimates(
-        pairs,
-        metrics.probability_of_improvement,
-        reps=reps,
-        confidence_interval_size=CONFIDENCE,
-        random_state=np.random.RandomState(seed),
+    points, intervals = _intervals_one_by_one(
+        pairs, metrics.probability_of_improvement, reps, seed
     )
     rows = []
     for pair in pairs:
@@ -101,12 +118,13 @@ def performance_profiles(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Fraction of (run, task) scores above each threshold, with bootstrap CIs, per method.
 
-    rliable draws these resamples from NumPy's global generator: seeded here for a repeatable
-    report."""
-    np.random.seed(seed)
-    return rly.create_performance_profile(
-        dict(matrices),
-        thresholds,
-        reps=reps,
-        confidence_interval_size=CONFIDENCE,
-    )
+    rliable draws these resamples from NumPy's global generator: seeded here, per method, for
+    a repeatable report in which a method's bands do not depend on the other methods."""
+    profiles, bands = {}, {}
+    for name, scores in matrices.items():
+        np.random.seed(_stream(seed, name).randint(2**31))
+        profile, band = rly.create_performance_profile(
+            {name: scores}, thresholds, reps=reps, confidence_interval_size=CONFIDENCE
+        )
+        profiles[name], bands[name] = profile[name], band[name]
+    return profiles, bands
