@@ -8,6 +8,18 @@ bench run method=harmodt_f seed=0 tasks=mt5 scale=quick progress=false threads=1
 bench run seed=1 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/seed2
 bench run seed=2 method=harmodt_f tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.1/seed0
+bench run method=harmodt_f method.sparsity=0.1 seed=0 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.1/seed1
+bench run method=harmodt_f method.sparsity=0.1 seed=1 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.1/seed2
+bench run method=harmodt_f method.sparsity=0.1 seed=2 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.3/seed0
+bench run method=harmodt_f method.sparsity=0.3 seed=0 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.3/seed1
+bench run method=harmodt_f method.sparsity=0.3 seed=1 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
+# reports/mt5-quick/runs/mt5/near_optimal/harmodt_f/sparsity=0.3/seed2
+bench run method=harmodt_f method.sparsity=0.3 seed=2 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed0
 bench run method=harmodt_m seed=0 tasks=mt5 scale=quick progress=false threads=1 run.root=reports/mt5-quick/runs
 # reports/mt5-quick/runs/mt5/near_optimal/harmodt_m/seed1
