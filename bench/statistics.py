@@ -45,9 +45,11 @@ def mean(scores: np.ndarray) -> float:
 def _stream(seed: int, name: str) -> np.random.RandomState:
     """Each method's (or pair's) own resampling stream, so that its interval does not move
     when another method (or a swept variant) joins the report. rliable's StratifiedBootstrap
-    ignores the random_state it is given and draws from NumPy's global generator, which
-    `_intervals_one_by_one` therefore seeds from this stream as well."""
-    return np.random.RandomState([seed, zlib.crc32(name.encode())])
+    ignores the random_state it is given and draws from NumPy's global generator, so that is
+    seeded from the same stream before every call."""
+    stream = np.random.RandomState([seed, zlib.crc32(name.encode())])
+    np.random.seed(stream.randint(2**31))
+    return stream
 
 
 def _intervals_one_by_one(
@@ -55,7 +57,6 @@ def _intervals_one_by_one(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     points, intervals = {}, {}
     for name, scores in matrices.items():
-        np.random.seed(_stream(seed, name).randint(2**31))
         point, interval = rly.get_interval_estimates(
             {name: scores},
             statistic,
@@ -122,7 +123,7 @@ def performance_profiles(
     a repeatable report in which a method's bands do not depend on the other methods."""
     profiles, bands = {}, {}
     for name, scores in matrices.items():
-        np.random.seed(_stream(seed, name).randint(2**31))
+        _stream(seed, name)  # create_performance_profile takes no generator: the global one
         profile, band = rly.create_performance_profile(
             {name: scores}, thresholds, reps=reps, confidence_interval_size=CONFIDENCE
         )

@@ -208,7 +208,11 @@ class HarmoDT(PromptDT):
             "changed": changed,
             # With the official gradients there is no unmasked one to score.
             "harmony": {"masked": average_harmony(masked_grads)}
-            | ({} if full_grads is masked_grads else {"unmasked": average_harmony(full_grads)}),
+            | (
+                {"unmasked": average_harmony(full_grads)}
+                if self.config.update_gradients == "paper"
+                else {}
+            ),
             "overlap": mean_pairwise_iou(self.masks),
         }
 

@@ -24,11 +24,11 @@ def perf_table(result: Mapping[str, Any]) -> str:
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
     profile = figures.get("op_profile")
     if profile:
-        unit = profile["unit"]
+        per = profile["unit"]  # a training step or a policy call
         rows = [[o["op"], o["self_ms_per_unit"], 100 * o["share"], o["calls_per_unit"]]
                 for o in profile["ops"]]  # fmt: skip
-        headers = ["op (torch.profiler, self time)", f"ms per {unit}", "% of ops", f"per {unit}"]
-        lines += ["", f"top ops over {profile['units']} profiled {unit}s:"]
+        headers = ["op (torch.profiler, self time)", f"ms per {per}", "% of ops", f"per {per}"]
+        lines += ["", f"top ops over {profile['units']} profiled {per}s:"]
         lines.append(tabulate(rows, headers=headers, floatfmt=".4g"))
     section, key = _REFERENCE_PARTS.get(stage, ("", ""))
     reference_parts = (ref.get(section) or {}).get(key)
