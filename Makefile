@@ -26,4 +26,4 @@ test: lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) runs/smoke data/scripted-ep6
+	rm -rf $(VENV) runs/smoke data/replay-ep6 data/scripted-ep6

@@ -2,7 +2,8 @@
 
 - harmony.png: the averaged harmony score (HarmoDT Def. 3.2) over training, as in the paper's
   Fig. 2a: from HarmoDT's `mask_update` events (with the task masks and without them, at the
-  same weights) and from the `harmony` events any DT method logs with analysis.harmony_every=N;
+  same weights) and from the `harmony` events any DT method logs with analysis.harmony_every=N,
+  each beside its chance level (dashed, same colour; `harmony_chance` in methods/dt.py);
   HarmoDT runs add the mean pairwise overlap (IoU) of the task masks below it.
 - mask_tsne.png: a t-SNE of the final task masks (paper Fig. 5), for runs whose checkpoint holds
   task masks; distances are the fraction of weights on which two masks differ.
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 from matplotlib.figure import Figure
 
 from bench import results
 from bench.atomic import atomic_file
 from bench.errors import UserError
+from bench.plots import plot_with_chance
 
 HARMONY_PNG = "harmony.png"
 TSNE_PNG = "mask_tsne.png"
@@ -56,28 +59,24 @@ def plot_harmony(events: list[dict[str, Any]]) -> Figure:
     harmony = axes[0]
     if updates:
         steps = [e["step"] for e in updates]
-        harmony.plot(
-            steps,
-            [e["harmony"]["masked"] for e in updates],
-            "o-",
-            label="with task masks (mask updates)",
-        )
-        if all("unmasked" in e["harmony"] for e in updates):  # not with official gradients
-            harmony.plot(
-                steps,
-                [e["harmony"]["unmasked"] for e in updates],
-                "s--",
-                label="without masks, same weights (mask updates)",
-            )
+        for series, marker, label in (
+            ("masked", "o", "with task masks (mask updates)"),
+            ("unmasked", "s", "without masks, same weights (mask updates)"),
+        ):
+            if all(series in e["harmony"] for e in updates):  # no unmasked: official gradients
+                values = [e["harmony"][series] for e in updates]
+                chances = [e.get("harmony_chance", {}).get(series) for e in updates]
+                plot_with_chance(harmony, _by_step(steps, values, chances), label, marker=marker)
     if diagnostics:
-        harmony.plot(
+        by_step = _by_step(
             [e["step"] for e in diagnostics],
             [e["harmony"] for e in diagnostics],
-            ".-",
-            label="training gradients (analysis.harmony_every)",
+            [e.get("harmony_chance") for e in diagnostics],
         )
+        label = "training gradients (analysis.harmony_every)"
+        plot_with_chance(harmony, by_step, label, marker=".")
     harmony.axhline(0.0, color="grey", linewidth=0.5)
-    harmony.set_ylabel("averaged harmony score (Def. 3.2)")
+    harmony.set_ylabel("averaged harmony score (Def. 3.2)\ndashed: its chance level")
     harmony.set_title("Gradient harmony among tasks")
     harmony.legend(loc="best", fontsize="small")
     if updates:
@@ -87,6 +86,13 @@ def plot_harmony(events: list[dict[str, Any]]) -> Figure:
         overlap.set_ylim(0.0, 1.02)  # a zoomed axis would dress up rounding noise as a trend
     axes[-1].set_xlabel("training step")
     return figure
+
+
+def _by_step(steps: list[int], values: list[float], chances: list[float | None]) -> pd.DataFrame:
+    """One series of events as `plot_with_chance` reads it; a chance level an event lacks
+    (logged before it existed) is NaN."""
+    chance = [np.nan if value is None else value for value in chances]
+    return pd.DataFrame({"harmony": values, "harmony_chance": chance}, index=steps)
 
 
 def plot_mask_tsne(masks: np.ndarray, names: list[str]) -> Figure:

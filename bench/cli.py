@@ -6,7 +6,8 @@
     bench data generate tasks=mt5 data=near_optimal episodes_per_task=100
     bench data import-npz /path/to/MT50 --out data/mt50-published
     bench data import-prompt-dt /path/to/prompt-dt --family cheetah_vel --out data/cheetah-vel
-    bench data verify data/scripted-ep2000
+    bench data verify data/replay-ep2000
+    bench data info data/replay-ep100             # per task: return spread, success fractions
     bench methods
     bench analyze runs/mt5/near_optimal/harmodt_f/seed0
     bench perf train method=harmodt_f threads=2   # speed of one stage (docs/performance.md)
@@ -63,6 +64,7 @@ def _run_help() -> str:
         "  seed=0  device=cpu|cuda  precision=fp32|bf16  threads=N  train.steps=N",
         "  train.eval_every=N",
         "  eval.episodes=N  data.fraction=F  data.path=STORE  data.root=DIR",
+        "  data.generator=replay|noisy_expert",
         "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods`)",
         "examples:",
         "  bench run method=harmodt_f tasks=mt5 scale=smoke",
@@ -93,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="generate, import and verify datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     generate = data_commands.add_parser(
-        "generate", help="scripted-expert data: tasks=, data=, scale=, episodes_per_task=, workers="
+        "generate",
+        help="Meta-World data from random to expert (replay-like by default): tasks=, data=, "
+        "scale=, episodes_per_task=, workers=, generator=replay|noisy_expert",
     )
     generate.add_argument(
         "--verify", action="store_true", help="also re-hash every file; corrupt tasks are repaired"
@@ -117,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
     verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
+    info = data_commands.add_parser(
+        "info", help="per task: episodes, return spread and histogram, success all / first half"
+    )
+    info.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
 
     experts = commands.add_parser(
         "experts", help="evaluate Meta-World's scripted experts (tasks=, eval.episodes=, seed=)"
@@ -132,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="write here (e.g. reports/mt5.md), plots beside")
     report.add_argument("--format", default="md", help="md (default), latex, csv or json")
     report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
+    report.add_argument(
+        "--strict", action="store_true", help="an unreadable result.json is an error, not a note"
+    )
     perf = commands.add_parser(
         "perf",
         help="time one stage (train, mask-update, eval, data) on synthetic data",
@@ -213,7 +224,11 @@ def _job_view(settings: object) -> dict:
     return {"run_dir": str(settings.run_dir), **shown}
 
 
-_DATA_SHORTHANDS = {"episodes_per_task": "data.episodes_per_task", "workers": "data.workers"}
+_DATA_SHORTHANDS = {
+    "episodes_per_task": "data.episodes_per_task",
+    "workers": "data.workers",
+    "generator": "data.generator",
+}
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -230,7 +245,10 @@ def _data(args: argparse.Namespace) -> int:
             from bench.slurm import submit_generation
 
             return submit_generation(suite, data, launcher)
+        from bench.data.summary import summary_table
+
         store = open_dataset(data, suite, progress, verify=args.verify)
+        print(summary_table(store.manifest, suite.data_tasks) + "\n")
         print(f"{dataset_path(data, suite)}: {len(store.tasks)} tasks")
         return 0
     if args.data_command == "import-npz":
@@ -246,6 +264,11 @@ def _data(args: argparse.Namespace) -> int:
         out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
         store = import_prompt_dt(args.source, out, families=args.family)
         print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
+        return 0
+    if args.data_command == "info":
+        from bench.data.summary import store_summary
+
+        print(store_summary(args.path))
         return 0
     from bench.data.store import DatasetStore
 
@@ -308,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             from bench.report import write_report
 
-            text = write_report(args.root, args.out, args.format, args.bootstrap_reps)
+            text = write_report(
+                args.root, args.out, args.format, args.bootstrap_reps, strict=args.strict
+            )
             print(f"{args.out}: written" if args.out else text, end="\n" if args.out else "")
             return 0
         if args.command == "analyze":

@@ -8,10 +8,15 @@ trains Prompt-DT without masks, and HarmoDT-R (a fixed random mask per task: Pro
 network under masks, never updated) at each sparsity, with analysis.harmony_every=N, as
 ordinary run directories (resumable; done ones are skipped). The figure and the table are
 read from their metrics.jsonl, so the same command after an interruption finishes the job.
+
+Def. 3.2 alone cannot test that claim: unrelated gradients score more for fewer tasks and more
+under masks. Each score is therefore shown beside its chance level (`harmony_chance` in
+methods/dt.py) and the excess over it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from bench.errors import UserError
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5)
 NO_MASK = "no mask (Prompt-DT)"
 POINTS = 20  # harmony measurements per run when analysis.harmony_every is not given
+KEYS = ["suite", "setting"]  # a row of the table, a line of the figure
 
 
 def conflict_jobs(overrides: Sequence[str], sparsities: Sequence[float]) -> list[list[str]]:
@@ -47,7 +53,7 @@ def conflict_jobs(overrides: Sequence[str], sparsities: Sequence[float]) -> list
 
 
 def harmony_frame(run_dirs: Sequence[Path]) -> pd.DataFrame:
-    """A row per harmony measurement: suite, setting, seed, step, harmony."""
+    """A row per harmony measurement: suite, setting, seed, step, harmony, harmony_chance."""
     import yaml
 
     rows = []
@@ -61,28 +67,39 @@ def harmony_frame(run_dirs: Sequence[Path]) -> pd.DataFrame:
         )
         for event in results.read_metrics(run_dir):
             if event.get("event") == "harmony":
+                # No chance level in runs logged before it existed: NaN.
+                chance = event.get("harmony_chance", math.nan)
                 rows.append({"suite": config["tasks"]["name"], "setting": setting,
                              "seed": config["seed"], "step": event["step"],
-                             "harmony": event["harmony"]})  # fmt: skip
-    return pd.DataFrame(rows, columns=["suite", "setting", "seed", "step", "harmony"])
+                             "harmony": event["harmony"], "harmony_chance": chance})  # fmt: skip
+    return pd.DataFrame(rows, columns=[*KEYS, "seed", "step", "harmony", "harmony_chance"])
 
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A row per suite and setting: the harmony averaged over training and at the last
-    measurement (means over seeds)."""
-    keys = ["suite", "setting"]
-    last_step = frame.groupby([*keys, "seed"])["step"].transform("max")
-    table = pd.DataFrame(
-        {
-            "mean over training": frame.groupby(keys)["harmony"].mean(),
-            "last": frame[frame["step"] == last_step].groupby(keys)["harmony"].mean(),
-            "seeds": frame.groupby(keys)["seed"].nunique(),
-        }
-    ).reset_index()
+    measurement (means over seeds), each with its chance level and the excess over it."""
+    last_step = frame.groupby([*KEYS, "seed"])["step"].transform("max")
+    overall = _with_chance(frame, "mean over training", "chance", "excess")
+    last = _with_chance(frame[frame["step"] == last_step], "last", "last chance", "last excess")
+    seeds = frame.groupby(KEYS)["seed"].nunique().rename("seeds")
+    table = pd.concat([overall, last, seeds], axis=1).reset_index()
     order = {name: index for index, name in enumerate(settings_in_order(frame))}
     table["_suite"] = table["suite"].map(suite_size)
     table["_setting"] = table["setting"].map(order)
     return table.sort_values(["_suite", "_setting"]).drop(columns=["_suite", "_setting"])
+
+
+def _with_chance(frame: pd.DataFrame, value: str, chance: str, excess: str) -> pd.DataFrame:
+    """Per suite and setting, the mean harmony, its mean chance level and the difference, as
+    columns named `value`, `chance`, `excess` (NaN where a run logged no chance level)."""
+    means = plots.harmony_means(frame, KEYS)
+    return pd.DataFrame(
+        {
+            value: means["harmony"],
+            chance: means["harmony_chance"],
+            excess: means["harmony"] - means["harmony_chance"],
+        }
+    )
 
 
 def analyze_conflicts(
@@ -110,6 +127,11 @@ def analyze_conflicts(
             "Averaged harmony score (Def. 3.2, in [-1, 1]; 1 = every task's gradient agrees in "
             "sign with the mean gradient on every weight) of one batch per task at the training "
             "weights, for Prompt-DT without masks and HarmoDT-R's fixed random task masks.", "",
+            "Def. 3.2 is above 0 even for unrelated tasks (each task is part of the mean it is "
+            "compared with), and zeros (masks) raise it further. *chance* is its value for the "
+            "same gradients with every entry's sign flipped by a coin (same magnitudes and "
+            "zeros, no shared direction); *excess* = score - chance is the agreement among "
+            "tasks beyond chance.", "",
             table, "", f"![harmony over training]({figure.name})", "",
             "Made by:", "", "    bench analyze conflicts " + " ".join(
                 [*overrides, f"--sparsities={','.join(f'{s:g}' for s in sparsities)}",

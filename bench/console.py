@@ -30,7 +30,15 @@ def per_task_table(result: Mapping[str, Any]) -> str:
         f"seed {result['seed']}, scale={result['scale']}, "
         f"{protocol['episodes_per_task']} episodes per task, checkpoint {protocol['checkpoint']}"
     )
-    return title + "\n\n" + frame.to_markdown(index=False, floatfmt=".3f")
+    text = title + "\n\n" + frame.to_markdown(index=False, floatfmt=".3f")
+    best = result.get("best_of_evaluations")
+    if best and best["evaluations"] > 1:
+        score = best["mean_return"] if best["success_rate"] is None else best["success_rate"]
+        text += (
+            f"\n\nbest of {best['evaluations']} evaluations (the official code's protocol, "
+            f"not this run's score): {score:.3f} at step {best['step']}"
+        )
+    return text
 
 
 def _last_eval(event: Mapping[str, Any] | None) -> str:

@@ -6,6 +6,7 @@ anything else and keep their traceback.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 
 
@@ -14,16 +15,29 @@ class UserError(Exception):
 
 
 def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserError:
-    """The standard 'unknown X; choose one of: ...' error."""
-    listed = ", ".join(sorted(choices))
-    return UserError(f"unknown {kind} {value!r}; choose one of: {listed}")
+    """The standard 'unknown X; choose one of: ...' error, with the closest choice first when
+    the value looks like a typo or a wrong case (`MTDT` -> did you mean 'mtdt'?)."""
+    choices = sorted(map(str, choices))
+    listed = ", ".join(choices)
+    hint = ""
+    if isinstance(value, str):
+        by_lower = {choice.lower(): choice for choice in choices}
+        close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
+        if close:
+            hint = f" (did you mean {by_lower[close[0]]!r}?)"
+    return UserError(f"unknown {kind} {value!r}{hint}; choose one of: {listed}")
 
 
 def check_all(scope: str, problems: Mapping[str, bool]) -> None:
-    """Raise one UserError listing every message whose condition holds (`{message: failed}`)."""
-    bad = [message for message, failed in problems.items() if failed]
+    """Raise one UserError listing every message whose condition holds (`{message: failed}`),
+    each naming its key as the user types it (`method.sparsity must be ...`)."""
+    bad = [
+        message if message.startswith(f"{scope}.") else f"{scope}.{message}"
+        for message, failed in problems.items()
+        if failed
+    ]
     if bad:
-        raise UserError(f"{scope}: {'; '.join(bad)}")
+        raise UserError("; ".join(bad))
 
 
 def count_problem(label: str, value: object, minimum: int) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -16,6 +17,7 @@ matplotlib.use("Agg")  # files only: no display on a cluster node or in CI
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 
 
 def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
@@ -79,41 +81,71 @@ def performance_profiles(
 
 
 def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
-    """HarmoDT's averaged harmony score (Def. 3.2) over training, with and without masks."""
+    """HarmoDT's averaged harmony score (Def. 3.2) over training, with and without masks, each
+    beside its chance level (dashed, same colour)."""
     figure, axes = plt.subplots(figsize=(7, 4))
     for (method, series), group in curves.groupby(["method", "series"], sort=True):
-        by_step = group.groupby("step")["harmony"].mean()
-        axes.plot(by_step.index, by_step.to_numpy(), label=f"{method} ({series})")
-    axes.set(xlabel="training step", ylabel="average harmony score", title=title)
+        by_step = harmony_means(group, "step")
+        plot_with_chance(axes, by_step, f"{method} ({series})")
+    axes.set(xlabel="training step", ylabel="average harmony score\ndashed: its chance level",
+             title=title)  # fmt: skip
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return _save(figure, path)
 
 
 def conflict_curves(frame: pd.DataFrame, settings: list[str], path: Path, title: str) -> Path:
-    """HarmoDT Fig. 2a: one panel per suite, the averaged harmony score against the training
-    step, a line per mask setting (mean over seeds; no mask dashed)."""
+    """HarmoDT Fig. 2a: a column per suite, the averaged harmony score against the training
+    step, a line per mask setting (mean over seeds; no mask black) beside its chance level
+    (dashed), and below it the score minus the chance level: agreement among the tasks."""
     from bench.conflicts import NO_MASK, suite_size
 
     suites = sorted(frame["suite"].unique(), key=suite_size)
-    figure, axes = plt.subplots(1, len(suites), figsize=(5 * len(suites), 4), squeeze=False,
-                                sharey=True)  # fmt: skip
+    rows = 2 if frame["harmony_chance"].notna().any() else 1  # no chance: logged before it
+    figure, axes = plt.subplots(rows, len(suites), figsize=(5 * len(suites), 3.6 * rows),
+                                squeeze=False, sharex="col", sharey="row")  # fmt: skip
     colours = plt.cm.viridis_r([0.15 + 0.7 * i / 5 for i in range(6)])
-    for axis, suite in zip(axes[0], suites, strict=True):
+    for column, suite in enumerate(suites):
         for index, setting in enumerate(settings):
             group = frame[(frame["suite"] == suite) & (frame["setting"] == setting)]
             if group.empty:
                 continue
-            by_step = group.groupby("step")["harmony"].mean()
-            style = {"color": "black", "linestyle": "--"} if setting == NO_MASK else {
-                "color": colours[index % len(colours)]}  # fmt: skip
-            axis.plot(by_step.index, by_step.to_numpy(), label=setting, **style)
-        axis.set(title=suite, xlabel="training step")
-        axis.grid(alpha=0.3)
-    axes[0][0].set_ylabel("averaged harmony score (Def. 3.2)")
-    axes[0][-1].legend(fontsize=8)
+            colour = "black" if setting == NO_MASK else colours[index % len(colours)]
+            by_step = harmony_means(group, "step")
+            plot_with_chance(axes[0][column], by_step, setting, color=colour)
+            if rows == 2:
+                excess = by_step["harmony"] - by_step["harmony_chance"]
+                axes[1][column].plot(excess.index, excess.to_numpy(), color=colour, label=setting)
+        axes[0][column].set_title(suite)
+        axes[-1][column].set_xlabel("training step")
+        for axis in axes[:, column]:
+            axis.axhline(0.0, color="grey", linewidth=0.5)
+            axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("averaged harmony score (Def. 3.2)\ndashed: its chance level")
+    if rows == 2:
+        axes[1][0].set_ylabel("score - chance level")
+    axes[-1][-1].legend(fontsize=7)  # the settings; the top label says what dashes are
     figure.suptitle(title)
     return _save(figure, path)
+
+
+def harmony_means(frame: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
+    """`harmony` and `harmony_chance` per `by` (e.g. the step: means over seeds). A chance
+    level is NaN unless every measurement has one (runs logged before it existed do not),
+    rather than a mean over the others."""
+    columns = frame.groupby(by)[["harmony", "harmony_chance"]]
+    return columns.agg(lambda values: values.mean(skipna=False))
+
+
+def plot_with_chance(axis: Axes, by_step: pd.DataFrame, label: str, **style: Any) -> None:
+    """`by_step`'s harmony solid and its chance level dashed in the same colour: the score shows
+    agreement among tasks only where it lies above the dashed line. Without a chance level at
+    every step, the solid line only."""
+    (line,) = axis.plot(by_step.index, by_step["harmony"].to_numpy(), label=label, **style)
+    chance = by_step["harmony_chance"]
+    if chance.notna().all():
+        axis.plot(chance.index, chance.to_numpy(), linestyle="--", color=line.get_color(),
+                  label=f"{label}: chance level")  # fmt: skip
 
 
 def ablation_curves(

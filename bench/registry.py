@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -94,7 +96,13 @@ def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> Any:
 
 
 def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
-    """Literal choices and plain scalar types are checked, so a typo never runs silently."""
+    """Literal choices and plain scalar types (or None where a field is optional) are checked,
+    so a typo never runs silently."""
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    if optional and type(None) in typing.get_args(annotation):
+        if value is None:
+            return
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is typing.Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
@@ -106,6 +114,8 @@ def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
         raise UserError(f"method.{key} must be an integer, got {value!r}")
     if annotation is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise UserError(f"method.{key} must be a number, got {value!r}")
+    if annotation is float and not math.isfinite(value):  # nan passes every range check
+        raise UserError(f"method.{key} must be a finite number, got {value!r}")
 
 
 def build_method(

@@ -29,23 +29,40 @@ def find_results(root: Path) -> list[Path]:
     return sorted(Path(root).rglob(results.RESULT))
 
 
-def load_results(root: Path) -> pd.DataFrame:
-    """A row per (run, task) of every result.json below `root`."""
+def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFrame:
+    """A row per (run, task) of every result.json below `root`.
+
+    A result.json that cannot be read or is not a run's result is an error naming it; with an
+    `unreadable` list, it is appended there as `<path>: <reason>` and the others are read.
+    """
     if not Path(root).is_dir():
         raise UserError(f"no such folder: {root}")
     rows = []
     for path in find_results(root):
-        rows.extend(_rows(path))
+        try:
+            rows.extend(_rows(path))
+        except UserError as error:
+            if unreadable is None:
+                raise
+            unreadable.append(str(error))
     if not rows:
-        raise UserError(f"no result.json below {root}; run `bench run` first")
+        damaged = f"; unreadable: {'; '.join(unreadable)}" if unreadable else ""
+        raise UserError(f"no readable result.json below {root}; run `bench run` first{damaged}")
     return pd.DataFrame(rows)
 
 
 def _rows(result_path: Path) -> list[dict[str, Any]]:
     try:
         result = json.loads(result_path.read_text())
+        return _result_rows(result_path, result)
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot read {result_path}: {error}") from None
+        raise UserError(f"{result_path}: cannot read it ({error})") from None
+    except (KeyError, TypeError, AttributeError) as error:  # valid JSON, not a run's result
+        reason = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise UserError(f"{result_path}: not a run's result ({reason})") from None
+
+
+def _result_rows(result_path: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
     run_dir = result_path.parent
     saved = _saved_config(run_dir)
     method_config = saved.get("config", {}).get("method", {})
@@ -53,16 +70,20 @@ def _rows(result_path: Path) -> list[dict[str, Any]]:
     command = "bench run " + " ".join(shlex.quote(o) for o in overrides) if overrides else None
     non_default = result.get("non_default") or {}
     versions = result.get("versions", {})
+    best = result.get("best_of_evaluations") or {}  # absent in results made before it existed
     common = {
         "method": result["method"],
         "variant": _variant(non_default),
         "suite": result["suite"],
         "data": result["data"]["name"],
+        "generator": result["data"].get("generator"),  # None: made before results named it
         "scale": result["scale"],
         "seed": int(result["seed"]),
         "eval_episodes": int(result["protocol"]["episodes_per_task"]),
         "checkpoint": result["protocol"]["checkpoint"],
         "run_success_rate": _score(result["success_rate"]),  # NaN: a meta-RL run (by return)
+        "best_success_rate": _score(best.get("success_rate")),
+        "best_evaluations": int(best.get("evaluations", 0)),
         "num_parameters": int(result["num_parameters"]),
         "n_layer": method_config.get("n_layer"),
         "n_head": method_config.get("n_head"),
@@ -104,30 +125,43 @@ def _saved_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / results.CONFIG
     if not path.exists():
         return {}
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):  # the result stands; only its command and sizes are lost
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def training_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From one read of each run's metrics.jsonl, for the runs in `frame`:
 
     - evaluations: a row per (run, evaluation), periodic and final: step and success rate;
-    - harmony: a row per (run, mask update or harmony diagnostic): the averaged harmony score.
+    - harmony: a row per (run, mask update or harmony diagnostic): the averaged harmony score
+      and its chance level (NaN for runs logged before the chance level existed).
     """
     evaluations, harmony = [], []
     for _, run in frame.drop_duplicates("run_dir").iterrows():
         cell = {k: run[k] for k in [*CELL, "seed"]}
-        for event in results.read_metrics(Path(run["run_dir"])):
+        try:
+            events = results.read_metrics(Path(run["run_dir"]))
+        except UserError:  # a damaged metrics.jsonl loses that run's curves, not the report
+            events = []
+        for event in events:
             kind, step = event.get("event"), event.get("step")
             if kind == "eval":
                 evaluations.append({**cell, "step": step, "success_rate": event["success_rate"]})
             elif kind == "mask_update":
+                chances = event.get("harmony_chance", {})
                 for series, value in event["harmony"].items():
-                    harmony.append({**cell, "step": step, "series": series, "harmony": value})
+                    harmony.append({**cell, "step": step, "series": series, "harmony": value,
+                                    "harmony_chance": _score(chances.get(series))})  # fmt: skip
             elif kind == "harmony":
-                harmony.append(
-                    {**cell, "step": step, "series": "unmasked", "harmony": event["harmony"]}
-                )
+                harmony.append({**cell, "step": step, "series": "unmasked",
+                                "harmony": event["harmony"],
+                                "harmony_chance": _score(event.get("harmony_chance"))})  # fmt: skip
     return (
         pd.DataFrame(evaluations, columns=[*CELL, "seed", "step", "success_rate"]),
-        pd.DataFrame(harmony, columns=[*CELL, "seed", "step", "series", "harmony"]),
+        pd.DataFrame(
+            harmony, columns=[*CELL, "seed", "step", "series", "harmony", "harmony_chance"]
+        ),
     )

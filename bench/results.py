@@ -116,6 +116,35 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
+BEST_OF_RULE = (
+    "the official code's protocol (best_suc in its main.py): the highest mean score over the "
+    "run's evaluations, periodic and final, each with the same episodes per task"
+)
+
+
+def best_of_evaluations(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The best of a run's `eval` events by mean success rate (meta-RL runs: mean return):
+    its scores, step and how many evaluations it was chosen from; None without evaluations.
+    The earliest evaluation wins a tie."""
+    evaluations = [event for event in events if event.get("event") == "eval"]
+    if not evaluations:
+        return None
+
+    def score(event: Mapping[str, Any]) -> float:
+        value = event["success_rate"]
+        return float(event["mean_return"] if value is None else value)
+
+    best = max(evaluations, key=score)  # max keeps the first of equal scores
+    return {
+        "evaluations": len(evaluations),
+        "step": int(best["step"]),
+        "success_rate": best["success_rate"],
+        "mean_return": best["mean_return"],
+        "per_task": best["per_task"],
+        "rule": BEST_OF_RULE,
+    }
+
+
 def read_status(run_dir: Path) -> str:
     """The status file's word, with `running` told from `interrupted` by the run's lock: a
     run whose process died without a word (kill -9, a lost node) holds no lock."""
@@ -145,7 +174,12 @@ def dataset_hash(manifest: Mapping[str, Any], tasks: Sequence[str]) -> str:
     read = {
         "source": manifest.get("source"),
         "generator": manifest.get("generator"),
-        "tasks": {task: manifest["tasks"][task] for task in tasks},
+        # A task's summary (returns, success) is computed from its files: not hashed twice, so
+        # a store listed before summaries existed hashes as it did.
+        "tasks": {
+            task: {k: v for k, v in manifest["tasks"][task].items() if k != "summary"}
+            for task in tasks
+        },
     }
     return hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()
 

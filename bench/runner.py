@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from bench import results
 from bench.atomic import write_json
+from bench.data.generate import generator_name
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
@@ -210,7 +211,11 @@ class _Run:
             "suite": suite.name,
             "tasks": list(suite.tasks),
             **({"test_tasks": list(suite.test_tasks)} if suite.test_tasks else {}),
-            "data": {"name": data_config["name"], **data.summary()},
+            "data": {
+                "name": data_config["name"],
+                "generator": generator_name(store.manifest),
+                **data.summary(),
+            },
             "dataset_hash": self.dataset_hash,
             "dataset_store": {
                 "path": str(dataset_path(data_config, suite)),
@@ -227,6 +232,8 @@ class _Run:
                 **scores["protocol"],
                 "checkpoint": f"final (step {self.checkpoint_step})",
             },
+            # Never the run's score: reported beside it, labelled, as the official code's.
+            "best_of_evaluations": results.best_of_evaluations(results.read_metrics(self.run_dir)),
             **_unseen_tasks(suite, method),
             "num_parameters": method.num_parameters(),
             "device": settings.device,

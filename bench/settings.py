@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Composed, compose_run
-from bench.data.prepare import check_dataset, dataset_path
+from bench.data.prepare import check_dataset, dataset_path, generator_choice
 from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.suites import Suite, get_suite
@@ -131,6 +131,7 @@ def load_data_settings(
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
     _at_least(data, "data", episodes_per_task=1, prompt_episodes=0, seed=0, goal_pool_seed=0,
               workers=1, expert_steps=1)  # fmt: skip
+    generator_choice(data)  # the meta-RL suites ignore it, but a typo is a typo anywhere
     fraction = data["fraction"]
     if not 0.0 < fraction <= 1.0:
         raise UserError(f"data.fraction must be in (0, 1], got {fraction!r}")
@@ -260,7 +261,7 @@ def _check_unseen_tasks(suite: Suite, spec: Any, method_config: Any) -> None:
     most = suite.num_tasks - 1 if method_config.vote_rule == "paper" else suite.num_tasks
     if not 0 <= threshold <= most:
         raise UserError(
-            f"harmodt.vote_threshold={threshold} leaves the unseen-task mask of {suite.name} empty "
+            f"method.vote_threshold={threshold} leaves the unseen-task mask of {suite.name} empty "
             f"({suite.num_tasks} training tasks, vote_rule={method_config.vote_rule}); "
             f"choose 0 to {most}"
         )

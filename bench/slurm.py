@@ -275,8 +275,8 @@ def _check_data_ready(settings: Settings) -> None:
     missing = _missing_tasks(store, settings.suite.tasks)
     if missing:
         suite = settings.suite.name
-        values = " ".join(f"data.{key}={data[key]}" for key in
-                          ("root", "episodes_per_task", "seed", "goal_pool_seed"))  # fmt: skip
+        keys = ("root", "generator", "episodes_per_task", "seed", "goal_pool_seed")
+        values = " ".join(f"data.{key}={data[key]}" for key in keys)
         raise UserError(
             f"{store} lacks {len(missing)} of the {len(settings.suite.tasks)} tasks of {suite} "
             f"(first: {missing[0]}); make it first: `bench data generate tasks={suite} "

@@ -10,8 +10,9 @@ tensors are masked and why: docs/harmodt.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,18 +25,23 @@ from bench.data.samplers import OfflineData, Segment
 from bench.errors import UserError, check_all
 from bench.registry import register
 from bench.suites import Suite
-from methods.dt import action_error, average_harmony
+from methods.dt import action_error
 from methods.dt_acting import Actor
 from methods.harmodt_masks import (
+    TABLE6_MASK_UPDATES,
     GradientForm,
     ScoreForm,
     VoteRule,
     cosine_alpha,
     erk_mask,
+    matching_eta_max,
     mean_pairwise_iou,
     pack_masks,
+    schedule_swaps,
+    table6_swapped_fraction,
     unpack_masks,
     update_masks,
+    update_steps,
     vote_mask,
 )
 from methods.prompt_dt import PromptDT, PromptDTConfig
@@ -47,9 +53,14 @@ class HarmoDTConfig(PromptDTConfig):
 
     variant: Literal["random", "magnitude", "fisher"] = "fisher"  # HarmoDT-R / -M / -F
     sparsity: float = 0.2  # S: fraction of each task's maskable weights that is inactive
-    mask_interval: int = 5000  # t_m
-    eta_min: int = 0
-    eta_max: int = 100
+    # t_m. None: `mask_updates` updates spread evenly over the run, Table 6's 200 (t_m = 5000
+    # of 1e6 steps) at any train.steps.
+    mask_interval: int | None = None
+    mask_updates: int = TABLE6_MASK_UPDATES
+    eta_min: float = 0
+    # None: Table 6's 100, scaled to this network's maskable weights so that a task swaps the
+    # same fraction of them over the run (`matching_eta_max`; 100 at the paper's size).
+    eta_max: float | None = None
     balance: float = 10.0  # lambda in Eq. 8
     # Eq. 8 as printed (A + lambda I, Fisher of log L) or as the official code (lambda A + I,
     # Fisher of L); Eq. 13 with the paper's `>` or the official `>=` (docs/harmodt.md).
@@ -64,14 +75,21 @@ class HarmoDTConfig(PromptDTConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        interval, eta_max = self.mask_interval, self.eta_max
         problems = {
             "sparsity must be in [0, 1)": not 0.0 <= self.sparsity < 1.0,
-            "mask_interval must be >= 1": self.mask_interval < 1,
-            "need 0 <= eta_min <= eta_max": not 0 <= self.eta_min <= self.eta_max,
+            "mask_interval must be null (spread mask_updates over the run) or an integer >= 1": (
+                interval is not None
+                and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1)
+            ),
+            "mask_updates must be >= 1": self.mask_updates < 1,
+            "eta_min must be >= 0 and <= eta_max (null: Table 6's, scaled)": not 0
+            <= self.eta_min
+            <= (self.eta_min if eta_max is None else eta_max),
             "mask_batches must be >= 1": self.mask_batches < 1,
             "total_steps must be >= 1": self.total_steps < 1,
         }
-        check_all("harmodt", problems)
+        check_all("method", problems)
 
 
 class HarmoDT(PromptDT):
@@ -99,6 +117,39 @@ class HarmoDT(PromptDT):
         ).to(device)
         # Mask-update batches have their own stream: the training batches stay Prompt-DT's.
         self.mask_rng = np.random.Generator(np.random.PCG64([seed, 2]))
+        # So has their dropout (they run in training mode, as the official update_gradient):
+        # drawn from torch's global generator, it would shift every later training step's.
+        derived = np.random.SeedSequence([seed, 4]).generate_state(1, dtype=np.uint64)[0]
+        self.mask_dropout_state = (
+            torch.Generator(device=device).manual_seed(int(derived)).get_state()
+        )
+        self.update_steps = frozenset(
+            update_steps(config.total_steps, config.mask_updates, config.mask_interval)
+        )
+        maskable = sum(self.sizes)
+        ordered = sorted(self.update_steps)
+        self.eta_max = (
+            matching_eta_max(maskable, ordered, config.total_steps, config.eta_min)
+            if config.eta_max is None
+            else float(config.eta_max)
+        )
+        self.swapped = torch.zeros(data.num_tasks, dtype=torch.int64)  # per task, cumulative
+        self.schedule_event = {
+            "event": "mask_schedule",
+            "step": 0,
+            "updates": len(ordered),
+            "mask_interval": config.mask_interval,
+            "eta_min": config.eta_min,
+            "eta_max": self.eta_max,
+            "maskable_weights": maskable,
+            # What the schedule will swap per task if every alpha_t fits (HarmoDT-R: nothing),
+            # beside the fraction Table 6's run swaps.
+            "planned_swapped_fraction": 0.0
+            if config.variant == "random"
+            else schedule_swaps(ordered, config.total_steps, config.eta_min, self.eta_max)
+            / maskable,
+            "table6_swapped_fraction": table6_swapped_fraction(),
+        }
 
     @property
     def unseen_task_rule(self) -> str:
@@ -159,8 +210,10 @@ class HarmoDT(PromptDT):
     # Algorithm 2 --------------------------------------------------------------------------------
 
     def train_step(self, step: int) -> dict[str, float]:
+        if step == 0:
+            self.events.append(dict(self.schedule_event))
         logs = super().train_step(step)
-        if (step + 1) % self.config.mask_interval == 0:
+        if step + 1 in self.update_steps:
             self.events.append(self.update_masks(step + 1))
         return logs
 
@@ -169,8 +222,8 @@ class HarmoDT(PromptDT):
         config = self.config
         alpha = 0
         if config.variant != "random":
-            alpha = cosine_alpha(t, config.total_steps, config.eta_min, config.eta_max)
-        with self.phase("gradients"):
+            alpha = cosine_alpha(t, config.total_steps, config.eta_min, self.eta_max)
+        with self.phase("gradients"), self.mask_update_dropout():
             masked_grads, full_grads, masked_losses = self.task_gradients()
         before = self.masks
         with self.phase("mask generation"):
@@ -190,6 +243,19 @@ class HarmoDT(PromptDT):
         with self.phase("statistics"):
             return self._mask_update_event(t, alpha, before, masked_grads, full_grads)
 
+    @contextlib.contextmanager
+    def mask_update_dropout(self) -> Iterator[None]:
+        """Torch's global generator (dropout's) set to the mask updates' own stream for the
+        duration, and put back: training draws the same dropout with or without updates."""
+        generator = _default_generator(self.device)
+        training_state = generator.get_state()
+        generator.set_state(self.mask_dropout_state)
+        try:
+            yield
+        finally:
+            self.mask_dropout_state = generator.get_state()
+            generator.set_state(training_state)
+
     def _mask_update_event(
         self, t: int, alpha: int, before: Tensor, masked_grads: Tensor, full_grads: Tensor
     ) -> dict[str, Any]:
@@ -198,6 +264,7 @@ class HarmoDT(PromptDT):
         active_counts = [int(row.count_nonzero()) for row in self.masks]
         pairs = zip(self.masks, before, strict=True)
         changed = [int((new ^ old).count_nonzero()) for new, old in pairs]
+        self.swapped += torch.tensor(changed) // 2  # a swap masks one weight and recovers one
         return {
             "event": "mask_update",
             "step": t,
@@ -206,12 +273,12 @@ class HarmoDT(PromptDT):
             "sparsity": [round(1.0 - active / size, 4) for active in active_counts],
             "inactive": [size - active for active in active_counts],
             "changed": changed,
-            # With the official gradients there is no unmasked one to score.
-            "harmony": {"masked": average_harmony(masked_grads)}
-            | (
-                {"unmasked": average_harmony(full_grads)}
-                if self.config.update_gradients == "paper"
-                else {}
+            "swapped_fraction": [round(int(n) / size, 7) for n in self.swapped],
+            # `harmony` and its `harmony_chance`; with the official gradients there is no
+            # unmasked one to score.
+            **self.harmony_fields(
+                {"masked": masked_grads}
+                | ({"unmasked": full_grads} if self.config.update_gradients == "paper" else {})
             ),
             "overlap": mean_pairwise_iou(self.masks),
         }
@@ -283,6 +350,8 @@ class HarmoDT(PromptDT):
             "task_masks": pack_masks(self.masks),
             "task_mask_size": self.masks.shape[1],
             "mask_rng": self.mask_rng.bit_generator.state,
+            "mask_dropout_state": self.mask_dropout_state,
+            "swapped": self.swapped.clone(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -295,6 +364,20 @@ class HarmoDT(PromptDT):
             )
         self.masks = masks.to(self.device)
         self.mask_rng.bit_generator.state = state["mask_rng"]
+        if "mask_dropout_state" not in state:
+            raise UserError(
+                "the checkpoint was written by an older mtbench (mask updates drew dropout from "
+                "the training stream); run.restart=true starts the run over"
+            )
+        self.mask_dropout_state = state["mask_dropout_state"]
+        self.swapped = state["swapped"].clone()
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    """The global generator torch's dropout draws from on `device`."""
+    if device.type == "cuda":
+        return torch.cuda.default_generators[device.index or torch.cuda.current_device()]
+    return torch.default_generator
 
 
 def _store(row: Tensor, gradients: tuple[Tensor, ...], accumulate: bool) -> None:

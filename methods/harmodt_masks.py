@@ -68,11 +68,77 @@ def erk_mask(
     return torch.cat(parts)
 
 
-def cosine_alpha(t: int, total: int, eta_min: int, eta_max: int) -> int:
+def cosine_alpha(t: int, total: int, eta_min: float, eta_max: float) -> int:
     """Eq. 12: weights swapped per task at step t of E = `total` (eta_min at 0 and E, eta_max
     at E/2)."""
     value = eta_max + 0.5 * (eta_min - eta_max) * (1.0 + math.cos(2.0 * math.pi * t / total))
     return math.ceil(round(value, 9))  # the rounding keeps float noise (50.000...01) from ceil
+
+
+# Table 6 at the paper's own scale: t_m = 5000 of E = 1e6 steps is 200 mask updates, and
+# eta_max = 100 is counted against the 4,718,592 weights its network masks (6 blocks of 256
+# dims: docs/harmodt.md). A shorter run or a smaller network keeps these two proportions.
+TABLE6_MASK_UPDATES = 200
+TABLE6_STEPS = 1_000_000
+TABLE6_ETA_MAX = 100
+TABLE6_MASKABLE_WEIGHTS = 4_718_592
+
+
+def update_steps(total: int, updates: int | None, interval: int | None) -> list[int]:
+    """The step counts (1-based, after the step) that end with a mask update: every `interval`
+    steps, or with `interval` None `updates` of them spread evenly over `total`, the last at
+    `total` (min(updates, total) in all, where a fixed t_m would give total // t_m)."""
+    if interval is not None:
+        return list(range(interval, total + 1, interval))
+    if updates is None or updates >= total:
+        return list(range(1, total + 1))
+    return [-(-k * total // updates) for k in range(1, updates + 1)]  # ceil(k * total / updates)
+
+
+def schedule_swaps(
+    update_steps: Sequence[int], total: int, eta_min: float, eta_max: float
+) -> int:
+    """Weights one task swaps over a run: the sum of Eq. 12's alpha_t at its update steps."""
+    return sum(cosine_alpha(t, total, eta_min, eta_max) for t in update_steps)
+
+
+def table6_swapped_fraction() -> float:
+    """The fraction of its maskable weights a task swaps over Table 6's whole run (~0.214%)."""
+    interval = TABLE6_STEPS // TABLE6_MASK_UPDATES
+    steps = range(interval, TABLE6_STEPS + 1, interval)
+    return schedule_swaps(steps, TABLE6_STEPS, 0, TABLE6_ETA_MAX) / TABLE6_MASKABLE_WEIGHTS
+
+
+def matching_eta_max(
+    maskable: int, update_steps: Sequence[int], total: int, eta_min: float
+) -> float:
+    """The eta_max whose Eq. 12 schedule at `update_steps` swaps the fraction of `maskable`
+    weights that Table 6 swaps (`table6_swapped_fraction`), as close as Eq. 12's round-up allows.
+
+    Plain proportional scaling (100 * maskable / 4.72M) overshoots on small networks: each
+    alpha_t is rounded up, which adds ~0.5 weight per update to a mean of a few (+27% on a
+    1-layer, 128-dim network). The total is monotone in eta_max, so bisection finds it; at
+    Table 6's own scale this is eta_max = 100 itself.
+    """
+    target = table6_swapped_fraction() * maskable
+    proportional = TABLE6_ETA_MAX * maskable / TABLE6_MASKABLE_WEIGHTS
+    low, high = float(eta_min), float(max(eta_min, 1.0))
+    while schedule_swaps(update_steps, total, eta_min, high) < target:
+        low, high = high, 2.0 * high
+    for _ in range(60):  # low: total below target, high: at or above it
+        middle = 0.5 * (low + high)
+        if schedule_swaps(update_steps, total, eta_min, middle) < target:
+            low = middle
+        else:
+            high = middle
+    below = schedule_swaps(update_steps, total, eta_min, low)
+    above = schedule_swaps(update_steps, total, eta_min, high)
+    closest = low if target - below < above - target else high
+    # The proportional value where it swaps exactly as many (Table 6's 100 at its own scale).
+    same = schedule_swaps(update_steps, total, eta_min, proportional) == (
+        schedule_swaps(update_steps, total, eta_min, closest)
+    )
+    return proportional if same else closest
 
 
 def importance(

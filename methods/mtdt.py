@@ -1,4 +1,4 @@
-"""MTDT: the shared DT backbone conditioned on nothing (official default) or a task-id embedding."""
+"""MTDT: the shared DT backbone with a task-id embedding (paper) or no task input (official)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from methods.dt import Conditioning, DecisionTransformerMethod, DTConfig
 
 @dataclass(frozen=True)
 class MTDTConfig(DTConfig):
-    # The official code's MTDT is Prompt-DT's network run with no prompt: "none" (the default).
-    # "task_id" is the paper's Appendix D description: a task embedding z joined to each state,
-    # i.e. W[s; onehot(task)] = W_s s + z_task, added to the state tokens.
-    conditioning: Literal["none", "task_id"] = "none"
+    # "task_id" (the default) is the paper's Appendix D (iv): a task embedding z joined to each
+    # state, i.e. W[s; onehot(task)] = W_s s + z_task, added to the state tokens. "none" is the
+    # official code's MTDT: Prompt-DT's network run with no prompt (docs/fidelity.md).
+    conditioning: Literal["none", "task_id"] = "task_id"
 
 
 class TaskIdConditioner(nn.Module):

@@ -25,7 +25,7 @@ def smoke_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("data")
     generate_dataset(
-        root / f"scripted-ep{SMOKE_EPISODES}",
+        root / f"replay-ep{SMOKE_EPISODES}",
         get_suite("mt5").tasks,
         episodes_per_task=SMOKE_EPISODES,
         progress=False,
@@ -60,7 +60,7 @@ def tiny_suite() -> Suite:
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
     """Two tasks, four episodes each (two train, two prompt)."""
-    root = tmp_path_factory.mktemp("tiny") / "scripted-ep4"
+    root = tmp_path_factory.mktemp("tiny") / "replay-ep4"
     return generate_dataset(root, TINY_TASKS, episodes_per_task=4, progress=False)
 
 

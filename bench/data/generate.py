@@ -1,11 +1,11 @@
-"""Scripted-expert datasets for Meta-World v3, from random to expert within every task.
+"""Generated datasets for Meta-World v3, from random to expert within every task.
 
 The paper's MT50 data is a SAC replay buffer "from random to expert". We emulate it with
-Meta-World's scripted experts and a per-task schedule: episode 0 acts uniformly at random, the
-last episode is the pure expert. Gaussian noise alone cannot get near random (a clipped expert
-with sigma=3 still succeeds 31 % of the time, shared/notes/metaworld-v3.md section 2), so the
-schedule anneals the probability of a uniform-random action from 1 to 0, and the Gaussian noise
-on the other actions from 0.5 to 0.
+Meta-World's scripted experts acted out by a behaviour (bench/data/behaviour.py, chosen by
+`data.generator`): `replay` (the default), one learning run per task with systematic mistakes
+that fade as it becomes the expert, or `noisy_expert`, the expert with annealed i.i.d. noise and
+random actions. Each task's manifest entry also holds a summary of its episodes
+(bench/data/summary.py).
 
 Generation is long work (MT50 near-optimal is ~3.6 h on 2 cores): tasks run in parallel worker
 processes, each finished task is written and added to the manifest at once, and a re-run skips
@@ -20,16 +20,17 @@ import importlib.metadata
 import multiprocessing
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+from bench.data.behaviour import BEHAVIOURS, DEFAULT_GENERATOR, BehaviourFactory
 from bench.data.store import (
     DatasetStore,
     add_tasks_to_manifest,
@@ -38,11 +39,11 @@ from bench.data.store import (
     remove_abandoned_staging,
     write_task,
 )
+from bench.data.summary import episode_returns, summarize
 from bench.envs.metaworld import (
     ACTION_DIM,
     MAX_EPISODE_STEPS,
     OBSERVATION_DIM,
-    ScriptedExpert,
     make_env,
     sample_goals,
 )
@@ -50,17 +51,15 @@ from bench.errors import Interrupted, UserError, unknown_choice
 from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
-MAX_NOISE_STD = 0.5
-NOISE_SCHEDULE = (
-    "progress = e / max(N - 1, 1); random_prob = 1 - progress; noise_std = 0.5 * (1 - progress)"
-)
 _POLL_SECONDS = 0.25  # how often the parent refreshes the bar and looks for a stop request
 
 
-def noise_schedule(episode: int, num_episodes: int) -> tuple[float, float]:
-    """(random_prob, noise_std) of an episode of a task: random first, pure expert last."""
-    progress = episode / max(num_episodes - 1, 1)
-    return 1.0 - progress, MAX_NOISE_STD * (1.0 - progress)
+class TaskRollout(NamedTuple):
+    """One task's generated data: the store's arrays, and whether each episode succeeded
+    (`info["success"]` at any step; the arrays do not keep it)."""
+
+    arrays: dict[str, np.ndarray]
+    success: np.ndarray
 
 
 def generate_task(
@@ -68,40 +67,43 @@ def generate_task(
     episodes: int,
     seed: int,
     pool_seed: int,
+    behaviour: BehaviourFactory = BEHAVIOURS[DEFAULT_GENERATOR],
     on_episode: Callable[[], None] | None = None,
-) -> dict[str, np.ndarray]:
-    """Roll `episodes` full episodes of the annealed scripted expert; the store's arrays.
+) -> TaskRollout:
+    """Roll `episodes` full episodes of `behaviour` (a class of bench/data/behaviour.py).
 
     Deterministic given the arguments: Meta-World's only randomness is the goal, and the goals
-    and the exploration noise both come from one generator seeded by (seed, task index).
-    `on_episode` is called after each episode (progress reporting).
+    and the behaviour's randomness both come from one generator seeded by (seed, task index),
+    goals first. `on_episode` is called after each episode (progress reporting).
     """
     rng = np.random.default_rng([seed, _task_index(task)])
     goals = sample_goals(task, episodes, pool_seed, rng)
+    policy = behaviour(task, episodes, rng)
     num_steps = episodes * MAX_EPISODE_STEPS
     observations = np.empty((num_steps, OBSERVATION_DIM), dtype=np.float32)
     actions = np.empty((num_steps, ACTION_DIM), dtype=np.float32)
     rewards = np.empty(num_steps, dtype=np.float32)
     terminals = np.zeros(num_steps, dtype=bool)
     timeouts = np.zeros(num_steps, dtype=bool)
+    success = np.zeros(episodes, dtype=bool)
 
     # One env for all episodes: set_task + reset gives the same states as a fresh env, and
     # building an env costs as much as ~100 steps.
     env = make_env(task, goals[0])
     for episode, goal in enumerate(goals):
-        random_prob, noise_std = noise_schedule(episode, episodes)
-        policy = ScriptedExpert(task, rng, random_prob=random_prob, noise_std=noise_std)
+        policy.start_episode(episode)
         env.set_task(goal)
         observation, _ = env.reset()
         start = episode * MAX_EPISODE_STEPS
         for row in range(start, start + MAX_EPISODE_STEPS):
-            action = policy.act(observation[None], None)[0]
+            action = policy.act(observation)
             observations[row] = observation
             actions[row] = action
-            observation, reward, terminated, truncated, _ = env.step(action)
+            observation, reward, terminated, truncated, info = env.step(action)
             rewards[row] = reward
             terminals[row] = terminated
             timeouts[row] = truncated
+            success[episode] |= info["success"] > 0
         if on_episode is not None:
             on_episode()
     env.close()
@@ -111,7 +113,7 @@ def generate_task(
     # The whole format assumes the raw env's semantics: no termination, truncation at step 500.
     if terminals.any() or timeouts.sum() != episodes or not timeouts[last_steps].all():
         raise RuntimeError(f"{task}: Meta-World no longer truncates exactly at step 500 only")
-    return {
+    arrays = {
         "observations": observations,
         "actions": actions,
         "rewards": rewards,
@@ -119,6 +121,7 @@ def generate_task(
         "timeouts": timeouts,
         "episode_starts": episode_starts,
     }
+    return TaskRollout(arrays, success)
 
 
 def generate_dataset(
@@ -130,8 +133,10 @@ def generate_dataset(
     workers: int = 2,
     progress: bool = True,
     verify: bool = False,
+    generator: str = DEFAULT_GENERATOR,
 ) -> DatasetStore:
-    """Generate, finish generating or repair a scripted-expert dataset in `root`; its store.
+    """Generate, finish generating or repair a dataset of `generator` (`replay` or
+    `noisy_expert`, bench/data/behaviour.py BEHAVIOURS) in `root`; its store.
 
     The requested tasks the manifest lists are checked first: the sizes of their files always
     (cheap), their sha256 too with `verify`. A damaged task is generated again like a missing
@@ -144,6 +149,8 @@ def generate_dataset(
         raise UserError("no tasks to generate data for")
     for task in tasks:
         _task_index(task)
+    if generator not in BEHAVIOURS:
+        raise unknown_choice("data.generator", generator, BEHAVIOURS)
     if episodes_per_task < 1 or workers < 1 or seed < 0 or pool_seed < 0:
         raise UserError(
             f"episodes per task ({episodes_per_task}) and workers ({workers}) must be positive, "
@@ -151,7 +158,7 @@ def generate_dataset(
         )
     header = {
         "source": "scripted",
-        "generator": _generator_settings(episodes_per_task, seed, pool_seed),
+        "generator": _generator_settings(generator, episodes_per_task, seed, pool_seed),
         **provenance(),
     }
     with handle_stop_signals(StopRequest(defer=True, insist=False)) as stop:
@@ -169,6 +176,16 @@ def generate_dataset(
     return DatasetStore(root)
 
 
+def generator_name(manifest: Mapping[str, Any]) -> str:
+    """Which generator made a store (its manifest or a generation's header): `replay` or
+    `noisy_expert` for generated Meta-World data (stores made before generators had names are
+    noisy_expert's), else the store's source (`sac`, `npz-import`, ...)."""
+    source = str(manifest.get("source"))
+    if source != "scripted":
+        return source
+    return str((manifest.get("generator") or {}).get("name", "noisy_expert"))
+
+
 def _task_index(task: str) -> int:
     """The task's index in the paper's MT50 order: a seed component that no suite choice shifts."""
     stems = {v3_name(stem): index for index, stem in enumerate(HARMODT_MT50_ORDER)}
@@ -177,9 +194,19 @@ def _task_index(task: str) -> int:
     return stems[task]
 
 
-def _generator_settings(episodes_per_task: int, seed: int, pool_seed: int) -> dict[str, Any]:
-    """Everything that decides the data; a resumed generation must match it exactly."""
+def _generator_settings(
+    generator: str, episodes_per_task: int, seed: int, pool_seed: int
+) -> dict[str, Any]:
+    """Everything that decides the data; a resumed generation must match it exactly.
+
+    noisy_expert's are those of the stores made before the generator had a name (no `name`,
+    its schedule under `noise_schedule`), so that those stores resume and hash as they did.
+    """
+    schedule = BEHAVIOURS[generator].SCHEDULE
+    named = {"name": generator} if generator != "noisy_expert" else {}
+    scheduled = {"noise_schedule" if generator == "noisy_expert" else "schedule": schedule}
     return {
+        **named,
         "policy": "metaworld.policies scripted experts, actions clipped to [-1, 1]",
         "episodes_per_task": episodes_per_task,
         "episode_steps": MAX_EPISODE_STEPS,
@@ -187,7 +214,7 @@ def _generator_settings(episodes_per_task: int, seed: int, pool_seed: int) -> di
         "pool_seed": pool_seed,
         "rng": "numpy.random.default_rng([seed, index of the task in HARMODT_MT50_ORDER])",
         "goals": "bench.envs.metaworld.sample_goals from metaworld.MT1(task, seed=pool_seed)",
-        "noise_schedule": NOISE_SCHEDULE,
+        **scheduled,
         "metaworld": importlib.metadata.version("metaworld"),
         "mujoco": importlib.metadata.version("mujoco"),
     }
@@ -259,14 +286,20 @@ def _worker(
     episodes: int,
     seed: int,
     pool_seed: int,
+    generator: str,
     replace: bool,
 ) -> None:
     """A worker process: one task from rollout to its folder on disk.
 
-    Sends None after each episode (progress), then the task's manifest entry.
+    Sends None after each episode (progress), then the task's manifest entry, with the summary
+    of its episodes.
     """
-    arrays = generate_task(task, episodes, seed, pool_seed, on_episode=lambda: results.send(None))
-    results.send(write_task(root, task, arrays, replace=replace))
+    rollout = generate_task(
+        task, episodes, seed, pool_seed, BEHAVIOURS[generator], lambda: results.send(None)
+    )
+    entry = write_task(root, task, rollout.arrays, replace=replace)
+    returns = episode_returns(rollout.arrays["rewards"], rollout.arrays["episode_starts"])
+    results.send({**entry, "summary": summarize(returns, rollout.success)})
 
 
 def _generate_in_workers(
@@ -296,7 +329,8 @@ def _generate_in_workers(
             while (waiting or running) and stop.signal_number is None:
                 while waiting and len(running) < workers:
                     task = waiting.pop(0)
-                    job = (root, task, episodes, settings["seed"], settings["pool_seed"])
+                    job = (root, task, episodes, settings["seed"], settings["pool_seed"],
+                           generator_name(header))  # fmt: skip
                     receiver, process = _start_worker(context, (*job, task in damage))
                     running[receiver] = (task, process)
                 for receiver in wait(list(running), timeout=_POLL_SECONDS):

@@ -6,19 +6,37 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.data.behaviour import DEFAULT_GENERATOR
 from bench.data.store import DatasetStore
-from bench.errors import UserError
+from bench.errors import UserError, unknown_choice
 from bench.suites import META_RL, Suite
+
+# The folder of each Meta-World generator's stores: noisy_expert keeps the name its stores had
+# before there was a choice, so that they are found (and resumed) where they are.
+STORE_PREFIXES = {"replay": "replay", "noisy_expert": "scripted"}
+
+
+def generator_choice(data: Mapping[str, Any]) -> str:
+    """`data.generator` (the default where a section has none), or a one-line UserError naming
+    the valid choices."""
+    generator = data.get("generator", DEFAULT_GENERATOR)
+    if generator not in STORE_PREFIXES:
+        raise unknown_choice("data.generator", generator, STORE_PREFIXES)
+    return str(generator)
 
 
 def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
-    """`data.path` when given, else the generated store: `<root>/scripted-ep<episodes_per_task>`
-    for Meta-World (scripted experts), `<root>/sac-ep<episodes_per_task>` for the meta-RL
-    families (SAC experts; one store holds all three, their task names do not collide)."""
+    """`data.path` when given, else the generated store: `<root>/<prefix>-ep<episodes_per_task>`
+    for Meta-World, the prefix `replay` or `scripted` by `data.generator` (STORE_PREFIXES), and
+    `<root>/sac-ep<episodes_per_task>` for the meta-RL families (SAC experts, whatever
+    `data.generator` says; one store holds all three, their task names do not collide)."""
     if data.get("path"):
         return Path(data["path"])
-    source = "sac" if suite is not None and suite.benchmark == META_RL else "scripted"
-    return Path(data["root"]) / f"{source}-ep{data['episodes_per_task']}"
+    if suite is not None and suite.benchmark == META_RL:
+        prefix = "sac"
+    else:
+        prefix = STORE_PREFIXES[generator_choice(data)]
+    return Path(data["root"]) / f"{prefix}-ep{data['episodes_per_task']}"
 
 
 def check_dataset(data: Mapping[str, Any]) -> None:
@@ -64,4 +82,5 @@ def open_dataset(
         workers=int(data["workers"]),
         progress=progress,
         verify=verify,
+        generator=generator_choice(data),
     )

@@ -225,10 +225,16 @@ class DatasetStore:
         source = self.manifest.get("source")
         if source == "npz-import":
             return "re-import it"
+        from bench.data.generate import generator_name
+        from bench.data.prepare import STORE_PREFIXES
+
         generator = self.manifest.get("generator") or {}
         episodes = generator.get("episodes_per_task")
-        # Only `<data.root>/scripted-ep<episodes>` is a store the CLI can generate into.
-        if source != "scripted" or self.root.name != f"scripted-ep{episodes}":
+        name = generator_name(self.manifest)
+        # Only `<data.root>/<the generator's prefix>-ep<episodes>` is a store the CLI can
+        # generate into.
+        prefix = STORE_PREFIXES.get(name)
+        if source != "scripted" or self.root.name != f"{prefix}-ep{episodes}":
             return "regenerate or re-import it"
         suite = _largest_suite_holding(task, self.tasks)
         suite_name = suite.name if suite else "<a suite holding it>"
@@ -236,6 +242,7 @@ class DatasetStore:
             "bench data generate --verify",
             f"tasks={suite_name}",
             shlex.quote(f"data.root={self.root.parent}"),
+            f"data.generator={name}",
             f"episodes_per_task={episodes}",
             f"data.seed={generator.get('seed')}",
             f"data.goal_pool_seed={generator.get('pool_seed')}",

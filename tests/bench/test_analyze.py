@@ -1,14 +1,18 @@
-"""`bench analyze`: harmony over training and a t-SNE of the final masks, as PNG files."""
+"""`bench analyze`: harmony over training (beside its chance level) and a t-SNE of the final
+masks, as PNG files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bench import results
-from bench.analyze import plot_mask_tsne
+from bench.analyze import plot_harmony, plot_mask_tsne
 from bench.cli import main
+from bench.plots import harmony_curves
+from bench.result_table import training_curves
 from methods.harmodt_masks import pack_masks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,6 +67,47 @@ def test_nothing_to_analyze_is_a_one_line_error(tmp_path, capsys):
     assert "nothing to analyze" in error and "harmony_every" in error and "\n" not in error
     assert main(["analyze", str(tmp_path / "missing")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+def _series(events: list[dict]) -> dict[str, tuple[str, str]]:
+    """The harmony panel's labelled lines: label -> (line style, colour)."""
+    lines = plot_harmony(events).axes[0].get_lines()
+    return {
+        line.get_label(): (line.get_linestyle(), line.get_color())
+        for line in lines
+        if not line.get_label().startswith("_")  # the zero line
+    }
+
+
+def test_each_harmony_score_is_drawn_beside_its_chance_level():
+    chance = {"harmony_chance": {"masked": 0.25, "unmasked": 0.2}}
+    updates = [{**_mask_update(step), **chance} for step in (20, 40)]
+    diagnostics = [
+        {"event": "harmony", "step": step, "harmony": 0.3, "harmony_chance": 0.28}
+        for step in (10, 30)
+    ]
+    series = _series(updates + diagnostics)
+    scores = {label: drawn for label, drawn in series.items() if "chance" not in label}
+    assert len(scores) == 3
+    for label, (style, colour) in scores.items():
+        assert style == "-" and series[f"{label}: chance level"] == ("--", colour)
+    # Logged before the chance level existed: the scores alone.
+    assert all(style == "-" for style, _ in _series([_mask_update(20)]).values())
+
+
+def test_the_reports_harmony_curves_read_runs_with_and_without_chance_levels(tmp_path):
+    runs = []
+    for name, chance in (("old", {}), ("new", {"harmony_chance": {"masked": 0.25}})):
+        run_dir = tmp_path / name
+        _write_events(run_dir, [{**_mask_update(20), **chance}])
+        cell = {"method": name, "variant": "", "suite": "mt5", "data": "d", "seed": 0}
+        runs.append({**cell, "run_dir": str(run_dir)})
+    _, harmony = training_curves(pd.DataFrame(runs))
+    chances = harmony.set_index(["method", "series"])["harmony_chance"]
+    assert chances[("new", "masked")] == 0.25
+    assert chances.drop(("new", "masked")).isna().all()  # unmasked, and the old run's
+    path = harmony_curves(harmony, tmp_path / "harmony.png", "harmony")
+    assert path.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_tsne_labels_each_task_mask_with_its_task():

@@ -37,10 +37,12 @@ def _methods() -> list[str]:
     [
         (
             "tasks=mt7",
-            "unknown task suite 'mt7'; choose one of: ant_dir, cheetah_dir, cheetah_vel, mt30, "
-            "mt5, mt50",
+            "unknown task suite 'mt7' (did you mean 'mt5'?); choose one of: ant_dir, cheetah_dir, "
+            "cheetah_vel, mt30, mt5, mt50",
         ),
-        ("scale=huge", "unknown scale preset 'huge'; choose one of: paper, quick, smoke"),
+        ("scale=huge", "unknown scale preset 'huge'; choose one of: paper, quick, small, smoke"),
+        ("method=MTDT", "unknown method 'MTDT' (did you mean 'mtdt'?); choose one of: "),
+        ("method=harmodt_x", "unknown method 'harmodt_x' (did you mean 'harmodt_"),
         ("data=medium", "unknown data 'medium'; choose one of: near_optimal, sub_optimal"),
         ("train.stepz=3", "unknown config key 'train.stepz'; valid keys at train: "),
         ("seed=abc", "seed must be an integer, got 'abc'"),
@@ -69,7 +71,7 @@ def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys
         (["method=mtiql"], "method 'mtiql' cannot act on the unseen test tasks of cheetah_vel"),
         (
             ["method=harmodt_f", "harmodt.vote_threshold=35"],
-            "harmodt.vote_threshold=35 leaves the unseen-task mask of cheetah_vel empty (35 "
+            "method.vote_threshold=35 leaves the unseen-task mask of cheetah_vel empty (35 "
             "training tasks, vote_rule=paper); choose 0 to 34",
         ),
     ],
@@ -107,7 +109,8 @@ def test_first_contact_commands(capsys):
     )
     methods = ", ".join(_methods())
     assert f"method=  {methods}" in completed.stdout
-    assert "scale=  paper, quick, smoke" in completed.stdout and "train.steps" in completed.stdout
+    assert "scale=  paper, quick, small, smoke" in completed.stdout
+    assert "train.steps" in completed.stdout
     completed = subprocess.run(
         [sys.executable, "-m", "bench.cli", "--version"], capture_output=True, text=True
     )
@@ -156,7 +159,7 @@ def test_sweep_with_a_bad_value_starts_nothing(tmp_path, capsys):
 
 
 def test_data_generate_reuses_finished_tasks(smoke_data_root, capsys):
-    manifest = smoke_data_root / "scripted-ep6" / "manifest.json"
+    manifest = smoke_data_root / "replay-ep6" / "manifest.json"
     before = manifest.read_text()
     assert json.loads(before)["suites"] == ["mt5"]
     args = ["data", "generate", "tasks=mt5", "episodes_per_task=6", f"data.root={smoke_data_root}"]

@@ -21,7 +21,9 @@ def test_defaults_keep_the_plain_layout():
     assert _dir("method=harmodt_f", "seed=2") == "runs/mt5/near_optimal/harmodt_f/seed2"
     # Values equal to the defaults, and keys that do not change a result, change nothing.
     assert _dir("method=harmodt_f", "method.sparsity=0.2") == _dir("method=harmodt_f")
-    for cosmetic in ("progress=false", "threads=2", "data.workers=1", "device=cpu"):
+    cosmetics = ["progress=false", "threads=2", "data.workers=1", "device=cpu"]
+    cosmetics += ["train.eval_every=20", "train.log_every=5", "train.checkpoint_every=7"]
+    for cosmetic in cosmetics:
         assert _dir("method=mtdt", cosmetic) == "runs/mt5/near_optimal/mtdt/seed0"
 
 
@@ -78,3 +80,27 @@ def test_table3_sizes_are_named_group_choices_with_their_own_directories():
         "runs/mt5/near_optimal/harmodt_f/size=l9h16/seed0"
     )
     assert _dir("method=harmodt_f", "size=preset") == _dir("method=harmodt_f")
+
+
+@pytest.mark.parametrize("method", ["harmodt_f", "mtbc"])
+def test_the_cadence_keys_left_out_of_identity_leave_training_bit_identical(
+    method, smoke_data_root, tmp_path
+):
+    """Evaluating, logging and checkpointing at other steps trains exactly the same network."""
+    import json
+
+    results, losses = [], []
+    for number, cadence in enumerate(
+        [("train.eval_every=0", "train.log_every=5", "train.checkpoint_every=25"),
+         ("train.eval_every=20", "train.log_every=25", "train.checkpoint_every=7")]
+    ):  # fmt: skip
+        root = tmp_path / str(number)
+        args = ["run", f"method={method}", *BASE, f"run.root={root}", "progress=false"]
+        assert main([*args, f"data.root={smoke_data_root}", "eval.episodes=1", *cadence]) == 0
+        [result] = root.rglob("result.json")
+        scores = json.loads(result.read_text())
+        results.append((scores["per_task"], scores["success_rate"]))
+        events = map(json.loads, (result.parent / "metrics.jsonl").open())
+        losses.append({e["step"]: e["loss"] for e in events if e["event"] == "train"})
+    assert results[0] == results[1]
+    assert losses[0][50] == losses[1][50] and losses[0][25] == losses[1][25]

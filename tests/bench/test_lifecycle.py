@@ -64,7 +64,7 @@ def test_two_launches_of_one_run_train_it_once(smoke_data_root, tmp_path):
         assert "is already being run by process" in refusal and refusal.count("\n") == 1
     else:  # the second came after the first had finished
         assert codes == [0, 0] and any("skipped:" in out for out, _ in outputs)
-    run_dir = tmp_path / "mt5/near_optimal/mtdt/train.log_every=50,train.steps=300/seed0"
+    run_dir = tmp_path / "mt5/near_optimal/mtdt/train.steps=300/seed0"
     assert _train_steps(run_dir) == [50, 100, 150, 200, 250, 300]
 
 
@@ -127,7 +127,7 @@ def test_a_failed_start_is_replaced_by_the_corrected_config(
     assert main([*args, f"data.path={nan_store}"]) == 1
     assert read_status(run_dir).startswith("failed: loss is nan")
 
-    good_store = smoke_data_root / "scripted-ep6"
+    good_store = smoke_data_root / "replay-ep6"
     assert main([*args, f"data.path={good_store}"]) == 0
     assert "which made no progress" in capsys.readouterr().out
     assert read_status(run_dir) == "done"
@@ -155,7 +155,7 @@ def test_resuming_onto_a_changed_dataset_is_refused(smoke_data_root, tmp_path, c
     arrays = (observations, np.zeros((100, ACTION_DIM)), np.ones(100))
     write_store(other, dict.fromkeys(MT5, arrays), 25)
     link = tmp_path / "store"
-    link.symlink_to(smoke_data_root / "scripted-ep6")
+    link.symlink_to(smoke_data_root / "replay-ep6")
     args = _args(smoke_data_root, tmp_path / "runs", f"data.path={link}")
     assert main(args) == 0
     run_dir = next((tmp_path / "runs").rglob("result.json")).parent

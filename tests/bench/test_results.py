@@ -40,3 +40,19 @@ def test_a_changed_tracked_file_or_new_code_makes_the_tree_dirty(tmp_path: Path)
     assert git_commit(tmp_path)["dirty"] is False
     (tmp_path / "bench" / "new_module.py").write_text("X = 1\n")
     assert git_commit(tmp_path)["dirty"] is True
+
+
+def test_best_of_evaluations_takes_the_highest_mean_and_the_first_of_ties():
+    from bench.results import best_of_evaluations
+
+    def evaluation(step: int, rate: float | None, mean_return: float = 0.0) -> dict:
+        return {"event": "eval", "step": step, "success_rate": rate,
+                "mean_return": mean_return, "per_task": {}}  # fmt: skip
+
+    events = [evaluation(10, 0.2), {"event": "train", "step": 10}, evaluation(20, 0.6),
+              evaluation(30, 0.6), evaluation(40, 0.4)]  # fmt: skip
+    best = best_of_evaluations(events)
+    assert (best["evaluations"], best["step"], best["success_rate"]) == (4, 20, 0.6)
+    by_return = best_of_evaluations([evaluation(1, None, 5.0), evaluation(2, None, -1.0)])
+    assert (by_return["step"], by_return["mean_return"]) == (1, 5.0)  # meta-RL: by return
+    assert best_of_evaluations([{"event": "train", "step": 1}]) is None

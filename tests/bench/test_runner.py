@@ -51,6 +51,7 @@ def test_smoke_run_writes_a_complete_result(smoke_data_root, tmp_path):
     assert result["success_rate"] == pytest.approx(np.mean(rates))
     assert all(len(r["episode_success"]) == 2 for r in result["per_task"].values())
     assert result["scale"] == "smoke"
+    assert result["data"]["generator"] == "replay"  # which generator made its data
     assert result["protocol"]["checkpoint"] == "final (step 50)"
     assert result["versions"]["metaworld"] == "3.1.1"
     assert (run_dir / "status").read_text().strip() == "done"
@@ -62,6 +63,24 @@ def test_smoke_run_writes_a_complete_result(smoke_data_root, tmp_path):
         if e["event"] == "train"
     ]
     assert steps == [10, 20, 30, 40, 50]
+
+
+def test_periodic_evaluations_give_a_labelled_best_of_beside_the_final_score(
+    smoke_data_root, tmp_path
+):
+    args = _overrides("mtdt", smoke_data_root, tmp_path, "train.eval_every=20", "eval.episodes=1")
+    assert main(args) == 0
+    run_dir = next((tmp_path / "mt5" / "near_optimal" / "mtdt").glob("**/seed0"))
+    result = json.loads((run_dir / "result.json").read_text())
+    events = map(json.loads, (run_dir / "metrics.jsonl").open())
+    events = [event for event in events if event["event"] == "eval"]
+    assert [e["step"] for e in events] == [20, 40, 50]
+    best = result["best_of_evaluations"]
+    scores = [e["success_rate"] for e in events]
+    assert best["evaluations"] == 3 and best["success_rate"] == max(scores)
+    assert best["step"] == events[scores.index(max(scores))]["step"]
+    assert result["success_rate"] == scores[-1]  # the run's score stays the final checkpoint's
+    assert "official code" in best["rule"]
 
 
 def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):

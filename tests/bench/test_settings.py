@@ -33,6 +33,12 @@ BAD_RUN_INPUTS = [
     ("method.learning_rate=0", "learning_rate"),
     ("method.dropout=1.5", "dropout"),
     ("method.conditioning=oops", "unknown value for method.conditioning 'oops'"),
+    ("method=harmodt_f method.sparsity=1.5", "method.sparsity must be in [0, 1)"),
+    ("method=harmodt_f method.balance=nan", "method.balance must be a finite number, got nan"),
+    ("method.target_return=nan", "method.target_return must be a finite number"),
+    ("method.learning_rate=inf", "method.learning_rate must be a finite number"),
+    ("method=harmodt_f method.eta_max=-1", "method.eta_min must be >= 0 and <= eta_max"),
+    ("method=harmodt_f method.mask_interval=0", "method.mask_interval must be null"),
     ("data.path=~/x", "cannot parse override 'data.path=~/x'"),
     ("data.path='{tmp}/missing-store'", "no dataset at data.path="),
     ("data.path={tmp}/afile", "is a file; it must be a dataset folder"),
@@ -50,7 +56,7 @@ def test_bad_run_input_is_one_line_exit_2_and_leaves_nothing(override, message, 
     runs, data = tmp_path / "runs", tmp_path / "data"
     args = ["tasks=mt5", "scale=smoke", "progress=false", f"run.root={runs}", f"data.root={data}"]
     override = override.format(tmp=tmp_path)
-    assert main(["run", *args, override]) == 2
+    assert main(["run", *args, *override.split(" ")]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1, error
     assert message.format(tmp=tmp_path) in error
@@ -91,8 +97,8 @@ def test_settings_are_typed_and_expand_the_home_folder(tmp_path, monkeypatch):
         ("workers=0", "data.workers must be >= 1, got 0"),
         (
             "tasks=mt7",
-            "unknown task suite 'mt7'; choose one of: ant_dir, cheetah_dir, cheetah_vel, mt30, "
-            "mt5, mt50",
+            "unknown task suite 'mt7' (did you mean 'mt5'?); choose one of: ant_dir, cheetah_dir, "
+            "cheetah_vel, mt30, mt5, mt50",
         ),
         ("data.fraction=3", "data.fraction must be in (0, 1], got 3"),
         ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),

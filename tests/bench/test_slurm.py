@@ -186,7 +186,7 @@ def test_data_generation_is_one_job_per_task(slurm, tmp_path):
         return queue.stdout.strip() == ""
 
     _wait_until(finished, 300, "the generation jobs")
-    store = tmp_path / "data/scripted-ep2"
+    store = tmp_path / "data/replay-ep2"
     verified = _bench(tmp_path, "data", "verify", str(store))
     assert verified.returncode == 0, verified.stderr
     assert len(json.loads((store / "manifest.json").read_text())["tasks"]) == 5
@@ -209,7 +209,7 @@ def test_bad_launcher_values_exit_2_before_anything_is_made(
     done = _bench(tmp_path, "run", *SMOKE, f"data.root={smoke_data_root}", "run.root=runs",
                   "method=mtbc", override)  # fmt: skip
     assert done.returncode == 2
-    assert done.stderr == f"error: launcher: {message}\n"
+    assert done.stderr == f"error: {message}\n"
     assert not (tmp_path / "runs").exists()
 
 
@@ -217,8 +217,9 @@ def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
     done = _bench(tmp_path, "run", "-m", *SMOKE, "method=mtbc,mtdt", "data.root=data")
     assert done.returncode == 2
     assert "lacks 5 of the 5 tasks of mt5" in done.stderr
-    assert ("bench data generate tasks=mt5 data.root=data data.episodes_per_task=6 data.seed=0 "
-            "data.goal_pool_seed=0 launcher=slurm") in done.stderr  # fmt: skip
+    assert ("bench data generate tasks=mt5 data.root=data data.generator=replay "
+            "data.episodes_per_task=6 data.seed=0 data.goal_pool_seed=0 launcher=slurm"
+            ) in done.stderr  # fmt: skip
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 

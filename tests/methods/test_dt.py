@@ -1,4 +1,5 @@
-"""The DT backbone starts from minGPT's initialisation, drawn from the method's own seed."""
+"""The DT backbone starts from minGPT's initialisation, drawn from the method's own seed; the
+averaged harmony score (Def. 3.2) is logged beside its chance level."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from bench.data.samplers import OfflineData
-from bench.process_state import seed_everything
-from methods.dt import INIT_STD, init_weights
+from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
+from methods.dt import INIT_STD, average_harmony, harmony_chance, init_weights
 from methods.dt_acting import Actor
 
 # Every DT method, and with MTDT's task embedding so that conditioner is covered too.
@@ -142,3 +143,97 @@ def test_acting_computes_the_last_action_of_the_full_forward(build, name, values
     method.network.train()
     with pytest.raises(ValueError, match="acting leaves dropout out"):
         Actor(method.network)(segment, prompt)
+
+
+# Def. 3.2's chance level --------------------------------------------------------------------
+
+WEIGHTS = 50_000  # enough that one draw's error is ~0.002, small enough for a quick test
+
+
+def _gaussian(tasks: int, seed: int) -> torch.Tensor:
+    return torch.randn(tasks, WEIGHTS, generator=torch.Generator().manual_seed(seed))
+
+
+def _excess(gradients: torch.Tensor) -> tuple[float, float, float]:
+    """Def. 3.2, its chance level and the difference."""
+    value, chance = average_harmony(gradients), harmony_chance(gradients, np.random.default_rng(0))
+    return value, chance, value - chance
+
+
+@pytest.mark.parametrize("tasks", [5, 30, 50])
+def test_independent_gradients_score_at_their_chance_level(tasks):
+    """Unrelated tasks: Def. 3.2 is well above 0, because each task is part of the mean it is
+    compared with ((2/pi) arcsin(1/sqrt(tasks)) for Gaussian gradients), and the chance level
+    is that same value, so the excess is 0."""
+    value, chance, excess = _excess(_gaussian(tasks, seed=tasks))
+    expected = 2 / math.pi * math.asin(1 / math.sqrt(tasks))  # 0.295, 0.117, 0.090
+    assert value == pytest.approx(expected, abs=0.01) and value > 0.08
+    assert chance == pytest.approx(expected, abs=0.01)
+    assert abs(excess) < 0.01
+
+
+@pytest.mark.parametrize("tasks", [5, 50])
+def test_masks_raise_the_chance_level_with_the_score(tasks):
+    """Zeroed (masked) entries alone raise Def. 3.2 (a weight few tasks update agrees with the
+    mean made of them); the chance level rises with it, so the excess stays 0."""
+    gradients = _gaussian(tasks, seed=1)
+    coins = torch.rand(tasks, WEIGHTS, generator=torch.Generator().manual_seed(2))
+    chances = []
+    for sparsity in (0.1, 0.3, 0.5):
+        value, chance, excess = _excess(gradients * (coins >= sparsity))
+        assert abs(excess) < 0.01, (sparsity, value, chance)
+        chances.append(chance)
+    assert chances == sorted(chances) and chances[-1] - chances[0] > 0.02
+
+
+@pytest.mark.parametrize("tasks", [5, 30, 50])
+def test_a_shared_direction_is_harmony_above_chance(tasks):
+    shared = _gaussian(1, seed=100)
+    _, _, excess = _excess(0.5 * shared + _gaussian(tasks, seed=tasks))
+    assert excess > 0.08
+
+
+def test_chance_draws_come_from_the_generator_given_and_nowhere_else():
+    gradients = _gaussian(5, seed=3)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+    first = harmony_chance(gradients, np.random.default_rng(7))
+    assert harmony_chance(gradients, np.random.default_rng(7)) == first
+    assert harmony_chance(gradients, np.random.default_rng(8)) != first
+    averaged = harmony_chance(gradients, np.random.default_rng(7), draws=4)
+    assert averaged == pytest.approx(first, abs=0.01) and averaged != first
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    numpy_now = np.random.get_state()
+    assert all(np.array_equal(a, b) for a, b in zip(numpy_now, numpy_state, strict=True))
+    with pytest.raises(ValueError, match="draws must be >= 1"):
+        harmony_chance(gradients, np.random.default_rng(7), draws=0)
+
+
+def test_harmony_events_carry_their_chance_level_and_resume_bit_for_bit(build):
+    """HarmoDT-R logs both kinds of harmony event, each with its chance level beside the value;
+    resumed from a checkpoint, a run logs what it would have logged without stopping."""
+    values = {"harmony_every": 1, "mask_interval": 2}
+    seed_everything(0)
+    straight = build("harmodt_r", **values)
+    losses = [straight.train_step(step)["loss"] for step in range(4)]
+    events = straight.pop_events()
+
+    seed_everything(0)
+    first = build("harmodt_r", **values)
+    for step in range(2):
+        first.train_step(step)
+    logged, state, rng_state = first.pop_events(), first.state_dict(), capture_rng_state()
+    seed_everything(123)  # the generators must come from the checkpoint, not from here
+    resumed = build("harmodt_r", seed=7, **values)
+    resumed.load_state_dict(state)
+    restore_rng_state(rng_state)
+    assert [resumed.train_step(step)["loss"] for step in range(2, 4)] == losses[2:]
+    assert logged + resumed.pop_events() == events
+
+    diagnostics = [e for e in events if e["event"] == "harmony"]
+    updates = [e for e in events if e["event"] == "mask_update"]
+    assert [e["step"] for e in diagnostics] == [1, 2, 3, 4]
+    assert [e["step"] for e in updates] == [2, 4]
+    assert all(-1 <= e["harmony_chance"] <= 1 for e in diagnostics)
+    for event in updates:
+        assert set(event["harmony_chance"]) == set(event["harmony"]) == {"masked", "unmasked"}
+        assert all(-1 <= chance <= 1 for chance in event["harmony_chance"].values())

@@ -20,16 +20,22 @@ from bench.registry import build_method
 from bench.suites import META_RL, Suite
 from methods.dt import action_error, average_harmony
 from methods.harmodt_masks import (
+    TABLE6_MASK_UPDATES,
+    TABLE6_MASKABLE_WEIGHTS,
     cosine_alpha,
     erk_densities,
     erk_mask,
     harmony_scores,
     importance,
+    matching_eta_max,
     mean_pairwise_iou,
     pack_masks,
+    schedule_swaps,
+    table6_swapped_fraction,
     top_k_indices,
     unpack_masks,
     update_masks,
+    update_steps,
     update_task_mask,
     vote_mask,
 )
@@ -287,9 +293,56 @@ def test_harmodt_r_never_changes_its_masks(tiny_suite, tiny_store):
     initial = method.masks.clone()
     for step in range(6):
         method.train_step(step)
-        for event in method.pop_events():
+        for event in _mask_updates(method.pop_events()):
             assert event["alpha"] == 0 and event["changed"] == [0, 0]
+            assert event["swapped_fraction"] == [0.0, 0.0]
     assert torch.equal(method.masks, initial)
+
+
+def test_mask_updates_draw_dropout_from_their_own_stream(tiny_suite, tiny_store):
+    # HarmoDT-R's updates change no mask, so with their own dropout stream the training
+    # steps are the same whether or not updates run between them.
+    losses = []
+    for interval in (2, 1000):
+        seed_everything(0)
+        method = _build("harmodt_r", tiny_suite, tiny_store, f"harmodt.mask_interval={interval}")
+        losses.append([method.train_step(step)["loss"] for step in range(6)])
+        assert len(_mask_updates(method.pop_events())) == (3 if interval == 2 else 0)
+    assert losses[0] == losses[1]
+
+
+def test_mask_updates_log_the_cumulative_swapped_fraction(tiny_suite, tiny_store):
+    method = _build("harmodt_f", tiny_suite, tiny_store, "harmodt.mask_interval=2")
+    for step in range(6):
+        method.train_step(step)
+    events = method.pop_events()
+    schedule, updates = events[0], _mask_updates(events)
+    assert schedule["event"] == "mask_schedule" and len(updates) == 3
+    assert schedule["updates"] == method.config.total_steps // 2  # over the whole run
+    size, swapped = method.masks.shape[1], 0
+    for event in updates:
+        swapped += event["alpha"]  # each swap masks one weight and recovers another
+        assert event["swapped_fraction"] == [round(swapped / size, 7)] * 2
+
+
+@pytest.mark.parametrize(
+    ("maskable", "steps"),
+    [(4_718_592, 1_000_000), (589_824, 20_000), (196_608, 100_000), (196_608, 3_001),
+     (589_824, 7_919), (1_179_648, 200)],
+)  # fmt: skip
+def test_the_default_schedule_keeps_table_6_updates_and_swapped_fraction(maskable, steps):
+    updates = update_steps(steps, TABLE6_MASK_UPDATES, None)
+    assert len(updates) == 200 and updates[-1] == steps and sorted(set(updates)) == updates
+    eta_max = matching_eta_max(maskable, updates, steps, 0)
+    fraction = schedule_swaps(updates, steps, 0, eta_max) / maskable
+    assert fraction == pytest.approx(table6_swapped_fraction(), rel=0.2)
+    if maskable == TABLE6_MASKABLE_WEIGHTS:
+        assert eta_max == 100 and updates == list(range(5000, 1_000_001, 5000))  # Table 6
+
+
+def test_fewer_steps_than_table_6_updates_update_after_every_step():
+    assert update_steps(50, 200, None) == list(range(1, 51))
+    assert update_steps(50, 200, 20) == [20, 40]  # an explicit t_m wins
 
 
 @pytest.mark.parametrize("rule", ["paper", "official"])
@@ -355,7 +408,7 @@ def test_official_update_gradients_take_one_gradient_in_both_roles(tiny_suite, t
     assert full is masked
     for step in range(2):
         method.train_step(step)
-    (event,) = method.pop_events()
+    (event,) = _mask_updates(method.pop_events())
     assert set(event["harmony"]) == {"masked"}  # no unmasked gradient was taken
 
 
@@ -506,3 +559,7 @@ def test_the_policy_on_an_unseen_task_acts_at_exactly_the_vote_mask(tmp_path, wr
     assert unseen.task == "t3" and unseen.task_id == 3
     assert torch.equal(policy.state_mean, torch.from_numpy(unseen.state_mean))
     assert abs(float(policy.state_mean.mean()) - 3) < 0.5
+
+
+def _mask_updates(events: list[dict]) -> list[dict]:
+    return [event for event in events if event["event"] == "mask_update"]

@@ -1,4 +1,5 @@
-"""The scripted-expert generator: layout, determinism, resuming, and the noise schedule."""
+"""The generators: layout, determinism, resuming, the noise schedule, and the replay-like
+data's learning curve, systematic mistakes and summary."""
 
 from __future__ import annotations
 
@@ -16,8 +17,18 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.data.generate import generate_dataset, noise_schedule
+from bench.data.behaviour import BEHAVIOURS, noise_schedule
+from bench.data.generate import (
+    TaskRollout,
+    _generator_settings,
+    generate_dataset,
+    generate_task,
+    generator_name,
+)
+from bench.data.prepare import STORE_PREFIXES, dataset_path
+from bench.data.probe import probe_task
 from bench.data.store import ARRAY_NAMES, DatasetStore
+from bench.data.summary import MISSING, episode_returns, summarize, text_bars
 from bench.errors import UserError
 from bench.suites import get_suite
 
@@ -135,7 +146,7 @@ def wait_until(condition: Callable[[], object], seconds: float) -> bool:
 
 
 def test_ctrl_c_saves_finished_tasks_in_one_line_and_a_rerun_completes_them(tmp_path):
-    store = tmp_path / "scripted-ep1"
+    store = tmp_path / "replay-ep1"
     arguments = ["tasks=mt5", "episodes_per_task=1", f"data.root={tmp_path}", "progress=false"]
     # In a session of its own, like a shell job: a terminal's Ctrl-C reaches its whole process
     # group, the generation's workers included.
@@ -177,3 +188,149 @@ def test_ctrl_c_saves_finished_tasks_in_one_line_and_a_rerun_completes_them(tmp_
     assert main(["data", "generate", *arguments]) == 0
     assert DatasetStore(store).tasks == list(get_suite("mt5").tasks)
     assert main(["data", "verify", str(store)]) == 0
+
+
+# The replay generator (data.generator=replay, the default) ----------------------------------
+
+RUN_TASK = "reach-v3"  # the fastest task, and one the expert never fails
+RUN_EPISODES = 12
+
+
+@pytest.fixture(scope="module")
+def learning_runs() -> dict[str, TaskRollout]:
+    """reach-v3's 12 episodes from each generator, rolled out in this process."""
+    return {
+        name: generate_task(RUN_TASK, RUN_EPISODES, 0, 0, behaviour)
+        for name, behaviour in BEHAVIOURS.items()
+    }
+
+
+def test_every_generator_has_a_store_folder():
+    assert set(STORE_PREFIXES) == set(BEHAVIOURS)
+    data = {"root": "d", "episodes_per_task": 5}
+    assert dataset_path(data) == Path("d/replay-ep5")
+    assert dataset_path({**data, "generator": "noisy_expert"}) == Path("d/scripted-ep5")
+    assert dataset_path({**data, "generator": "noisy_expert"}, get_suite("cheetah_vel")) == Path(
+        "d/sac-ep5"
+    )
+
+
+def test_replay_returns_rise_over_the_learning_run(learning_runs):
+    rollout = learning_runs["replay"]
+    returns = episode_returns(rollout.arrays["rewards"], rollout.arrays["episode_starts"])
+    ranks = np.argsort(np.argsort(returns))
+    spearman = np.corrcoef(ranks, np.arange(RUN_EPISODES))[0, 1]
+    assert spearman > 0.5, returns
+    assert not rollout.success[0] and rollout.success[-1]
+
+
+def test_replay_mistakes_are_systematic_where_noisy_ones_average_away(learning_runs):
+    # Fit the sub-optimal half's actions as scale * expert action + intercept, per component.
+    # The noisy expert's perturbations are zero-mean given the state (random actions replace the
+    # expert's, which only lowers the scale): its intercept is ~0 (0.01-0.03 over seeds 0-5).
+    # The replay learner's habits and misconceptions persist: 0.11-0.31 over the same seeds.
+    intercepts = {}
+    for name, rollout in learning_runs.items():
+        arrays = rollout.arrays
+        row = probe_task(RUN_TASK, arrays["observations"], arrays["actions"],
+                         arrays["episode_starts"])  # fmt: skip
+        intercepts[name] = row["|intercept|"]
+    assert intercepts["noisy_expert"] < 0.05, intercepts
+    assert intercepts["replay"] > max(0.1, 3 * intercepts["noisy_expert"]), intercepts
+
+
+@pytest.fixture(scope="module")
+def replay_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
+    """The same task and episodes through `generate_dataset` (the default generator)."""
+    root = tmp_path_factory.mktemp("replay")
+    return generate_dataset(root, [RUN_TASK], RUN_EPISODES, workers=1, progress=False)
+
+
+def test_replay_is_deterministic_in_workers_and_summarised_in_the_manifest(
+    learning_runs, replay_store, capsys
+):
+    store, root = replay_store, replay_store.root
+    rollout = learning_runs["replay"]
+    for name in ARRAY_NAMES:  # a worker process gives the bytes of this one
+        on_disk = np.load(root / RUN_TASK / f"{name}.npy")
+        assert on_disk.tobytes() == rollout.arrays[name].tobytes(), name
+    assert generator_name(store.manifest) == "replay"
+    summary = store.manifest["tasks"][RUN_TASK]["summary"]
+    returns = episode_returns(rollout.arrays["rewards"], rollout.arrays["episode_starts"])
+    assert summary == summarize(returns, rollout.success)
+    assert sum(summary["histogram"]["counts"]) == RUN_EPISODES
+    assert summary["returns"]["min"] == pytest.approx(returns.min(), abs=0.01)
+    assert summary["success"]["first_half"] == rollout.success[:6].mean()
+    by_tenth = summary["success"]["by_tenth"]
+    assert len(by_tenth) == 10 and by_tenth[0] == 0 and by_tenth[-1] == 1
+
+    assert main(["data", "info", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{root}: replay, {RUN_EPISODES} episodes per task, seed 0\n")
+    row = next(line for line in out.splitlines() if RUN_TASK in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:2] == [RUN_TASK, str(RUN_EPISODES)]
+    assert cells[5].startswith("[") and len(cells[5]) == 12  # one character per bin
+    assert cells[6:8] == [f"{rollout.success.mean():.2f}", f"{rollout.success[:6].mean():.2f}"]
+    assert cells[8] == f"[{text_bars(summary['success']['by_tenth'], 1.0)}]"
+
+
+def test_info_on_a_store_without_summaries_shows_dashes(replay_store, tmp_path, capsys):
+    manifest = json.loads((replay_store.root / "manifest.json").read_text())  # all it reads
+    del manifest["tasks"][RUN_TASK]["summary"]  # as a store made before summaries existed
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+
+    assert main(["data", "info", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if RUN_TASK in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:] == [str(RUN_EPISODES), *[MISSING] * 7]
+
+
+@pytest.mark.parametrize("override", ["data.generator=bogus", "generator=bogus"])
+def test_an_unknown_generator_is_refused_in_one_line_before_anything_is_made(
+    tmp_path, capsys, override
+):
+    root = tmp_path / "data"
+    assert main(["data", "generate", "tasks=mt5", override, f"data.root={root}"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown data.generator 'bogus'; choose one of: noisy_expert, replay\n"
+    )
+    assert not root.exists()
+
+
+def test_a_run_with_an_unknown_generator_is_refused_before_anything_is_made(tmp_path, capsys):
+    args = ["run", "method=mtbc", "tasks=mt5", "scale=smoke", "data.generator=bogus",
+            f"data.root={tmp_path / 'data'}", f"run.root={tmp_path / 'runs'}"]  # fmt: skip
+    assert main(args) == 2
+    assert "unknown data.generator 'bogus'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_slurm_generation_job_makes_the_generator_it_was_given(tmp_path):
+    from bench.config import compose_config
+    from bench.slurm import generate_task_job
+
+    data = compose_config(["data.generator=noisy_expert", "data.episodes_per_task=1"])["data"]
+    data = {**data, "root": str(tmp_path)}
+    assert generate_task_job(RUN_TASK, data, str(Path.cwd())) == RUN_TASK
+    store = DatasetStore(tmp_path / "scripted-ep1")
+    assert store.tasks == [RUN_TASK] and generator_name(store.manifest) == "noisy_expert"
+
+
+def test_generator_names_of_stores():
+    assert generator_name({"source": "scripted", "generator": {"name": "replay"}}) == "replay"
+    assert generator_name({"source": "scripted", "generator": {"seed": 0}}) == "noisy_expert"
+    assert generator_name({"source": "sac", "generator": {}}) == "sac"
+    assert generator_name({"source": "npz-import"}) == "npz-import"
+
+
+def test_noisy_expert_settings_are_those_of_the_stores_made_before_generators_had_names():
+    settings = _generator_settings("noisy_expert", 3, 0, 0)
+    assert "name" not in settings
+    assert list(settings) == ["policy", "episodes_per_task", "episode_steps", "seed",
+                              "pool_seed", "rng", "goals", "noise_schedule", "metaworld",
+                              "mujoco"]  # fmt: skip
+    assert settings["noise_schedule"] == (
+        "progress = e / max(N - 1, 1); random_prob = 1 - progress; noise_std = 0.5 * (1 - progress)"
+    )
+    assert _generator_settings("replay", 3, 0, 0)["name"] == "replay"

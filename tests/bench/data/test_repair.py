@@ -23,7 +23,7 @@ TASKS = get_suite("mt5").tasks
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `data.root` holding the mt5 store exactly as `bench data generate` makes it."""
     data_root = tmp_path_factory.mktemp("pristine")
-    generate_dataset(data_root / f"scripted-ep{EPISODES}", TASKS, EPISODES, progress=False)
+    generate_dataset(data_root / f"replay-ep{EPISODES}", TASKS, EPISODES, progress=False)
     return data_root
 
 
@@ -59,7 +59,7 @@ def flip_last_byte(path: Path) -> None:
 
 
 def test_missing_file_or_folder_regenerates_only_those_tasks(data_root, pristine, capsys):
-    store = data_root / f"scripted-ep{EPISODES}"
+    store = data_root / f"replay-ep{EPISODES}"
     (store / TASKS[0] / "observations.npy").unlink()
     shutil.rmtree(store / TASKS[3])
     intact = [task for task in TASKS if task not in (TASKS[0], TASKS[3])]
@@ -83,7 +83,7 @@ def test_missing_file_or_folder_regenerates_only_those_tasks(data_root, pristine
 def test_flipped_byte_is_repaired_with_verify_by_the_command_the_error_names(
     data_root, pristine, capsys
 ):
-    store = data_root / f"scripted-ep{EPISODES}"
+    store = data_root / f"replay-ep{EPISODES}"
     damaged = store / TASKS[1] / "actions.npy"
     flip_last_byte(damaged)
     manifest = (store / "manifest.json").read_text()

@@ -278,7 +278,8 @@ def test_damage_in_a_generated_store_names_the_command_that_repairs_it(tmp_path)
     assert str(error.value) == (
         f"dataset file {root / task / 'rewards.npy'} is corrupt (its sha256 differs from the "
         f"manifest's); repair with `bench data generate --verify tasks=mt5 "
-        f"'data.root={data_root}' episodes_per_task=2 data.seed=3 data.goal_pool_seed=4`"
+        f"'data.root={data_root}' data.generator=noisy_expert episodes_per_task=2 data.seed=3 "
+        "data.goal_pool_seed=4`"
     )
 
 
