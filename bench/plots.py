@@ -30,7 +30,8 @@ def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
         axes.fill_between(
             mean.index, (mean - error).to_numpy() * 100, (mean + error).to_numpy() * 100, alpha=0.2
         )
-    axes.set(xlabel="training step", ylabel="success rate (%)", title=title, ylim=(-2, 102))
+    axes.set(xlabel="training step (bands: ±1 standard error over seeds)",
+             ylabel="success rate (%)", title=title, ylim=(-2, 102))  # fmt: skip
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return _save(figure, path)

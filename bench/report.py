@@ -11,7 +11,7 @@ The tables report the final checkpoint; the paper's own numbers appear only in r
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,9 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from bench import plots, report_unseen, statistics
-from bench.errors import unknown_choice
-from bench.result_table import COHORT, load_results, training_curves
+from bench import plots, report_partial, report_unseen, statistics
+from bench.errors import UserError, unknown_choice
+from bench.result_table import COHORT, load_results, training_curves, unfinished_runs
 from bench.suites import META_RL_SPLITS
 
 FORMATS = ("md", "latex", "csv", "json")
@@ -32,6 +32,11 @@ PAPER_LABEL = "paper (their data, their scale)"
 DATA_ORDER = ("near_optimal", "sub_optimal")
 SUITE_ORDER = ("mt5", "mt30", "mt50", *META_RL_SPLITS)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
+SMOKE = "smoke"
+SMOKE_BANNER = (
+    "**scale=smoke: a check that everything runs end to end (50 steps, 2 episodes per task). "
+    "These scores mean nothing; nothing is bold.**"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class _Output:
     assets: Path | None  # where plots and commands.sh go (None: nowhere)
     base: Path | None  # links are relative to it (the report's folder)
     reps: int  # bootstrap resamples
+    pending: pd.DataFrame  # run folders without a result (result_table.unfinished_runs)
 
 
 def write_report(
@@ -54,6 +60,7 @@ def write_report(
         raise unknown_choice("report format", fmt, FORMATS)
     unreadable: list[str] = []
     frame = load_results(root, None if strict else unreadable)
+    pending = unfinished_runs(root)
     for problem in unreadable:
         print(f"warning: not included: {problem}", file=sys.stderr)
     if fmt in ("csv", "json"):
@@ -62,8 +69,10 @@ def write_report(
         )
     else:
         assets = out.with_suffix("") if out is not None else None
-        output = _Output(fmt, assets, out.parent if out is not None else None, reps)
-        text = _document(frame, output)
+        output = _Output(fmt, assets, out.parent if out is not None else None, reps, pending)
+        text, partial = _document(frame, output)
+        if strict and partial:
+            raise UserError(f"partial cells (--strict): {'; '.join(partial)}")
         if unreadable:
             listed = "\n".join(f"- {problem}" for problem in unreadable)
             text += "\n" + _heading(fmt, 2, "Not included") + "\n\n" + (
@@ -101,10 +110,11 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
 # The document ------------------------------------------------------------------------------------
 
 
-def _document(frame: pd.DataFrame, output: _Output) -> str:
+def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
+    """The report's text, and a line per cell whose seeds are not all finished."""
     fmt, assets, base = output.fmt, output.assets, output.base
     cohorts = list(frame.groupby(COHORT, sort=True))
-    sections, warnings = [], []
+    sections, warnings, partial = [], [], []
     if len(cohorts) > 1:
         warnings.append(
             f"{len(cohorts)} groups of runs differ in scale preset, evaluation episodes or dataset "
@@ -113,8 +123,13 @@ def _document(frame: pd.DataFrame, output: _Output) -> str:
     for number, ((scale, episodes, store), cohort) in enumerate(cohorts, start=1):
         name = f"{scale}-ep{episodes}-{str(store)[:8]}" if len(cohorts) > 1 else str(scale)
         heading = f"scale={scale}, {episodes} evaluation episodes per task, store {str(store)[:12]}"
-        body, cohort_warnings = _cohort(cohort, output, name)
+        pending = output.pending
+        pending = pending[(pending["scale"] == scale) & (pending["eval_episodes"] == episodes)]
+        body, cohort_warnings, cohort_partial = _cohort(cohort, output, name, pending)
         warnings += [f"{heading}: {w}" for w in cohort_warnings]
+        partial += cohort_partial
+        if scale == SMOKE:
+            body = _note(fmt, SMOKE_BANNER) + "\n\n" + body
         sections.append(_heading(fmt, 2, f"{number}. {heading}") + "\n\n" + body)
     if assets is not None:
         assets.mkdir(parents=True, exist_ok=True)
@@ -145,22 +160,29 @@ def _document(frame: pd.DataFrame, output: _Output) -> str:
                 f"({_link(assets / 'commands.sh', base)}).",
             )
         )
-    return "\n\n".join([*top, *sections]) + "\n"
+    return "\n\n".join([*top, *sections]) + "\n", partial
 
 
-def _cohort(cohort: pd.DataFrame, output: _Output, name: str) -> tuple[str, list[str]]:
+def _cohort(
+    cohort: pd.DataFrame, output: _Output, name: str, pending: pd.DataFrame
+) -> tuple[str, list[str], list[str]]:
+    """The cohort's section, its warnings, and its partial cells (`report_partial`)."""
     fmt = output.fmt
-    parts, warnings = [], []
+    parts, warnings, partial = [], [], []
     for suite in _ordered(cohort["suite"].unique(), SUITE_ORDER):
         runs = cohort[cohort["suite"] == suite]
-        warnings += _missing_seed_warnings(runs)
+        suite_pending = pending[pending["suite"] == suite]
+        accounts = report_partial.seed_accounts(_runs(runs), _labelled(suite_pending))
+        partial += [f"{label} on {suite} {data}: {text}" for (label, data), text in
+                    accounts.items() if text]  # fmt: skip
+        warnings += _missing_seed_warnings(runs, accounts)
         if report_unseen.is_meta_rl(suite):
             table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
             reference = report_unseen.paper_rows(suite, PAPER_LABEL, list(table.columns))
             caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
             parts.append(_render(table, fmt, caption, reference))
             continue
-        table = _suite_table(runs)
+        table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
         reference = _paper_rows_for_suite(suite)
         best_of = _best_of_label(runs)
         if reference is not None and best_of:
@@ -183,9 +205,10 @@ def _cohort(cohort: pd.DataFrame, output: _Output, name: str) -> tuple[str, list
     if sizes is not None:
         parts.append(_render(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)"))
     for (suite, data), runs in cohort.groupby(["suite", "data"], sort=True):
-        parts.append(_aggregates(runs, output, f"{name}-{suite}-{data}"))
+        unfinished = pending[(pending["suite"] == suite) & (pending["data"] == data)]
+        parts.append(_aggregates(runs, output, f"{name}-{suite}-{data}", unfinished))
     parts.append(_provenance(pd.concat([cohort, by_return]), fmt))
-    return "\n\n".join(parts), warnings
+    return "\n\n".join(parts), warnings, partial
 
 
 # Tables ------------------------------------------------------------------------------------------
@@ -197,9 +220,11 @@ def _label(row: pd.Series) -> str:
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its cell, seed and mean success rate over tasks."""
-    runs = frame.drop_duplicates("run_dir").copy()
-    runs["label"] = runs.apply(_label, axis=1)
-    return runs
+    return _labelled(frame.drop_duplicates("run_dir"))
+
+
+def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs.assign(label=runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str))
 
 
 def _cells(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -211,16 +236,31 @@ def _cells(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return cells
 
 
-def _pivot(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """label x columns of 'mean ± std', the best per column in bold, `n=k` when incomplete."""
+def _pivot(
+    cells: pd.DataFrame,
+    columns: list[str],
+    accounts: Mapping[tuple[str, str], str] | None = None,
+    bold: bool = True,
+) -> pd.DataFrame:
+    """label x columns of 'mean ± std', the best per column in bold, `n=k` when incomplete,
+    or the cell's seed account (`n=2 of 3: seed 2 interrupted at step N`) where runs of it are
+    unfinished (`accounts`, keyed by label and data)."""
     full = int(cells["n"].max())
     best = cells.groupby(columns)["mean"].transform("max")
+    accounts = accounts or {}
+
+    def seeds(cell: pd.Series) -> str:
+        account = accounts.get((cell["label"], cell.get("data")))
+        if account:
+            return f" ({account})"
+        return f" (n={int(cell['n'])})" if cell["n"] < full else ""
+
     text = cells.apply(
         lambda c: (
-            ("**{:.2f} ± {:.2f}**" if c["mean"] == best[c.name] else "{:.2f} ± {:.2f}").format(
-                c["mean"], c["std"]
-            )
-            + (f" (n={int(c['n'])})" if c["n"] < full else "")
+            (
+                "**{:.2f} ± {:.2f}**" if bold and c["mean"] == best[c.name] else "{:.2f} ± {:.2f}"
+            ).format(c["mean"], c["std"])
+            + seeds(c)
         ),
         axis=1,
     )
@@ -233,11 +273,13 @@ def _pivot(cells: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return table.fillna("—")
 
 
-def _suite_table(frame: pd.DataFrame) -> pd.DataFrame:
+def _suite_table(
+    frame: pd.DataFrame, accounts: Mapping[tuple[str, str], str] | None = None, bold: bool = True
+) -> pd.DataFrame:
     """Final-checkpoint cells per data; where runs evaluated periodically, each data column is
     followed by its best-of-N cells, labelled and computed apart (bold is per column)."""
     runs = _runs(frame)
-    table = _pivot(_cells(runs, ["data"]), ["data"])
+    table = _pivot(_cells(runs, ["data"]), ["data"], accounts, bold)
     ordered = [d for d in DATA_ORDER if d in table.columns] + [
         d for d in table.columns if d not in DATA_ORDER
     ]
@@ -248,6 +290,8 @@ def _suite_table(frame: pd.DataFrame) -> pd.DataFrame:
         best = _pivot(
             _cells(periodic.assign(run_success_rate=periodic["best_success_rate"]), ["data"]),
             ["data"],
+            accounts,
+            bold,
         ).rename(columns=lambda c: _best_column(c, best_of))
         table = table.rename(columns=lambda c: f"{c}, final").join(best)
         ordered = [
@@ -297,11 +341,20 @@ def _per_task(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.pivot_table(index="label", columns="task", values="success_rate", aggfunc="mean")
 
 
-def _missing_seed_warnings(frame: pd.DataFrame) -> list[str]:
+def _missing_seed_warnings(
+    frame: pd.DataFrame, accounts: Mapping[tuple[str, str], str]
+) -> list[str]:
     runs = _runs(frame)
     expected = set(runs["seed"])
-    warnings = []
+    suite = frame["suite"].iloc[0]
+    warnings = [
+        f"{label} on {suite} {data} is partial: {account}"
+        for (label, data), account in accounts.items()
+        if account
+    ]
     for (label, data), cell in runs.groupby(["label", "data"]):
+        if accounts.get((label, data)):
+            continue
         missing = sorted(expected - set(cell["seed"]))
         if missing:
             warnings.append(
@@ -335,7 +388,7 @@ def _reported(value: list[float] | None) -> str:
 # Aggregates and plots -----------------------------------------------------------------------------
 
 
-def _aggregates(frame: pd.DataFrame, output: _Output, name: str) -> str:
+def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.DataFrame) -> str:
     fmt, reps = output.fmt, output.reps
     suite, data, scale = frame["suite"].iloc[0], frame["data"].iloc[0], frame["scale"].iloc[0]
     labelled = frame.assign(label=frame.apply(_label, axis=1))
@@ -375,7 +428,7 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str) -> str:
     parts.append(f"<details>{summary}\n\n{details}\n\n</details>" if fmt == "md" else details)
     if output.assets is not None and fmt == "md":
         title = f"{suite} {data}, scale={scale}"
-        parts.append(_figures(frame, matrices, per_task, output, name, title))
+        parts.append(_figures(frame, matrices, per_task, output, name, title, unfinished))
     return "\n\n".join(parts)
 
 
@@ -386,6 +439,7 @@ def _figures(
     output: _Output,
     name: str,
     title: str,
+    unfinished: pd.DataFrame,
 ) -> str:
     assets, base = output.assets, output.base
     assert assets is not None
@@ -406,8 +460,13 @@ def _figures(
         )
     )
     curves, harmony = training_curves(frame)
+    curves = curves.assign(label=curves.apply(_label, axis=1) if len(curves) else "")
+    if not unfinished.empty:  # live curves: never in a table, labelled apart in the plot
+        live, _ = training_curves(unfinished)
+        if not live.empty:
+            live = live.assign(label=live.apply(_label, axis=1) + " (unfinished)")
+            curves = pd.concat([curves, live], ignore_index=True)
     if curves["step"].nunique() > 1:
-        curves = curves.assign(label=curves.apply(_label, axis=1))
         made.append(
             plots.learning_curves(
                 curves, assets / f"{name}-curves.png", f"Evaluation during training: {title}"

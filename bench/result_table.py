@@ -112,6 +112,53 @@ def _score(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
+def unfinished_runs(root: Path) -> pd.DataFrame:
+    """A row per run folder below `root` without a result.json (running, interrupted, failed,
+    pending, or holding a result that could not be read): its cell, seed, cohort keys that its
+    saved config holds, and what its status says. Folders whose config.yaml cannot be read are
+    left out: nothing places them in a cell."""
+    rows = []
+    for run_dir in results.find_runs(root):
+        if (run_dir / results.RESULT).exists() and _readable(run_dir / results.RESULT):
+            continue
+        config = _saved_config(run_dir).get("config")
+        if not isinstance(config, dict):
+            continue
+        try:
+            rows.append({
+                "method": config["method"]["name"],
+                "variant": _variant(_saved_config(run_dir).get("non_default") or {}),
+                "suite": config["tasks"]["name"],
+                "data": config["data"]["name"],
+                "scale": config["scale"]["name"],
+                "eval_episodes": int(config["eval"]["episodes"]),
+                "seed": int(config["seed"]),
+                "status": _unfinished_status(run_dir),
+                "run_dir": str(run_dir),
+            })  # fmt: skip
+        except (KeyError, TypeError, ValueError):
+            continue
+    columns = [*CELL, "scale", "eval_episodes", "seed", "status", "run_dir"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _readable(result_path: Path) -> bool:
+    try:
+        _rows(result_path)
+    except UserError:
+        return False
+    return True
+
+
+def _unfinished_status(run_dir: Path) -> str:
+    if (run_dir / results.RESULT).exists():
+        return "unreadable result.json"
+    try:
+        return results.read_status(run_dir)
+    except OSError as error:
+        return f"unreadable status ({error.strerror})"
+
+
 def _variant(non_default: dict[str, Any]) -> str:
     """The run directory's extra component, unhashed: `sparsity=0.3,train.steps=2000`."""
     parts = sorted(f"{key.removeprefix('method.')}={value}" for key, value in non_default.items())

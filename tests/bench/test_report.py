@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 from bench.cli import main
@@ -102,8 +103,9 @@ def test_presets_and_stores_are_separate_sections(runs, template):
     assert text.count("\n## ") == 3 and "3 groups of runs differ" in text
     smoke = _section(text, 3)
     assert smoke.startswith("3. scale=smoke")
-    real = f"**{100 * template['success_rate']:.2f} ± 0.00**"
+    real = f"| {100 * template['success_rate']:.2f} ± 0.00 "  # smoke bolds nothing
     assert real in next(line for line in smoke.splitlines() if line.startswith("| mtdt "))
+    assert "These scores mean nothing" in smoke and "**Table" in smoke
     elsewhere = _section(text, 2)
     assert "**0.00 ± 0.00**" in elsewhere and "(n=" not in elsewhere
 
@@ -216,3 +218,35 @@ def test_an_unreadable_result_is_named_and_the_rest_reported(template, tmp_path,
     assert seed0 in captured.out  # the readable run, reported alone
     assert main(["report", str(root), "--strict"]) == 2
     assert str(foreign) in capsys.readouterr().err  # the first one found stops it
+
+
+def test_an_interrupted_seed_is_named_beside_its_cell_and_its_curve_drawn(
+    template, tmp_path, capsys
+):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        _write(root, template, "mtdt", seed, SCORES["mtdt", seed])
+        _write(root, template, "harmodt_f", seed, SCORES["harmodt_f", seed])
+    interrupted = root / "quick" / "mt5" / "near_optimal" / "mtdt" / "seed2"
+    interrupted.mkdir(parents=True)
+    config = {"method": {"name": "mtdt"}, "tasks": {"name": "mt5"}, "scale": {"name": "quick"},
+              "data": {"name": "near_optimal"}, "seed": 2,
+              "eval": {"episodes": template["protocol"]["episodes_per_task"]}}  # fmt: skip
+    (interrupted / "config.yaml").write_text(yaml.safe_dump({"config": config, "non_default": {}}))
+    (interrupted / "status").write_text("interrupted at step 400\n")
+    evaluations = [{"event": "eval", "step": step, "success_rate": rate, "mean_return": 0.0,
+                    "per_task": {}} for step, rate in ((200, 0.1), (400, 0.3))]  # fmt: skip
+    (interrupted / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evaluations))
+
+    out = tmp_path / "reports" / "partial.md"
+    text = write_report(root, out, reps=REPS)
+    table = text.split("**Table 1 style")[1].split("\n\n")[1]
+    mtdt_row = next(line for line in table.splitlines() if line.startswith("| mtdt "))
+    assert "(n=2 of 3: seed 2 interrupted at step 400)" in mtdt_row
+    assert "(n=" not in next(line for line in table.splitlines() if line.startswith("| harmodt_f "))
+    heading = text.split("## ")[0]
+    partial = "mtdt on mt5 near_optimal is partial: n=2 of 3: seed 2 interrupted at step 400"
+    assert partial in heading
+    assert next((tmp_path / "reports" / "partial").glob("*-curves.png")).stat().st_size > 0
+    assert main(["report", str(root), "--bootstrap-reps", "100", "--strict"]) == 2
+    assert "partial cells (--strict): mtdt on mt5 near_optimal: n=2 of 3" in capsys.readouterr().err

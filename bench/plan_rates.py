@@ -1,0 +1,184 @@
+"""Where a plan's training and evaluation speeds come from (bench.plan turns them into times).
+
+In order of trust: the run's own metrics.jsonl (resuming), a finished run of the same method,
+suite, scale, model size, precision, device and threads under `run.root` (its metrics.jsonl
+and result.json), and last a few steps timed now on a synthetic store of the configured
+shapes (bench/perf). Each rate carries the words that say where it came from, so that an
+estimate is never shown without its source.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import results
+from bench.settings import Settings
+
+# Timing costs (warm-up + twice this many steps: bench.perf.train.measure_train's two passes,
+# plus a few policy calls); below this many training steps the run's own first log line
+# ("training: N steps/s, about T to go") comes sooner than timing would pay for itself.
+TIMED_STEPS = 3
+TIMING_MIN_STEPS = 10_000
+POLICY_CALLS = 3
+# Synthetic episodes only need to hold the sampler's segments and prompts, not 500 steps.
+SYNTHETIC_EPISODE_STEPS = 100
+# The shape of the model and its batch: what sets a step's cost, beside the keys below.
+_SHAPE_KEYS = ("n_layer", "n_head", "embed_dim", "context_length", "prompt_length",
+               "batch_size", "hidden_units")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A measured figure (a speed, or seconds per unit) and where it came from (`kind`: own,
+    finished or timed; `source`: words for the plan)."""
+
+    value: float
+    kind: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What a plan needs to put times on a run's training and evaluation."""
+
+    train: Rate | None = None  # training steps per second
+    eval_episode: Rate | None = None  # seconds per task-episode, all in (a finished run's)
+    policy_step: Rate | None = None  # the policy's seconds per env-step of one episode (timed)
+
+
+def speed_key(config: Mapping[str, Any]) -> tuple:
+    """What a run's speed depends on: method, suite, scale, model size, precision, device, threads."""
+    method = config["method"]
+    shape = tuple(str(method.get(key)) for key in _SHAPE_KEYS)
+    return (method["name"], config["tasks"]["name"], config["scale"]["name"], shape,
+            config.get("precision"), str(config.get("device")), config.get("threads"))  # fmt: skip
+
+
+def median_train_rate(events: list[dict[str, Any]]) -> float | None:
+    """The median steps/s of a run's `train` events (robust to a window with a slow start)."""
+    rates = [float(e["steps_per_second"]) for e in events if e.get("event") == "train"
+             and e.get("steps_per_second")]  # fmt: skip
+    return statistics.median(rates) if rates else None
+
+
+class RateBook:
+    """Rates per speed key, gathered once: a sweep's runs of one config share them."""
+
+    def __init__(self, allow_timing: bool = True) -> None:
+        self.allow_timing = allow_timing  # False for Slurm: this machine is not where it runs
+        self._known: dict[tuple, Rates] = {}
+
+    def rates(self, settings: Settings) -> Rates:
+        own = self._own_rate(settings)
+        key = speed_key(settings.config)
+        if key not in self._known:
+            found = finished_run_rates(settings)
+            if found is None and self.allow_timing and settings.train.steps >= TIMING_MIN_STEPS:
+                found = timed_rates(settings)
+            self._known[key] = found or Rates()
+        shared = self._known[key]
+        return Rates(own or shared.train, shared.eval_episode, shared.policy_step)
+
+    @staticmethod
+    def _own_rate(settings: Settings) -> Rate | None:
+        """A resuming run's own speed, measured on this data and (likely) this machine."""
+        if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
+            return None
+        rate = median_train_rate(results.read_metrics(settings.run_dir))
+        return Rate(rate, "own", "this run's metrics.jsonl") if rate else None
+
+
+def finished_run_rates(settings: Settings) -> Rates | None:
+    """The rates of the newest finished run with the same speed key under `run.root`."""
+    root = Path(settings.config["run"]["root"]).expanduser()
+    if not root.is_dir():
+        return None
+    key, suite, method = speed_key(settings.config), settings.suite.name, settings.method_name
+    finished = []
+    for run_dir in results.find_runs(root):
+        # The layout <suite>/<data>/<method>/...: skip other runs without reading their YAML.
+        if suite not in run_dir.parts or method not in run_dir.parts:
+            continue
+        result_path, config_path = run_dir / results.RESULT, run_dir / results.CONFIG
+        if run_dir != settings.run_dir and result_path.exists() and config_path.exists():
+            saved = yaml.safe_load(config_path.read_text()) or {}
+            if speed_key(saved.get("config") or {}) == key:
+                finished.append((result_path.stat().st_mtime, run_dir))
+    for _, run_dir in sorted(finished, reverse=True):
+        train = median_train_rate(results.read_metrics(run_dir))
+        if train is None:
+            continue
+        where = str(run_dir)
+        episode = _episode_seconds(json.loads((run_dir / results.RESULT).read_text()))
+        return Rates(
+            Rate(train, "finished", where), Rate(episode, "finished", where) if episode else None
+        )
+    return None
+
+
+def _episode_seconds(result: Mapping[str, Any]) -> float | None:
+    """Seconds per task-episode of a finished run's final evaluation."""
+    seconds = (result.get("wall_time_s") or {}).get("evaluate")
+    episodes = (result.get("protocol") or {}).get("episodes_per_task")
+    tasks = len(result.get("per_task") or {})
+    return seconds / (episodes * tasks) if seconds and episodes and tasks else None
+
+
+def timed_rates(settings: Settings) -> Rates:
+    """A few training steps and policy calls of this config, timed on a synthetic store of its
+    shapes (bench/perf: speed depends on shapes, not values)."""
+    import torch
+
+    from bench.data.samplers import OfflineData
+    from bench.perf.synthetic import write_synthetic_store
+    from bench.perf.train import measure_train
+    from bench.process_state import set_threads
+    from bench.registry import get_method
+
+    print("plan: timing a few training steps on synthetic data ...", flush=True)
+    set_threads(settings.threads, settings.interop_threads)  # as the run will have them
+    suite, data = settings.suite, settings.data
+    # Enough episodes that the training fraction keeps one after the prompts.
+    episodes = max(4, int((data["prompt_episodes"] + 2) / data["fraction"]) + 1)
+    with tempfile.TemporaryDirectory(prefix="mtbench-plan-") as folder:
+        store = write_synthetic_store(
+            Path(folder), suite.data_tasks, episodes, episode_steps=SYNTHETIC_EPISODE_STEPS
+        )
+        offline = OfflineData(store, suite.tasks, data["fraction"], data["prompt_episodes"],
+                              unseen_tasks=suite.unseen_tasks)  # fmt: skip
+        method = get_method(settings.method_name).cls(
+            settings.method_config, suite, offline, settings.seed, torch.device(settings.device)
+        )
+        figures = measure_train(method, TIMED_STEPS, warmup=1)
+        policy_seconds = _policy_seconds(method, settings.eval.episodes, offline.obs_dim)
+    busy = figures["load"]["other_cores_busy"]
+    busy_note = f", other processes busy {busy:.1f} cores" if busy >= 0.25 else ""
+    source = f"timed now: {TIMED_STEPS} steps on synthetic data{busy_note}"
+    return Rates(
+        train=Rate(figures["steps_per_s"], "timed", source),
+        policy_step=Rate(policy_seconds, "timed", source),
+    )
+
+
+def _policy_seconds(method: Any, episodes: int, obs_dim: int) -> float:
+    """The policy's seconds per env-step of one episode, acting for `episodes` lockstep episodes
+    (a DT's context is always K long, masked, so every call costs the same)."""
+    import numpy as np
+
+    policy = method.policy(0)
+    policy.reset(episodes)
+    observations = np.zeros((episodes, obs_dim), dtype=np.float32)
+    policy.act(observations, None)  # the first call builds what later ones reuse
+    start = time.perf_counter()
+    for _ in range(POLICY_CALLS):
+        policy.act(observations, np.zeros(episodes, dtype=np.float32))
+    return (time.perf_counter() - start) / POLICY_CALLS / episodes
