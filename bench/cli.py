@@ -64,7 +64,7 @@ def _run_help() -> str:
         "  seed=0  device=cpu|cuda  precision=fp32|bf16  threads=N  train.steps=N",
         "  train.eval_every=N",
         "  eval.episodes=N  data.fraction=F  data.path=STORE  data.root=DIR",
-        "  data.generator=replay|noisy_expert",
+        "  data.generator=replay|noisy_expert  logger=none|tensorboard|wandb|[tensorboard,wandb]",
         "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods`)",
         "examples:",
         "  bench run method=harmodt_f tasks=mt5 scale=smoke",
@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cfg", choices=["job"], help="print the resolved config and exit")
     run.add_argument(
         "--wait", action="store_true", help="launcher=slurm: block until the runs end, then compare"
+    )
+    run.add_argument(
+        "--no-plan", action="store_true", help="skip the plan (a sweep prints one for its runs)"
     )
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=mtdt seed=1")
 
@@ -186,17 +189,30 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from bench.config import REPO_ROOT
+    from bench.plan import describe_plan
     from bench.settings import load_settings
 
     if args.multirun:
         from bench.launch import launch
+        from bench.launch import plan as sweep_jobs
 
+        # One plan for the whole sweep, before its first run: every job checked and summed.
+        jobs = [settings for _, settings in sweep_jobs(args.overrides)]
+        local = all(s.config["launcher"]["name"] != "slurm" for s in jobs)
+        print(describe_plan(jobs, local=local), flush=True)
+        if args.cfg == "job":
+            return 0
         return launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
+    local = settings.config["launcher"]["name"] != "slurm"
     if args.cfg == "job":
         print(yaml.safe_dump(_job_view(settings), sort_keys=False), end="")
+        # As YAML comments, so that the output still parses as the config.
+        print("\n".join(f"# {line}" for line in describe_plan([settings], local).splitlines()))
         return 0
-    if settings.config["launcher"]["name"] == "slurm":  # one run is a sweep of one job
+    if not args.no_plan:
+        print(describe_plan([settings], local), flush=True)
+    if not local:  # one run is a sweep of one job
         from bench.launch import launch
 
         return launch(args.overrides, args.wait)

@@ -26,6 +26,10 @@ from bench.errors import UserError, unknown_choice
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
 GROUPS = ("method", "tasks", "data", "scale", "size", "launcher")
+# Keys whose `key=a,b` is a list, not a sweep: they never change a result, so a sweep over
+# them would make the same run twice. `logger=tensorboard,wandb` means both loggers, with or
+# without -m, as `logger=[tensorboard,wandb]` does.
+LIST_KEYS = ("logger",)
 
 
 def group_choices(group: str) -> list[str]:
@@ -42,6 +46,26 @@ def parse_overrides(overrides: Sequence[str]) -> list[Override]:
         except HydraException:
             raise UserError(_unparsable(override)) from None
     return parsed
+
+
+def _lists_not_sweeps(overrides: Sequence[str]) -> list[str]:
+    """`overrides` with each `key=a,b` of a LIST_KEYS key spelled as the list `key=[a,b]`."""
+    spelled = []
+    for override, parsed in zip(overrides, parse_overrides(overrides), strict=True):
+        if parsed.key_or_group in LIST_KEYS and parsed.is_sweep_override():
+            values = ",".join(parsed.sweep_string_iterator())
+            override = f"{parsed.get_key_element()}=[{values}]"
+        spelled.append(override)
+    return spelled
+
+
+def hydra_quoted(value: str) -> str:
+    """`value` as a double-quoted Hydra string, which its grammar reads back unchanged whatever
+    the characters (unquoted, it refuses non-ASCII letters, spaces, commas...): a quote is
+    escaped, and so is each backslash before a quote or at the end. Double quotes, so that a
+    shell's single quotes can hold the whole `key="value"`."""
+    escaped = re.sub(r'\\+(?="|$)', lambda run: run.group(0) * 2, value)
+    return '"' + escaped.replace('"', '\\"') + '"'
 
 
 def _unparsable(override: str) -> str:
@@ -129,6 +153,7 @@ def compose_config(overrides: Sequence[str], multirun: bool = False) -> dict[str
 
 def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     """The resolved config for one run's overrides, with its defaults (see `Composed`)."""
+    overrides = _lists_not_sweeps(overrides)
     parsed = parse_overrides(overrides)
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
@@ -163,6 +188,7 @@ def _interpolation_sources(node: DictConfig, prefix: str = "") -> dict[str, str]
 
 def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
     """Hydra's basic sweeper: the cartesian product of every `key=a,b,c` in the overrides."""
+    overrides = _lists_not_sweeps(overrides)
     parsed = parse_overrides(overrides)
     _check_groups(parsed)
     axes = []

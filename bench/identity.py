@@ -21,14 +21,15 @@ from typing import Any
 
 from bench.config import Composed
 
-# How a run is watched or where its files live; none of them changes a number it reports.
+# How a run is watched (`logger`: its trackers) or where its files live; none of them changes
+# a number it reports.
 # Device and thread count change rounding only: a resume that changes them says so (runner).
 # Logging, checkpoint and evaluation cadence draw from no training stream (periodic
 # evaluations use their own seeded goals; tests/bench/test_identity.py checks that training is
 # bit-identical across them), so they do not split runs or clutter row labels.
 NOT_IDENTITY_PREFIXES = ("run.", "launcher.", "scale.description", "size.name")
-NOT_IDENTITY = {"seed", "progress", "threads", "interop_threads", "device", "data.workers",
-                "data.root", "train.log_every", "train.checkpoint_every",
+NOT_IDENTITY = {"seed", "progress", "logger", "threads", "interop_threads", "device",
+                "data.workers", "data.root", "train.log_every", "train.checkpoint_every",
                 "train.eval_every"}  # fmt: skip
 # Sections that only feed interpolations into `method.*`: what a method receives is compared.
 SOURCE_SECTIONS = ("dt.", "harmodt.", "tasks.target_return", "tasks.return_scale")

@@ -86,7 +86,8 @@ def run_locally(jobs: Sequence[tuple[list[str], Settings]], compare: bool = True
 
 
 def _run_job(job: list[str]) -> int:
-    process = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", *job])
+    # The sweep printed one plan for all its runs before the first.
+    process = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--no-plan", *job])
     while True:
         try:
             return process.wait()

@@ -10,7 +10,9 @@ estimate is never shown without its source.
 from __future__ import annotations
 
 import json
+import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -22,13 +24,16 @@ import yaml
 
 from bench import results
 from bench.settings import Settings
+from bench.suites import Suite
 
-# Timing costs (warm-up + twice this many steps: bench.perf.train.measure_train's two passes,
-# plus a few policy calls); below this many training steps the run's own first log line
-# ("training: N steps/s, about T to go") comes sooner than timing would pay for itself.
-TIMED_STEPS = 3
-TIMING_MIN_STEPS = 10_000
-POLICY_CALLS = 3
+# Timing costs a warm-up step, one step timed plain and one timed with a phase clock
+# (bench.perf.train.measure_train's two passes; their mean is the rate) and two policy calls.
+# Below TIMING_MIN_STEPS training steps the run's own first log line ("training: N steps/s,
+# about T to go") comes sooner than timing would pay for itself.
+TIMING_MIN_STEPS = 1000
+# A step trains one task (round-robin), so its cost does not grow with the suite: one task
+# times it, and spares building every task's state (HarmoDT's masks take a second per task).
+TIMED_TASKS = 1
 # Synthetic episodes only need to hold the sampler's segments and prompts, not 500 steps.
 SYNTHETIC_EPISODE_STEPS = 100
 # The shape of the model and its batch: what sets a step's cost, beside the keys below.
@@ -56,7 +61,8 @@ class Rates:
 
 
 def speed_key(config: Mapping[str, Any]) -> tuple:
-    """What a run's speed depends on: method, suite, scale, model size, precision, device, threads."""
+    """What a run's speed depends on: method, suite, scale, model size (and batch), precision,
+    device and threads."""
     method = config["method"]
     shape = tuple(str(method.get(key)) for key in _SHAPE_KEYS)
     return (method["name"], config["tasks"]["name"], config["scale"]["name"], shape,
@@ -94,7 +100,7 @@ class RateBook:
         if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
             return None
         rate = median_train_rate(results.read_metrics(settings.run_dir))
-        return Rate(rate, "own", "this run's metrics.jsonl") if rate else None
+        return Rate(rate, "own", "from this run's metrics.jsonl") if rate else None
 
 
 def finished_run_rates(settings: Settings) -> Rates | None:
@@ -110,17 +116,18 @@ def finished_run_rates(settings: Settings) -> Rates | None:
             continue
         result_path, config_path = run_dir / results.RESULT, run_dir / results.CONFIG
         if run_dir != settings.run_dir and result_path.exists() and config_path.exists():
-            saved = yaml.safe_load(config_path.read_text()) or {}
-            if speed_key(saved.get("config") or {}) == key:
+            config = (yaml.safe_load(config_path.read_text()) or {}).get("config") or {}
+            if config.get("method") and speed_key(config) == key:
                 finished.append((result_path.stat().st_mtime, run_dir))
     for _, run_dir in sorted(finished, reverse=True):
         train = median_train_rate(results.read_metrics(run_dir))
         if train is None:
             continue
-        where = str(run_dir)
+        where = f"the finished run {run_dir}"
         episode = _episode_seconds(json.loads((run_dir / results.RESULT).read_text()))
         return Rates(
-            Rate(train, "finished", where), Rate(episode, "finished", where) if episode else None
+            Rate(train, "finished", f"from {where}"),
+            Rate(episode, "finished", where) if episode else None,
         )
     return None
 
@@ -139,32 +146,35 @@ def timed_rates(settings: Settings) -> Rates:
     import torch
 
     from bench.data.samplers import OfflineData
+    from bench.perf.load import QUIET_CORES
     from bench.perf.synthetic import write_synthetic_store
     from bench.perf.train import measure_train
     from bench.process_state import set_threads
     from bench.registry import get_method
 
-    print("plan: timing a few training steps on synthetic data ...", flush=True)
+    print("plan: timing a few training steps on synthetic data ...", file=sys.stderr, flush=True)
     set_threads(settings.threads, settings.interop_threads)  # as the run will have them
-    suite, data = settings.suite, settings.data
+    data = settings.data
+    suite = Suite(settings.suite.name, settings.suite.tasks[:TIMED_TASKS], settings.suite.benchmark)
     # Enough episodes that the training fraction keeps one after the prompts.
     episodes = max(4, int((data["prompt_episodes"] + 2) / data["fraction"]) + 1)
     with tempfile.TemporaryDirectory(prefix="mtbench-plan-") as folder:
         store = write_synthetic_store(
-            Path(folder), suite.data_tasks, episodes, episode_steps=SYNTHETIC_EPISODE_STEPS
+            Path(folder), suite.tasks, episodes, episode_steps=SYNTHETIC_EPISODE_STEPS
         )
-        offline = OfflineData(store, suite.tasks, data["fraction"], data["prompt_episodes"],
-                              unseen_tasks=suite.unseen_tasks)  # fmt: skip
+        offline = OfflineData(store, suite.tasks, data["fraction"], data["prompt_episodes"])
         method = get_method(settings.method_name).cls(
             settings.method_config, suite, offline, settings.seed, torch.device(settings.device)
         )
-        figures = measure_train(method, TIMED_STEPS, warmup=1)
+        # A task's first step builds what later ones reuse: a warm-up step.
+        figures = measure_train(method, steps=1, warmup=1)
         policy_seconds = _policy_seconds(method, settings.eval.episodes, offline.obs_dim)
+    seconds = (figures["ms_per_step"] + figures["breakdown_ms_per_step"]["total"]) / 2000
     busy = figures["load"]["other_cores_busy"]
-    busy_note = f", other processes busy {busy:.1f} cores" if busy >= 0.25 else ""
-    source = f"timed now: {TIMED_STEPS} steps on synthetic data{busy_note}"
+    busy_note = f"; other processes kept {busy:.1f} cores busy" if busy >= QUIET_CORES else ""
+    source = f"timed now on synthetic data{busy_note}"
     return Rates(
-        train=Rate(figures["steps_per_s"], "timed", source),
+        train=Rate(1 / seconds, "timed", source),
         policy_step=Rate(policy_seconds, "timed", source),
     )
 
@@ -177,8 +187,22 @@ def _policy_seconds(method: Any, episodes: int, obs_dim: int) -> float:
     policy = method.policy(0)
     policy.reset(episodes)
     observations = np.zeros((episodes, obs_dim), dtype=np.float32)
-    policy.act(observations, None)  # the first call builds what later ones reuse
+    policy.act(observations, None)  # the first call builds what later ones reuse (a prompt's)
     start = time.perf_counter()
-    for _ in range(POLICY_CALLS):
-        policy.act(observations, np.zeros(episodes, dtype=np.float32))
-    return (time.perf_counter() - start) / POLICY_CALLS / episodes
+    policy.act(observations, np.zeros(episodes, dtype=np.float32))
+    return (time.perf_counter() - start) / episodes
+
+
+def steps_done(settings: Settings) -> int:
+    """The step a run resumes from: its checkpoint's, as its status says it, else its last
+    logged step rounded down to the checkpoint cadence (a killed run's status says nothing)."""
+    if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
+        return 0
+    status = results.read_status(settings.run_dir)
+    said = re.search(r"at step (\d+)", status)
+    if said:
+        return int(said[1])
+    events = results.read_metrics(settings.run_dir)
+    logged = max((int(e["step"]) for e in events if e.get("event") == "train"), default=0)
+    every = settings.train.checkpoint_every
+    return min(logged // every * every, settings.train.steps)

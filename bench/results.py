@@ -2,7 +2,7 @@
 
     <run_dir>/config.yaml     resolved config + provenance (git commit, command, versions)
     <run_dir>/metrics.jsonl   one JSON object per event (train, eval, resume)
-    <run_dir>/checkpoint.pt   latest checkpoint (atomic; loaded with weights_only=True)
+    <run_dir>/checkpoint.pt   latest checkpoint (atomic, checksummed; weights_only=True)
     <run_dir>/result.json     written last and atomically: the run's scores
     <run_dir>/status          running | interrupted at step N | done | failed: <why>
     <run_dir>/.lock           held by the process running the run (bench.run_lock)
@@ -49,26 +49,63 @@ def write_status(run_dir: Path, status: str) -> None:
 # torch is imported where a checkpoint is touched: commands that only read run files (status,
 # report, --version) start in a fraction of a second without it.
 
+# A checkpoint is this line, then torch.save's bytes: torch's zip reader checks no CRC, so a
+# flipped byte in a tensor would load silently. The sha256 and length are of the bytes after it.
+_CHECKPOINT_HEADER = b"mtbench-checkpoint sha256=%s bytes=%d\n"
+_HEADER_START = _CHECKPOINT_HEADER.split(b"%")[0]
+_RESTART = "run.restart=true starts the run over (its progress is lost)"
+
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    import io
+
     import torch
 
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    payload = buffer.getbuffer()
+    digest = hashlib.sha256(payload).hexdigest().encode()
     with atomic_file(path, "wb") as handle:
-        torch.save(dict(state), handle)
+        handle.write(_CHECKPOINT_HEADER % (digest, len(payload)))
+        handle.write(payload)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The state in `path`, after checking its length and sha256; a one-line UserError naming
+    the file and the way out when it is damaged. Checkpoints written before the checksum (a
+    bare torch.save) still load."""
+    import io
     import pickle
 
     import torch
 
+    data = Path(path).read_bytes()
+    payload = _checked_payload(path, data) if data.startswith(_HEADER_START) else data
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise UserError(
-            f"{path} is damaged or no checkpoint ({type(error).__name__} from torch.load); "
-            "run.restart=true starts the run over"
+            f"checkpoint {path} is damaged or no checkpoint ({type(error).__name__} from "
+            f"torch.load); {_RESTART}"
         ) from None
+
+
+def _checked_payload(path: Path, data: bytes) -> bytes:
+    """The torch bytes of a checksummed checkpoint, if they are whole and unchanged."""
+    header, _, payload = data.partition(b"\n")
+    fields = dict(field.split(b"=", 1) for field in header.split()[1:] if b"=" in field)
+    try:
+        digest, length = fields[b"sha256"].decode(), int(fields[b"bytes"])
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise UserError(f"checkpoint {path} has a damaged header; {_RESTART}") from None
+    if len(payload) != length:
+        what = "truncated" if len(payload) < length else "longer than saved"
+        size = f"{len(payload)} of {length} bytes after its header"
+        raise UserError(f"checkpoint {path} is {what} ({size}); {_RESTART}")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        message = f"checkpoint {path} is corrupt (its sha256 differs from the one saved with it)"
+        raise UserError(f"{message}; {_RESTART}")
+    return payload
 
 
 def append_metrics(run_dir: Path, event: Mapping[str, Any]) -> None:

@@ -42,6 +42,7 @@ from bench.run_lock import RunLock
 from bench.settings import Settings
 from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import META_RL, Suite
+from bench.tracking import Trackers, hyperparameters, start_trackers
 
 Say = Callable[[str], None]
 
@@ -172,6 +173,7 @@ class _Run:
         self.launch = launch  # a Slurm job's id and commits; each resume records its own
         self.checkpoint_step = 0  # the step and training time of the checkpoint on disk
         self.checkpoint_train_seconds = 0.0
+        self.trackers = Trackers()  # opened once the run knows where it resumes (`_track`)
 
     def train_and_evaluate(self, stop: StopRequest) -> dict[str, Any]:
         settings, say = self.settings, self.say
@@ -182,6 +184,8 @@ class _Run:
         say(f"run: {self.run_dir}")
         say(f"data: {dataset_path(data_config, suite)}")
         store = open_dataset(data_config, suite, settings.progress)
+        # The bytes it trains on, re-hashed before the first step: bench.data.store says why.
+        store.verify(suite.data_tasks)
         data = OfflineData(
             store,
             suite.tasks,
@@ -197,15 +201,17 @@ class _Run:
         )
         protocol = eval_protocol(settings, store.manifest)
         start, train_seconds = self._resume(method)
-        self._train(method, start, train_seconds, protocol, stop)
-        eval_start = time.perf_counter()
-        scores = evaluate(suite, method.policy, protocol, settings.progress)
-        eval_seconds = time.perf_counter() - eval_start
-        total_steps = settings.train.steps
-        results.append_metrics(
-            self.run_dir,
-            {"event": "eval", "step": total_steps, "final": True, **_scores_only(scores)},
-        )
+        self.trackers = self._track(start)
+        try:
+            self._train(method, start, train_seconds, protocol, stop)
+            eval_start = time.perf_counter()
+            scores = evaluate(suite, method.policy, protocol, settings.progress)
+            eval_seconds = time.perf_counter() - eval_start
+            total_steps = settings.train.steps
+            event = {"event": "eval", "step": total_steps, "final": True, **_scores_only(scores)}
+            self._record(event)
+        finally:
+            self.trackers.close(self.checkpoint_step)
         return {
             "method": settings.method_name,
             "suite": suite.name,
@@ -217,6 +223,7 @@ class _Run:
                 **data.summary(),
             },
             "dataset_hash": self.dataset_hash,
+            "dataset_verified": True,  # its files matched dataset_hash's records at the start
             "dataset_store": {
                 "path": str(dataset_path(data_config, suite)),
                 "hash": results.store_hash(store.manifest),
@@ -243,6 +250,29 @@ class _Run:
             "git": self.commit,
             "run_dir": str(self.run_dir),
         }
+
+    def _record(self, event: Mapping[str, Any]) -> None:
+        """Every event goes to metrics.jsonl and, as the same event, to the trackers."""
+        results.append_metrics(self.run_dir, event)
+        self.trackers.log(event)
+
+    def _track(self, start: int) -> Trackers:
+        """The trackers of `logger=`, caught up with metrics.jsonl as `_resume` left it."""
+        settings = self.settings
+        identity = {
+            "run_dir": str(self.run_dir),
+            "method": settings.method_name,
+            "suite": settings.suite.name,
+            "data": settings.data["name"],
+            "scale": settings.scale,
+            "seed": settings.seed,
+            "non_default": settings.non_default,
+            "git": self.commit,
+        }
+        about = hyperparameters(settings.config, identity)
+        return start_trackers(
+            settings.loggers, self.run_dir, about, settings.suite.tasks, start, self.say
+        )
 
     def interrupted(self, stop: StopRequest) -> Interrupted:
         message = f"interrupted at step {self.checkpoint_step}; run the same command to resume"
@@ -282,7 +312,7 @@ class _Run:
             "threads": torch.get_num_threads(),
             **({"launch": dict(self.launch)} if self.launch else {}),
         }
-        results.append_metrics(self.run_dir, event)
+        self._record(event)
         self.say(f"resuming from step {step} of {self.settings.train.steps}")
         for key, now in (("device", self.settings.device), ("threads", torch.get_num_threads())):
             if checkpoint.get(key) is not None and checkpoint[key] != now:
@@ -317,7 +347,7 @@ class _Run:
         protocol: EvalProtocol,
         stop: StopRequest,
     ) -> None:
-        settings, run_dir = self.settings, self.run_dir
+        settings = self.settings
         train, total_steps = settings.train, settings.train.steps
         if start >= total_steps:
             return
@@ -333,13 +363,13 @@ class _Run:
                 _check_finite(logs, step)
                 done, window_steps = step + 1, window_steps + 1
                 for event in method.pop_events():
-                    results.append_metrics(run_dir, {**event, "step": event.get("step", done)})
+                    self._record({**event, "step": event.get("step", done)})
                 bar.update()
                 if done % train.log_every == 0 or done == total_steps:
                     now = time.perf_counter()
                     rate = window_steps / max(now - window_start, 1e-9)
                     event = {"event": "train", "step": done, **logs, "steps_per_second": rate}
-                    results.append_metrics(run_dir, event)
+                    self._record(event)
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
                     window_start, window_steps = now, 0
                     if not told_duration:
@@ -356,7 +386,7 @@ class _Run:
                     eval_start = time.perf_counter()
                     scores = evaluate(settings.suite, method.policy, protocol, progress=False)
                     event = {"event": "eval", "step": done, "final": False, **_scores_only(scores)}
-                    results.append_metrics(run_dir, event)
+                    self._record(event)
                     paused += time.perf_counter() - eval_start
                     # A new rate window: the evaluation's time and steps are not training's.
                     window_start, window_steps = time.perf_counter(), 0

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Composed, compose_run
+from bench.data.paths import check_plain_name
 from bench.data.prepare import check_dataset, dataset_path, generator_choice
 from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.suites import Suite, get_suite
+from bench.tracking import check_loggers
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Settings:
     train: TrainSettings
     eval: EvalSettings
     non_default: dict[str, Any]  # what the run directory's extra component stands for
+    loggers: tuple[str, ...] = ()  # experiment trackers fed from metrics.jsonl (bench.tracking)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -80,8 +83,11 @@ def check(composed: Composed) -> Settings:
     _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
     data = config["data"]
     _check_data_values(data)
+    # A folder of the run directory (bench.identity); the suite and method are known names.
+    check_plain_name("data.name", data["name"])
     if int(config["seed"]) < 0:
         raise UserError(f"seed must be >= 0, got {config['seed']!r}")
+    loggers = check_loggers(config["logger"])
     threads = _optional_count(config, "threads")
     interop = _optional_count(config, "interop_threads")
     # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
@@ -110,6 +116,7 @@ def check(composed: Composed) -> Settings:
         train=TrainSettings(**{k: int(v) for k, v in train.items()}),
         eval=EvalSettings(**{k: int(v) for k, v in config["eval"].items()}),
         non_default=non_default_values(composed),
+        loggers=loggers,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,23 @@ def build_smoke() -> Callable[..., Any]:
         return build_method(name, {**smoke, **values}, suite, data, seed)
 
     return build
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, (
+            f"the run ended before it was killed: {process.stderr.read()}"
+        )
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., None]:
+    """`wait_for(path, process)`: until a run launched as `process` writes `path` (e.g. its
+    first checkpoint, to kill it there); fails if it ends first or takes over `timeout` s."""
+    return _wait_for
 
 
 @pytest.fixture

@@ -10,19 +10,20 @@ random actions. Each task's manifest entry also holds a summary of its episodes
 Generation is long work (MT50 near-optimal is ~3.6 h on 2 cores): tasks run in parallel worker
 processes, each finished task is written and added to the manifest at once, and a re-run skips
 the tasks the manifest already lists whose files are intact; damaged ones are generated again.
-Ctrl-C (or SIGTERM) stops the workers at once and keeps every task already written.
+Ctrl-C (or SIGTERM) stops the workers at once and keeps every task already written. Two
+processes asking for the same missing tasks make each once: the second waits for the first
+(bench.data.writers). A full disk stops it in one line, after the same check up front.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import importlib.metadata
 import multiprocessing
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
-from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,15 +32,18 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.data.behaviour import BEHAVIOURS, DEFAULT_GENERATOR, BehaviourFactory
+from bench.data.disk_space import OutOfSpace, check_room, generated_task_bytes, out_of_space
+from bench.data.processes import exit_reason, kill_workers, start_worker
 from bench.data.store import (
+    MANIFEST_NAME,
     DatasetStore,
     add_tasks_to_manifest,
     provenance,
     read_manifest,
-    remove_abandoned_staging,
     write_task,
 )
 from bench.data.summary import episode_returns, summarize
+from bench.data.writers import TaskLocks, remove_abandoned_staging, remove_stale_temporaries
 from bench.envs.metaworld import (
     ACTION_DIM,
     MAX_EPISODE_STEPS,
@@ -52,6 +56,8 @@ from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
 _POLL_SECONDS = 0.25  # how often the parent refreshes the bar and looks for a stop request
+# How long a lock held by another process may be a brief check of it before we say we wait.
+_QUIET_WAIT_SECONDS = 1.0
 
 
 class TaskRollout(NamedTuple):
@@ -141,7 +147,8 @@ def generate_dataset(
     The requested tasks the manifest lists are checked first: the sizes of their files always
     (cheap), their sha256 too with `verify`. A damaged task is generated again like a missing
     one, and each repair is reported on stderr. SIGINT or SIGTERM stops the work (the running
-    workers killed, the tasks written kept) and raises Interrupted.
+    workers killed, the tasks written kept) and raises Interrupted. Tasks another process is
+    making are waited for (said on stderr), then checked like the others.
     """
     root = Path(root)
     tasks = list(dict.fromkeys(tasks))
@@ -161,19 +168,63 @@ def generate_dataset(
         "generator": _generator_settings(generator, episodes_per_task, seed, pool_seed),
         **provenance(),
     }
+    locks = TaskLocks(root)
+
+    def make(batch: list[str]) -> bool:
+        """Generate those of `batch` (whose locks are held) that are missing or damaged, each
+        lock released once its task needs nothing more; whether any was generated."""
+        todo, damage = tasks_to_write(root, batch, header, verify, stop)
+        locks.release(task for task in batch if task not in todo)
+        if not todo:
+            return False
+        check_room(root, len(todo) * _task_bytes(header))
+        written = _generate_in_workers(
+            root, todo, damage, header, workers, progress, stop, lambda t: locks.release([t])
+        )
+        if stop.requested:
+            raise _interrupted(root, tasks, set(damage) - set(written), stop)
+        return True
+
     with handle_stop_signals(StopRequest(defer=True, insist=False)) as stop:
-        todo, damage = tasks_to_write(root, tasks, header, verify, stop)
-        if todo:
-            written = _generate_in_workers(root, todo, damage, header, workers, progress, stop)
-            if stop.signal_number is not None:
-                saved = len(tasks) - len(todo) + len(written)
-                raise Interrupted(
-                    f"interrupted: {saved} of {len(tasks)} tasks are saved in {root}; "
-                    "run the same command to resume",
-                    stop.signal_number,
-                )
-            _list_in_order(root, tasks, header)
+        try:
+            # A task is checked, and made if need be, only under its lock: ours first, then
+            # those another process holds, once it has let go of them.
+            mine = locks.take_free(tasks)
+            others = [task for task in tasks if task not in mine]
+            made = make(mine)
+            if others:
+                if not locks.wait_for(others, lambda: stop.requested, _QUIET_WAIT_SECONDS):
+                    waiting = f"waiting for another process that is making {root}"
+                    tqdm.write(f"{waiting} ({', '.join(others)})", file=sys.stderr)
+                if not locks.wait_for(others, lambda: stop.requested):
+                    raise _interrupted(root, tasks, set(), stop)
+                made = make(others) or made
+            if made:
+                _list_in_order(root, tasks, header)
+        finally:
+            locks.release_all()
     return DatasetStore(root)
+
+
+def _interrupted(
+    root: Path, tasks: list[str], unrepaired: set[str], stop: StopRequest
+) -> Interrupted:
+    """Interrupted, counting the `tasks` the manifest lists that are not damaged."""
+    listed = read_manifest(root)["tasks"] if (root / MANIFEST_NAME).exists() else {}
+    saved = sum(task in listed and task not in unrepaired for task in tasks)
+    return Interrupted(
+        f"interrupted: {saved} of {len(tasks)} tasks are saved in {root}; "
+        "run the same command to resume",
+        stop.signal_number or signal.SIGINT,
+    )
+
+
+def _task_bytes(header: Mapping[str, Any]) -> int:
+    """About how much disk one generated task of `header`'s settings takes."""
+    episodes = int(header["generator"]["episodes_per_task"])
+    # float32 observations, actions and rewards, bool terminals and timeouts
+    row = 4 * (OBSERVATION_DIM + ACTION_DIM + 1) + 2
+    return generated_task_bytes(episodes * MAX_EPISODE_STEPS, episodes, row)
 
 
 def generator_name(manifest: Mapping[str, Any]) -> str:
@@ -230,6 +281,7 @@ def tasks_to_write(
     """
     listed = _tasks_already_generated(root, header)
     remove_abandoned_staging(root)
+    remove_stale_temporaries(root, MANIFEST_NAME)
     damage = _damaged_tasks(root, [task for task in tasks if task in listed], verify, stop)
     if stop.signal_number is not None:
         message = f"interrupted while checking the files of {root}; nothing was changed"
@@ -292,14 +344,26 @@ def _worker(
     """A worker process: one task from rollout to its folder on disk.
 
     Sends None after each episode (progress), then the task's manifest entry, with the summary
-    of its episodes.
+    of its episodes, or a UserError's one line (a full disk: `{"failed": ..., "no_space": ...}`).
     """
-    rollout = generate_task(
-        task, episodes, seed, pool_seed, BEHAVIOURS[generator], lambda: results.send(None)
-    )
-    entry = write_task(root, task, rollout.arrays, replace=replace)
+    try:
+        rollout = generate_task(
+            task, episodes, seed, pool_seed, BEHAVIOURS[generator], lambda: _send(results, None)
+        )
+        entry = write_task(root, task, rollout.arrays, replace=replace)
+    except UserError as error:  # the parent prints it, once, and stops the other workers
+        _send(results, {"failed": str(error), "no_space": isinstance(error, OutOfSpace)})
+        return
     returns = episode_returns(rollout.arrays["rewards"], rollout.arrays["episode_starts"])
-    results.send({**entry, "summary": summarize(returns, rollout.success)})
+    _send(results, {**entry, "summary": summarize(returns, rollout.success)})
+
+
+def _send(results: Connection, message: Any) -> None:
+    """Send to the parent; if it is gone (kill -9), end quietly with it: no one reads on."""
+    try:
+        results.send(message)
+    except BrokenPipeError:
+        sys.exit(0)
 
 
 def _generate_in_workers(
@@ -310,9 +374,11 @@ def _generate_in_workers(
     workers: int,
     progress: bool,
     stop: StopRequest,
+    on_listed: Callable[[str], None],
 ) -> list[str]:
-    """Generate `todo` in worker processes, listing each task in the manifest once written, and
-    return the tasks listed. On a stop request it kills the running workers and returns at once."""
+    """Generate `todo` in worker processes, listing each task in the manifest once written (then
+    calling `on_listed(task)`), and return the tasks listed. On a stop request it kills the
+    running workers and returns at once; a worker's UserError (a full disk) stops them all."""
     settings = header["generator"]
     episodes = settings["episodes_per_task"]
     # "spawn": forking a parent that may hold threads (tqdm, torch) is unsafe.
@@ -331,7 +397,7 @@ def _generate_in_workers(
                     task = waiting.pop(0)
                     job = (root, task, episodes, settings["seed"], settings["pool_seed"],
                            generator_name(header))  # fmt: skip
-                    receiver, process = _start_worker(context, (*job, task in damage))
+                    receiver, process = start_worker(context, _worker, (*job, task in damage))
                     running[receiver] = (task, process)
                 for receiver in wait(list(running), timeout=_POLL_SECONDS):
                     task, process = running[receiver]
@@ -347,67 +413,32 @@ def _generate_in_workers(
                     if entry is None:
                         bar.update(1)
                         continue
-                    add_tasks_to_manifest(root, {task: entry}, header)
+                    left = len(todo) - len(written)
+                    if entry.get("no_space"):
+                        raise out_of_space(root, left * _task_bytes(header))
+                    if "failed" in entry:
+                        raise UserError(entry["failed"])
+                    try:
+                        add_tasks_to_manifest(root, {task: entry}, header)
+                    except OSError as error:
+                        if error.errno != errno.ENOSPC:
+                            raise
+                        raise out_of_space(root, left * _task_bytes(header)) from None
                     written.append(task)
+                    on_listed(task)
                     bar.set_postfix_str(f"{len(written)}/{len(todo)} tasks written")
                     if task in damage:
                         tqdm.write(f"repaired {task}: {damage[task]}", file=sys.stderr)
         finally:
             if running:
-                _kill_workers(running)
+                kill_workers(running)
                 remove_abandoned_staging(root)
     if failed and stop.signal_number is None:
-        reasons = ", ".join(f"{task} ({_exit_reason(code)})" for task, code in failed.items())
+        reasons = ", ".join(f"{task} ({exit_reason(code)})" for task, code in failed.items())
         raise RuntimeError(
             f"generating {reasons} failed; the other tasks are saved, re-run to resume"
         )
     return written
-
-
-def _start_worker(context: SpawnContext, job: tuple) -> tuple[Connection, BaseProcess]:
-    """Start `_worker(sender, *job)`; the receiving end of its pipe and the process."""
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_worker, args=(sender, *job), daemon=True)
-    # A terminal's Ctrl-C reaches the whole process group, but only the parent acts on it.
-    # Ignored while the worker starts, SIGINT stays ignored in it from its first instruction
-    # (exec keeps an ignored signal ignored, and Python then installs no KeyboardInterrupt
-    # handler); ignoring it in the worker's own code would leave its imports (a second) exposed.
-    # The price: a Ctrl-C within these few milliseconds is lost.
-    with _sigint_ignored():
-        process.start()
-    sender.close()  # the worker now holds the only write end: its exit reads as EOF here
-    return receiver, process
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread: signals are not ours to change
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _kill_workers(running: dict[Connection, tuple[str, BaseProcess]]) -> None:
-    """Terminate the running workers without waiting for their tasks (minutes each).
-
-    A worker killed before its rename leaves a staging folder, never a partial task folder.
-    """
-    for _, process in running.values():
-        process.terminate()
-    for receiver, (_, process) in running.items():
-        process.join()
-        receiver.close()
-
-
-def _exit_reason(exit_code: int | None) -> str:
-    if exit_code is not None and exit_code < 0:
-        return f"its worker was killed by signal {-exit_code}"
-    return f"its worker exited with status {exit_code}; its traceback is above"
 
 
 def _list_in_order(root: Path, tasks: list[str], header: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.data.paths import file_refusal
 from bench.data.store import (
     MANIFEST_NAME,
     DatasetStore,
@@ -158,6 +159,9 @@ def _read_episode(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _load_episode(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """The raw (observations, actions, rewards, done flags, done key) of one episode file."""
+    refusal = file_refusal(path)  # a FIFO or device would never end a read
+    if refusal:
+        raise UserError(f"episode file {path} {refusal}")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):  # an .npy file named .npz

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.data.paths import file_refusal
 from bench.data.safe_unpickle import load_numpy_pickle
 from bench.data.store import (
     MANIFEST_NAME,
@@ -162,9 +163,10 @@ def _find_tasks(source: Path, families: Sequence[str] | None) -> dict[str, _Task
                 prompts=folder / f"{family}-{index}-prompt-{DATASET}.pkl",
                 config=source / "config" / family / f"config_{family}_task{index}.pkl",
             )
-            for path in (files.prompts, files.config):
-                if not path.is_file():
-                    raise UserError(f"{path} is missing; task {index} of {family} needs it")
+            for path in (files.dataset, files.prompts, files.config):
+                refusal = file_refusal(path)  # a FIFO or device would never end a read
+                if refusal:
+                    raise UserError(f"{path} {refusal}; task {index} of {family} needs it")
             tasks[f"{family}-{index}"] = files
     return tasks
 

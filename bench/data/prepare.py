@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.data.behaviour import DEFAULT_GENERATOR
-from bench.data.store import DatasetStore
+from bench.data.store import MANIFEST_NAME, DatasetStore
+from bench.data.writers import remove_stale_temporaries
 from bench.errors import UserError, unknown_choice
 from bench.suites import META_RL, Suite
 
@@ -58,6 +59,7 @@ def open_dataset(
     path = dataset_path(data, suite)
     if data.get("path"):
         check_dataset(data)
+        remove_stale_temporaries(path, MANIFEST_NAME)  # generation does so for its stores
         return DatasetStore(path)
     if suite.benchmark == META_RL:
         from bench.data.sac_experts import generate_meta_rl_dataset

@@ -15,6 +15,9 @@ state can flag float64 as holding Python objects, and numpy then mishandles arra
 array or dtype, with the state numpy writes for a numeric one. That check needs the pure-Python
 unpickler (`pickle._Unpickler`): the C one has no hook for BUILD. The copyreg extension opcodes
 are refused as well: a process-wide cache lets them skip `find_class`.
+
+Containers nested deeper than `MAX_DEPTH` are refused too: the unpickler builds them without
+recursion, but any later repr, comparison or copy of them would overflow Python's stack.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from bench.errors import UserError
 
 _ALLOWED_KINDS = "biufc"  # bool, signed and unsigned integers, floats, complex numbers
 _ONLY = "only numpy arrays, dtypes and plain containers are allowed"
+# Prompt-DT's files nest three deep (a list of dicts of arrays); Python recurses ~1000 deep.
+MAX_DEPTH = 100
 # What a damaged (not hostile) file raises from the unpickler or from numpy's setstate.
 _CORRUPT = (
     pickle.UnpicklingError,
@@ -179,12 +184,33 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
     dispatch[pickle.EXT1[0]] = dispatch[pickle.EXT2[0]] = dispatch[pickle.EXT4[0]] = load_extension
 
 
+def _check_depth(loaded: object) -> None:
+    """Refuse containers nested more than MAX_DEPTH deep, walking them without recursion."""
+    stack, seen = [(loaded, 1)], set()
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [*item.keys(), *item.values()]
+        elif isinstance(item, list | tuple | set | frozenset):
+            children = list(item)
+        else:
+            continue
+        if id(item) in seen:  # the memo can make a container hold itself
+            continue
+        seen.add(id(item))
+        if depth > MAX_DEPTH:
+            raise _Refused(f"it nests containers more than {MAX_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def load_numpy_pickle(path: Path) -> Any:
     """The object pickled in `path`, which may hold only numpy arrays, numpy scalars, numeric
     dtypes and plain containers (NumPy 1 or 2 pickles); a one-line UserError otherwise."""
     try:
         with open(path, "rb") as file:
-            return _NumpyOnlyUnpickler(file).load()
+            loaded = _NumpyOnlyUnpickler(file).load()
+        _check_depth(loaded)
+        return loaded
     except _Refused as refused:
         raise UserError(f"{path}: refused to unpickle: {refused} ({_ONLY})") from None
     except OSError as exc:

@@ -11,6 +11,7 @@ import yaml
 
 from bench.cli import main
 from bench.config import expand_sweep
+from bench.plan_rates import Rates
 
 
 def test_unknown_method_exits_2_with_one_line_and_no_traceback(tmp_path):
@@ -117,7 +118,9 @@ def test_first_contact_commands(capsys):
     assert completed.returncode == 0 and completed.stdout.startswith("mtbench 0.1.0 (commit ")
 
 
-def test_paper_is_the_default_scale(capsys):
+def test_paper_is_the_default_scale(capsys, monkeypatch):
+    # The plan would time paper-sized steps (seconds; tests/bench/test_plan.py covers it).
+    monkeypatch.setattr("bench.plan_rates.timed_rates", lambda settings: Rates())
     assert main(["run", "--cfg", "job"]) == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["scale"]["name"] == "paper"

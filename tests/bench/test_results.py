@@ -1,7 +1,11 @@
 import subprocess
 from pathlib import Path
 
-from bench.results import git_commit
+import pytest
+import torch
+
+from bench.errors import UserError
+from bench.results import git_commit, load_checkpoint, save_checkpoint
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -56,3 +60,30 @@ def test_best_of_evaluations_takes_the_highest_mean_and_the_first_of_ties():
     by_return = best_of_evaluations([evaluation(1, None, 5.0), evaluation(2, None, -1.0)])
     assert (by_return["step"], by_return["mean_return"]) == (1, 5.0)  # meta-RL: by return
     assert best_of_evaluations([{"event": "train", "step": 1}]) is None
+
+
+def test_a_truncated_or_flipped_checkpoint_is_one_line_naming_it_and_the_way_out(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"step": 7, "weights": torch.arange(4000.0)})
+    saved = path.read_bytes()
+    assert load_checkpoint(path)["step"] == 7
+
+    path.write_bytes(saved[:5000])
+    with pytest.raises(UserError) as truncated:
+        load_checkpoint(path)
+    assert str(truncated.value).startswith(f"checkpoint {path} is truncated (")
+
+    flipped = bytearray(saved)
+    flipped[len(saved) // 2] ^= 0x01  # inside the tensor: torch.load alone would take it
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(UserError) as corrupt:
+        load_checkpoint(path)
+    assert str(corrupt.value).startswith(f"checkpoint {path} is corrupt (its sha256 differs")
+    for error in (truncated, corrupt):
+        assert "\n" not in str(error.value)
+        assert str(error.value).endswith(
+            "run.restart=true starts the run over (its progress is lost)"
+        )
+
+    torch.save({"step": 3}, path)  # a checkpoint from before the checksum still resumes
+    assert load_checkpoint(path) == {"step": 3}

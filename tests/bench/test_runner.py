@@ -7,16 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.cli import main
+from bench.data.store import DatasetStore
 from bench.envs.metaworld import ACTION_DIM, OBSERVATION_DIM
 from bench.results import read_status
 from bench.settings import load_settings
+from bench.suites import get_suite
 
 RUN_DIR = "mt5/near_optimal/{method}/seed0"
 
@@ -53,6 +54,7 @@ def test_smoke_run_writes_a_complete_result(smoke_data_root, tmp_path):
     assert result["scale"] == "smoke"
     assert result["data"]["generator"] == "replay"  # which generator made its data
     assert result["protocol"]["checkpoint"] == "final (step 50)"
+    assert result["dataset_verified"] is True  # its files re-hashed before the first step
     assert result["versions"]["metaworld"] == "3.1.1"
     assert (run_dir / "status").read_text().strip() == "done"
     saved = (run_dir / "config.yaml").read_text()
@@ -96,19 +98,9 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
     assert "| done" in row and "50/50" in row
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, (
-            f"the run ended before it was killed: {process.stderr.read()}"
-        )
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-
-
 @pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])
 def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
-    method, smoke_data_root, tmp_path
+    method, smoke_data_root, tmp_path, wait_for
 ):
     extra = ("train.steps=200", "train.checkpoint_every=40", "train.log_every=20")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -125,7 +117,7 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
-    _wait_for(run_dir / "checkpoint.pt", process)
+    wait_for(run_dir / "checkpoint.pt", process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (run_dir / "result.json").exists()
@@ -140,6 +132,37 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     assert train_steps == list(range(20, 201, 20))  # nothing lost, nothing logged twice
     straight_result = straight / run_dir.relative_to(killed) / "result.json"
     assert _per_task(run_dir / "result.json") == _per_task(straight_result)
+
+
+def test_data_changed_under_its_stamp_stops_the_run_before_training(tmp_path, capsys, write_store):
+    """A column overwritten and the mtime put back: size and mtime vouch for it, the bytes not."""
+    store = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    tasks = get_suite("mt5").tasks
+    arrays = (rng.standard_normal((100, OBSERVATION_DIM)), rng.uniform(-1, 1, (100, ACTION_DIM)))
+    write_store(store, {task: (*arrays, np.ones(100)) for task in tasks}, 25)
+    path = store / tasks[2] / "observations.npy"
+    hour_ago = path.stat().st_mtime_ns - 3600 * 10**9
+    for task in tasks:  # data of an earlier session, stamped as verified when a run opened it
+        for npy in (store / task).glob("*.npy"):
+            os.utime(npy, ns=(hour_ago, hour_ago))
+        DatasetStore(store).open_task(task)
+    observations = np.load(path, mmap_mode="r+")
+    observations[:, 5] = 0.0
+    observations.flush()
+    del observations
+    os.utime(path, ns=(hour_ago, hour_ago))
+
+    args = _overrides("mtdt", tmp_path, tmp_path / "runs", f"data.path={store}")
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"error: dataset file {path} is corrupt (its sha256 differs from the manifest's); "
+        "regenerate or re-import it\n"
+    )
+    run_dir = load_settings(args[1:]).run_dir
+    assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.jsonl").exists()
+    assert (run_dir / "status").read_text().startswith(f"failed: dataset file {path} is corrupt")
 
 
 def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):

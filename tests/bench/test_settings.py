@@ -45,6 +45,9 @@ BAD_RUN_INPUTS = [
     ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),
     ("run.root={tmp}/afile/runs", "is a file, not a folder"),
     ("run.root=/sys/mtbench-runs", "cannot write under /sys"),
+    ("logger=tensorbord", "logger 'tensorbord' (did you mean 'tensorboard'?); choose one of: none"),
+    ("logger=[wandb,mlflow]", "unknown logger 'mlflow'"),
+    ("data.name=../../../escaped", "data.name='../../../escaped' holds a path separator"),
 ]
 if not __import__("torch").cuda.is_available():
     BAD_RUN_INPUTS.append(("device=cuda", "device=cuda is not available"))

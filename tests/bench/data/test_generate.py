@@ -3,14 +3,17 @@ data's learning curve, systematic mistakes and summary."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -334,3 +337,140 @@ def test_noisy_expert_settings_are_those_of_the_stores_made_before_generators_ha
         "progress = e / max(N - 1, 1); random_prob = 1 - progress; noise_std = 0.5 * (1 - progress)"
     )
     assert _generator_settings("replay", 3, 0, 0)["name"] == "replay"
+
+
+# Faults: another generator, a killed parent, a full disk, what killed writers leave ----------
+
+
+def start_generation(data_root: Path, *extra: str) -> subprocess.Popen:
+    """`bench data generate tasks=mt5 episodes_per_task=1` into `data_root`, in a session of its
+    own; stderr, which its workers share, piped."""
+    arguments = ["tasks=mt5", "episodes_per_task=1", f"data.root={data_root}", *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.cli", "data", "generate", *arguments],
+        cwd=data_root,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_processes_making_one_store_make_each_task_once_and_both_succeed(tmp_path):
+    store = tmp_path / "replay-ep1"
+    first = start_generation(tmp_path, "progress=false")
+    second = start_generation(tmp_path, "progress=false")
+    try:
+        errors = [process.communicate(timeout=240)[1] for process in (first, second)]
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    assert [first.returncode, second.returncode] == [0, 0], errors
+    assert not any("Traceback" in error for error in errors)
+    waited = [error for error in errors if error]
+    assert waited and all(
+        error.startswith(f"waiting for another process that is making {store} (")
+        and error.count("\n") == 1
+        for error in waited
+    ), errors
+    assert DatasetStore(store).tasks == list(get_suite("mt5").tasks)
+    assert main(["data", "verify", str(store)]) == 0
+
+
+def test_workers_whose_parent_is_killed_end_quietly(tmp_path):
+    process = start_generation(tmp_path, "episodes_per_task=4", "progress=true")
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(iter(process.stderr.readline, "")))
+    reader.start()
+    try:
+        # The bar counts episodes: the workers are past their start, sending progress.
+        assert wait_until(lambda: re.search(r" [1-9][0-9]*/20 \[", "".join(stderr)), 120)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        reader.join(timeout=60)  # the workers hold the pipe: it ends when the last one does
+        assert not reader.is_alive(), "a worker lived on after its parent was killed"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "Traceback" not in "".join(stderr) and "BrokenPipeError" not in "".join(stderr)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs: room for the two tiny tasks, no more."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                          capture_output=True)  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_the_generation_resumes_identically(small_disk, tiny_store):
+    store, filler, tasks = small_disk / "replay-ep4", small_disk / "filler", tiny_store.tasks
+
+    def fill_once_the_first_task_is_listed() -> None:
+        if wait_until(lambda: listed_tasks(store), 120):
+            with open(filler, "wb") as file, contextlib.suppress(OSError):
+                while True:
+                    file.write(bytes(16 << 10))
+                    file.flush()
+
+    filling = threading.Thread(target=fill_once_the_first_task_is_listed)
+    filling.start()
+    with pytest.raises(UserError) as full:
+        generate_dataset(store, tasks, 4, workers=1, progress=False)
+    filling.join()
+    message = str(full.value)
+    assert re.fullmatch(
+        rf"no space left on {small_disk}: 0\.0 MB free, about 0\.4 MB needed for {store}; free "
+        r"some space \(or choose another data\.root\), then run the same command to resume",
+        message,
+    ), message
+    assert listed_tasks(store) == tasks[:1] and not list(store.glob(".tmp-*"))
+    with pytest.raises(UserError, match=re.escape(f"no space left on {small_disk}: 0.0 MB free")):
+        generate_dataset(store, tasks, 4, workers=1, progress=False)  # checked up front
+
+    filler.unlink()
+    resumed = generate_dataset(store, tasks, 4, workers=1, progress=False)
+    for task in tasks:  # byte for byte what a generation that never failed wrote
+        assert resumed.manifest["tasks"][task] == tiny_store.manifest["tasks"][task]
+
+
+def test_a_rerun_removes_the_temporaries_of_killed_writers(tiny_store):
+    root, task = tiny_store.root, tiny_store.tasks[0]
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = [
+        root / f".manifest.json.tmp-{finished.pid}",  # no manifest writer: its lock is free
+        root / task / f".stats.json.tmp-{os.getpid()}",  # an hour old: no write takes so long
+    ]
+    live = root / task / f".verified.json.tmp-{os.getpid()}"  # a stamp being written right now
+    for path in [*stale, live]:
+        path.write_text("{")
+    os.utime(stale[1], (time.time() - 3600, time.time() - 3600))
+
+    generate_dataset(root, tiny_store.tasks, 4, progress=False)
+
+    assert [path.exists() for path in [*stale, live]] == [False, False, True]
+    live.unlink()
+
+
+def test_a_finished_store_on_a_read_only_mount_is_still_checked_and_served(tiny_store, tmp_path):
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    bound = subprocess.run(["mount", "--bind", "-o", "ro", str(tiny_store.root), str(mount)],
+                           capture_output=True)  # fmt: skip
+    if bound.returncode != 0:
+        pytest.skip("bind-mounting read-only is not permitted here")
+    try:
+        with pytest.raises(OSError):
+            (mount / "probe").write_text("")  # really read-only, even for root
+        store = generate_dataset(mount, tiny_store.tasks, 4, progress=False)  # no lock to take
+        store.verify()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -174,3 +175,13 @@ def test_importing_over_an_existing_dataset_is_refused(release, tmp_path):
     import_npz(source, tmp_path / "data", episodes=1, progress=False)
     with pytest.raises(UserError, match="already holds a dataset"):
         import_npz(source, tmp_path / "data", progress=False)
+
+
+def test_an_episode_file_that_is_a_fifo_is_refused_not_read_forever(release, tmp_path):
+    source, _ = release
+    path = source / "push-v2" / "1.npz"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(UserError, match=re.escape(f"episode file {path} is not a regular file")):
+        import_npz(source, tmp_path / "data", progress=False)
+    assert not (tmp_path / "data").exists()

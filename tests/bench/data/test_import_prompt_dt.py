@@ -372,3 +372,29 @@ def test_cli_imports_a_family_and_a_missing_folder_exits_2_with_one_line(release
         "folders\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_deeply_nested_pickle_is_one_line_and_exit_2_not_a_recursion_error(release, tmp_path):
+    source, _ = release
+    depth = 200_000  # written by opcodes: pickle.dumps itself would overflow the stack
+    deep = b"\x80\x03" + b"]" * depth + b"a" * (depth - 1) + b"."
+    config = source / "config" / "ant_dir" / "config_ant_dir_task0.pkl"
+    config.write_bytes(deep)
+
+    done = run_cli(str(source), "--family", "ant_dir", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        f"error: {config}: refused to unpickle: it nests containers more than 100 deep (only "
+        "numpy arrays, dtypes and plain containers are allowed)"
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_release_file_that_is_a_fifo_is_refused_not_read_forever(release, tmp_path):
+    source, _ = release
+    path = source / "data" / "ant_dir" / "ant_dir-1-expert.pkl"
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(UserError, match=re.escape(f"{path} is not a regular file; task 1 of")):
+        import_prompt_dt(source, tmp_path / "data", progress=False)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,10 @@ from bench.data.store import (
     STAMP_NAME,
     DatasetStore,
     add_tasks_to_manifest,
-    remove_abandoned_staging,
     write_task,
 )
 from bench.data.task_cache import STATS_NAME
+from bench.data.writers import remove_abandoned_staging
 from bench.errors import UserError
 from bench.suites import get_suite
 
@@ -278,7 +280,7 @@ def test_damage_in_a_generated_store_names_the_command_that_repairs_it(tmp_path)
     assert str(error.value) == (
         f"dataset file {root / task / 'rewards.npy'} is corrupt (its sha256 differs from the "
         f"manifest's); repair with `bench data generate --verify tasks=mt5 "
-        f"'data.root={data_root}' data.generator=noisy_expert episodes_per_task=2 data.seed=3 "
+        f"'data.root=\"{data_root}\"' data.generator=noisy_expert episodes_per_task=2 data.seed=3 "
         "data.goal_pool_seed=4`"
     )
 
@@ -288,7 +290,7 @@ def test_damage_outside_a_whole_suite_still_names_the_command(tmp_path):
     (root / "reach-v3" / "actions.npy").unlink()
 
     with pytest.raises(
-        UserError, match=re.escape("--verify tasks=<a suite holding it> data.root=")
+        UserError, match=re.escape("--verify tasks=<a suite holding it> 'data.root=")
     ):
         DatasetStore(root).open_task("reach-v3")
 
@@ -371,3 +373,108 @@ def test_a_read_only_store_caches_statistics_per_user(read_only_store):
     std = (train.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
     assert first[0].tobytes() == again[0].tobytes() == mean.tobytes()
     assert first[1].tobytes() == again[1].tobytes() == std.tobytes()
+
+
+# Names a manifest holds stay inside the store (bench.data.paths) ------------------------------
+
+
+def edit_manifest(root: Path, change: Callable[[dict], None]) -> None:
+    manifest = json.loads((root / "manifest.json").read_text())
+    change(manifest)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name", ["../../../../../../dev/zero", "/etc/shadow", ".verified.json"])
+def test_a_manifest_naming_a_file_outside_its_task_folder_is_refused_in_one_line(dataset, name):
+    root, _ = dataset
+    record = {"sha256": "0" * 64, "size": 1, "shape": [1], "dtype": "float32"}
+    edit_manifest(root, lambda manifest: manifest["tasks"][TASK]["files"].update({name: record}))
+
+    with pytest.raises(UserError) as error:
+        DatasetStore(root)  # before any file is opened, hashed or measured
+    message = str(error.value)
+    assert message.startswith(f"dataset manifest {root / 'manifest.json'} lists the file {name!r}")
+    assert "\n" not in message and "bytes" not in message  # /etc/shadow's size is not told
+
+
+def test_a_manifest_naming_a_task_or_checksum_outside_the_store_is_refused(dataset):
+    root, _ = dataset
+    edit_manifest(root, lambda manifest: manifest["tasks"].update({"..": {"files": {}}}))
+    with pytest.raises(UserError, match=r"lists the task '\.\.', which starts with '\.'"):
+        DatasetStore(root)
+
+    def escaping_checksum(manifest: dict) -> None:
+        del manifest["tasks"][".."]
+        manifest["tasks"][TASK]["files"]["observations.npy"]["sha256"] = "../../../x"
+
+    edit_manifest(root, escaping_checksum)  # it names a folder of the user's cache
+    with pytest.raises(UserError, match=r"lists the file observations\.npy of .* without a sha256"):
+        DatasetStore(root)
+
+
+def test_a_task_file_linked_to_a_device_or_out_of_the_store_is_refused(dataset, tmp_path):
+    root, _ = dataset
+    path = root / TASK / "observations.npy"
+    outside = tmp_path / "elsewhere.npy"
+    shutil.copy2(path, outside)  # the very bytes: only where they lie is wrong
+    path.unlink()
+    path.symlink_to(outside)
+    with pytest.raises(UserError, match=re.escape(f"{path} is a link to a file outside {root}")):
+        DatasetStore(root).open_task(TASK)
+
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    with pytest.raises(UserError, match=re.escape(f"{path} is not a regular file; ")):
+        DatasetStore(root).verify()
+
+    path.unlink()
+    (root / "shared.npy").write_bytes(outside.read_bytes())
+    path.symlink_to(root / "shared.npy")  # a link inside the store is the store's business
+    DatasetStore(root).verify()
+
+
+def test_a_column_overwritten_with_its_mtime_restored_passes_the_stamp_but_not_verify(dataset):
+    root, _ = dataset
+    DatasetStore(root).open_task(TASK)  # stamped: the files are an hour old
+    path = root / TASK / "observations.npy"
+    mtime_ns = path.stat().st_mtime_ns
+    observations = np.load(path, mmap_mode="r+")
+    observations[:, 3] += 1.0
+    observations.flush()
+    del observations
+    set_mtime(path, mtime_ns)
+
+    DatasetStore(root).open_task(TASK)  # the stamp vouches for it: what runs trusted before
+    with pytest.raises(UserError, match=re.escape(f"{path} is corrupt")):
+        DatasetStore(root).verify([TASK])  # what a run does now, before its first step
+
+
+def test_what_verify_hashed_is_not_hashed_again_on_open(tmp_path, monkeypatch):
+    root = tmp_path / "data"  # written just now: too fresh for a stamp
+    add_tasks_to_manifest(root, {TASK: write_task(root, TASK, make_arrays())}, {"source": "test"})
+    store = DatasetStore(root)
+    store.verify([TASK])
+
+    hashed = []
+    monkeypatch.setattr("bench.data.store.check_sha256", lambda *args: hashed.append(args))
+    store.open_task(TASK)
+    assert hashed == []
+    DatasetStore(root).open_task(TASK)  # another store object has verified nothing
+    assert len(hashed) == len(ARRAY_NAMES)
+
+
+def test_the_repair_command_parses_with_a_non_ascii_data_root(tmp_path):
+    from bench.settings import load_data_settings
+
+    data_root = tmp_path / "dätä, mine"  # Hydra's grammar refuses both unquoted
+    root = write_generated_store(data_root / "scripted-ep2", get_suite("mt5").tasks)
+    (root / get_suite("mt5").tasks[0] / "actions.npy").unlink()
+    with pytest.raises(UserError) as error:
+        DatasetStore(root).verify()
+
+    command = re.search(r"repair with `([^`]*)`", str(error.value))
+    argv = shlex.split(command[1])
+    assert argv[:4] == ["bench", "data", "generate", "--verify"]
+    overrides = [f"data.{o}" if o.startswith("episodes_per_task=") else o for o in argv[4:]]
+    suite, data, _, _ = load_data_settings(overrides)
+    assert (suite.name, data["root"], data["episodes_per_task"]) == ("mt5", str(data_root), 2)
