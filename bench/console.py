@@ -58,11 +58,55 @@ def _score_text(score: float | None) -> str:
     return "" if score is None else f"{score:.3f}"
 
 
+class _Damaged(Exception):
+    """A run file that cannot be read: `<file>: <reason>`."""
+
+
+def _run_row(run_dir: Path, state: str) -> dict[str, str]:
+    """A run's status row; `_Damaged` names the first of its files that cannot be read."""
+    from bench.slurm_queue import read_job_record
+
+    config_path = run_dir / results.CONFIG
+    planned = None
+    if config_path.exists():
+        try:
+            planned = yaml.safe_load(config_path.read_text())["config"]["train"]["steps"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+            raise _Damaged(f"{results.CONFIG}: {_reason(error)}") from None
+    try:
+        events = results.read_metrics(run_dir)
+    except UserError:
+        raise _Damaged(f"{results.METRICS}: a line is not a JSON event") from None
+    steps = [e["step"] for e in events if e.get("event") == "train"]
+    evaluations = [e for e in events if e.get("event") == "eval"]
+    result_path = run_dir / results.RESULT
+    success = ""  # not "nan": without a result (or scored by return) there is no success
+    if result_path.exists():
+        try:
+            success = _score_text(json.loads(result_path.read_text())["success_rate"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise _Damaged(f"{results.RESULT}: {_reason(error)}") from None
+    record = read_job_record(run_dir)
+    return {
+        "status": (state.splitlines() or [""])[0],  # a failure's first line
+        "job": record["job_id"] if record else "",
+        "step": f"{steps[-1] if steps else 0}/{planned}",
+        "last_eval": _last_eval(evaluations[-1] if evaluations else None),
+        "success_rate": success,
+    }
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"no {error}"
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
 def status_table(root: Path) -> str:
     """One row per run below `root`: its state, its Slurm job where it has one, its last
     logged step of its planned steps, its last periodic evaluation, and its mean success rate
     once done (the final checkpoint's, never a best-of-training). Slurm is asked once."""
-    from bench.slurm_queue import describe_runs, read_job_record
+    from bench.slurm_queue import describe_runs
 
     if not Path(root).is_dir():
         raise UserError(f"no such folder: {root}")
@@ -72,34 +116,13 @@ def status_table(root: Path) -> str:
     states, note = describe_runs(run_dirs)
     rows = []
     for run_dir in run_dirs:
-        config_path = run_dir / results.CONFIG
-        planned = (
-            yaml.safe_load(config_path.read_text())["config"]["train"]["steps"]
-            if config_path.exists()
-            else None
-        )
-        events = results.read_metrics(run_dir)
-        steps = [e["step"] for e in events if e.get("event") == "train"]
-        evaluations = [e for e in events if e.get("event") == "eval"]
-        result_path = run_dir / results.RESULT
-        # Not "nan": a run without a result (or a meta-RL run, scored by return) has no success.
-        success = (
-            _score_text(json.loads(result_path.read_text())["success_rate"])
-            if result_path.exists()
-            else ""
-        )
-        record = read_job_record(run_dir)
-        last = evaluations[-1] if evaluations else None
-        rows.append(
-            {
-                "run": str(run_dir.relative_to(root)),
-                "status": (states[run_dir].splitlines() or [""])[0],  # a failure's first line
-                "job": record["job_id"] if record else "",
-                "step": f"{steps[-1] if steps else 0}/{planned}",
-                "last_eval": _last_eval(last),
-                "success_rate": success,
-            }
-        )
+        row = {"run": str(run_dir.relative_to(root)), "job": ""}
+        try:
+            row |= _run_row(run_dir, states[run_dir])
+        except _Damaged as damage:  # one damaged run is shown as such; the others still are
+            row |= {"status": f"damaged: {damage}", "step": "", "last_eval": "",
+                    "success_rate": ""}  # fmt: skip
+        rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame["job"].any():
         frame = frame.drop(columns="job")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,24 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
     assert main(["status", str(tmp_path)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if "seed0" in line)
     assert "| done" in row and "50/50" in row
+
+    # One damaged file per run: status and report name each and still show the good run.
+    run_dir = result.parent
+    damage = {"config": ("config.yaml", ": ["), "result": ("result.json", "{}"),
+              "metrics": ("metrics.jsonl", "not json\n{}\n")}  # fmt: skip
+    for name, (file, text) in damage.items():
+        shutil.copytree(run_dir, tmp_path / "damaged" / name / "seed0")
+        (tmp_path / "damaged" / name / "seed0" / file).write_text(text)
+    capsys.readouterr()
+    assert main(["status", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "| done" in next(line for line in lines if line.startswith("| mt5/"))
+    for name, (file, _) in damage.items():
+        row = next(line for line in lines if f"damaged/{name}/" in line)
+        assert f"damaged: {file}:" in row
+    assert main(["report", str(tmp_path), "--bootstrap-reps", "50"]) == 0
+    captured = capsys.readouterr()
+    assert "not a run's result (no 'method')" in captured.err and "## Not included" in captured.out
 
 
 @pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])

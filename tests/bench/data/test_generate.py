@@ -150,17 +150,9 @@ def wait_until(condition: Callable[[], object], seconds: float) -> bool:
 
 def test_ctrl_c_saves_finished_tasks_in_one_line_and_a_rerun_completes_them(tmp_path):
     store = tmp_path / "replay-ep1"
-    arguments = ["tasks=mt5", "episodes_per_task=1", f"data.root={tmp_path}", "progress=false"]
     # In a session of its own, like a shell job: a terminal's Ctrl-C reaches its whole process
     # group, the generation's workers included.
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", "data", "generate", *arguments],
-        cwd=tmp_path,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_generation(tmp_path, "progress=false")
     try:
         assert wait_until(lambda: listed_tasks(store) or process.poll() is not None, 120)
         os.killpg(process.pid, signal.SIGINT)
@@ -188,7 +180,8 @@ def test_ctrl_c_saves_finished_tasks_in_one_line_and_a_rerun_completes_them(tmp_
 
     assert wait_until(group_is_gone, 10)
 
-    assert main(["data", "generate", *arguments]) == 0
+    rerun = ["tasks=mt5", "episodes_per_task=1", f"data.root={tmp_path}", "progress=false"]
+    assert main(["data", "generate", *rerun]) == 0
     assert DatasetStore(store).tasks == list(get_suite("mt5").tasks)
     assert main(["data", "verify", str(store)]) == 0
 
