@@ -126,8 +126,9 @@ def _check_type(key: str, current: Any, override: Override) -> None:
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
     }[type(current)]
-    if not fits:
-        raise UserError(f"{key} must be {expected}, got {value!r}")
+    if not fits:  # the value as typed: `1e3`, not the 1000.0 Hydra parsed it into
+        typed = (override.input_line or "").partition("=")[2] or str(value)
+        raise UserError(f"{key} must be {expected}, got {typed!r}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ BAD_RUN_INPUTS = [
     ("eval.episodes=0", "eval.episodes must be >= 1, got 0"),
     ("train.steps=0", "train.steps must be >= 1, got 0"),
     ("train.steps=-5", "train.steps must be >= 1, got -5"),
+    ("train.steps=1e3", "train.steps must be an integer, got '1e3'"),  # as typed, not 1000.0
     ("train.log_every=0", "train.log_every must be >= 1"),
     ("train.checkpoint_every=0", "train.checkpoint_every must be >= 1"),
     ("train.eval_every=-1", "train.eval_every must be >= 0"),
