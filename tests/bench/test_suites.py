@@ -31,7 +31,8 @@ def test_name_mapping_round_trips():
 
 def test_unknown_suite_lists_the_choices():
     listed = "ant_dir, cheetah_dir, cheetah_vel, mt30, mt5, mt50"
-    with pytest.raises(UserError, match=rf"unknown task suite 'mt7'; choose one of: {listed}"):
+    expected = rf"unknown task suite 'mt7' \(did you mean 'mt5'\?\); choose one of: {listed}"
+    with pytest.raises(UserError, match=expected):
         get_suite("mt7")
 
 
