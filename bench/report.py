@@ -14,14 +14,20 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
-from tabulate import tabulate
 
-from bench import plots, report_partial, report_unseen, statistics
+from bench import (
+    plots,
+    report_ablations,
+    report_partial,
+    report_provenance,
+    report_unseen,
+    statistics,
+)
+from bench import report_render as render
 from bench.errors import UserError, unknown_choice
 from bench.result_table import COHORT, load_results, training_curves, unfinished_runs
 from bench.suites import META_RL_SPLITS
@@ -74,16 +80,19 @@ def write_report(
         if strict and partial:
             raise UserError(f"partial cells (--strict): {'; '.join(partial)}")
         if unreadable:
-            listed = "\n".join(f"- {problem}" for problem in unreadable)
-            text += "\n" + _heading(fmt, 2, "Not included") + "\n\n" + (
-                f"These results could not be read (`--strict` makes this an error):\n\n{listed}\n"
-                if fmt == "md"
-                else "\n".join(f"% {problem}" for problem in unreadable) + "\n"
-            )
+            heading = render.heading(fmt, 2, "Not included")
+            text += f"\n{heading}\n\n{_not_included(fmt, unreadable)}"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     return text
+
+
+def _not_included(fmt: str, unreadable: list[str]) -> str:
+    if fmt != "md":
+        return "".join(f"% {problem}\n" for problem in unreadable)
+    listed = "\n".join(f"- {problem}" for problem in unreadable)
+    return f"These results could not be read (`--strict` makes this an error):\n\n{listed}\n"
 
 
 def comparison_table(run_dirs: Sequence[Path]) -> str | None:
@@ -103,7 +112,7 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
                 if report_unseen.is_meta_rl(str(suite))
                 else _suite_table(runs)
             )
-            parts.append(_render(table, "md", f"{suite}, scale={runs['scale'].iloc[0]}"))
+            parts.append(render.table(table, "md", f"{suite}, scale={runs['scale'].iloc[0]}"))
     return "\n\n".join(parts)
 
 
@@ -129,15 +138,15 @@ def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
         warnings += [f"{heading}: {w}" for w in cohort_warnings]
         partial += cohort_partial
         if scale == SMOKE:
-            body = _note(fmt, SMOKE_BANNER) + "\n\n" + body
-        sections.append(_heading(fmt, 2, f"{number}. {heading}") + "\n\n" + body)
+            body = render.note(fmt, SMOKE_BANNER) + "\n\n" + body
+        sections.append(render.heading(fmt, 2, f"{number}. {heading}") + "\n\n" + body)
     if assets is not None:
         assets.mkdir(parents=True, exist_ok=True)
-        (assets / "commands.sh").write_text(_commands(frame))
-    top = [_heading(fmt, 1, "mtbench report")]
-    top += [_note(fmt, f"**Warning:** {w}") for w in warnings]
+        (assets / "commands.sh").write_text(report_provenance.commands(frame))
+    top = [render.heading(fmt, 1, "mtbench report")]
+    top += [render.note(fmt, f"**Warning:** {w}") for w in warnings]
     top.append(
-        _note(
+        render.note(
             fmt,
             "Scores are success rates (%) of the final checkpoint (meta-RL families: mean "
             "episode returns), mean ± std over seeds; `n=k` marks a cell with fewer seeds than "
@@ -154,10 +163,10 @@ def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
     )
     if assets is not None:
         top.append(
-            _note(
+            render.note(
                 fmt,
                 f"Every run's command: [{assets.name}/commands.sh]"
-                f"({_link(assets / 'commands.sh', base)}).",
+                f"({render.link(assets / 'commands.sh', base)}).",
             )
         )
     return "\n\n".join([*top, *sections]) + "\n", partial
@@ -169,7 +178,7 @@ def _cohort(
     """The cohort's section, its warnings, and its partial cells (`report_partial`)."""
     fmt = output.fmt
     parts, warnings, partial = [], [], []
-    for suite in _ordered(cohort["suite"].unique(), SUITE_ORDER):
+    for suite in render.ordered(cohort["suite"].unique(), SUITE_ORDER):
         runs = cohort[cohort["suite"] == suite]
         suite_pending = pending[pending["suite"] == suite]
         accounts = report_partial.seed_accounts(_runs(runs), _labelled(suite_pending))
@@ -180,7 +189,7 @@ def _cohort(
             table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
             reference = report_unseen.paper_rows(suite, PAPER_LABEL, list(table.columns))
             caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
-            parts.append(_render(table, fmt, caption, reference))
+            parts.append(render.table(table, fmt, caption, reference))
             continue
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
         reference = _paper_rows_for_suite(suite)
@@ -195,19 +204,21 @@ def _cohort(
         caption = f"Table 1 style: {suite}, {checkpoint}" + (
             f"; paper rows from its {source}" if source else ""
         )
-        parts.append(_render(table, fmt, caption, reference))
+        parts.append(render.table(table, fmt, caption, reference))
     meta_rl = cohort["suite"].map(report_unseen.is_meta_rl)
     by_return, cohort = cohort[meta_rl], cohort[~meta_rl]  # success-rate statistics below
     suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]
     if len(suites) > 1:
-        parts.append(_render(_suites_table(cohort), fmt, "Table 2 style: suites side by side"))
+        parts.append(render.table(_suites_table(cohort), fmt, "Table 2 style: suites side by side"))
     sizes = _sizes_table(cohort) if not cohort.empty else None
     if sizes is not None:
-        parts.append(_render(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)"))
+        parts.append(
+            render.table(sizes, fmt, "Table 3 style: model sizes (layers, heads, parameters)")
+        )
     for (suite, data), runs in cohort.groupby(["suite", "data"], sort=True):
         unfinished = pending[(pending["suite"] == suite) & (pending["data"] == data)]
         parts.append(_aggregates(runs, output, f"{name}-{suite}-{data}", unfinished))
-    parts.append(_provenance(pd.concat([cohort, by_return]), fmt))
+    parts.append(report_provenance.provenance(pd.concat([cohort, by_return]), fmt))
     return "\n\n".join(parts), warnings, partial
 
 
@@ -404,7 +415,9 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
         },
         index=estimates["method"],
     )
-    parts = [_render(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)")]
+    parts = [
+        render.table(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)")
+    ]
     if REFERENCE_METHOD in matrices and len(matrices) > 1:
         improvement = statistics.probability_of_improvement(matrices, REFERENCE_METHOD, reps=reps)
         improvement = improvement.set_index("method")
@@ -417,9 +430,9 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
             },
             index=improvement.index,
         )
-        parts.append(_render(shown, fmt, f"Probability of improvement: {suite} {data}"))
+        parts.append(render.table(shown, fmt, f"Probability of improvement: {suite} {data}"))
     per_task = _per_task(frame)
-    details = _render(
+    details = render.table(
         per_task.map(lambda v: f"{100 * v:.0f}"),
         fmt,
         f"Per task: {suite} {data}, success rate (%), mean over seeds",
@@ -477,152 +490,27 @@ def _figures(
             plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")
         )
     runs = _runs(frame)
-    points = ablation_points(runs, str(frame["scale"].iloc[0]))
+    points = report_ablations.ablation_points(runs, str(frame["scale"].iloc[0]))
     if points:
         references = {
             method: 100 * group["run_success_rate"].mean()
             for method, group in runs[runs["variant"] == "default"].groupby("method")
-            if method in ABLATION_REFERENCES
+            if method in report_ablations.ABLATION_REFERENCES
         }
         figure = assets / f"{name}-ablations.png"
         heading = f"Hyper-parameter ablations (Fig. 4): {title}"
         made.append(
-            plots.ablation_curves(points, ABLATIONS, ABLATED_METHOD, references, figure, heading)
+            plots.ablation_curves(
+                points,
+                report_ablations.ABLATIONS,
+                report_ablations.ABLATED_METHOD,
+                references,
+                figure,
+                heading,
+            )
         )
-    return "\n\n".join(f"![{path.stem}]({_link(path, base)})" for path in made)
-
-
-# Fig. 4: HarmoDT-F's hyper-parameters, one varied at a time, MTDT and Prompt-DT as lines.
-ABLATED_METHOD = "harmodt_f"
-ABLATIONS = {"sparsity": "S (sparsity)", "eta_max": "η_max (weights changed per update)",
-             "balance": "λ (balance)", "mask_interval": "t_m (steps between updates)"}  # fmt: skip
-ABLATION_REFERENCES = ("mtdt", "prompt_dt")
-
-
-def ablation_points(runs: pd.DataFrame, scale: str) -> dict[str, pd.DataFrame]:
-    """{parameter: a row per run (value, seed, run_success_rate)} for each Fig. 4 parameter
-    whose runs (varying it alone, plus the default runs at the preset's value) span 2+ values."""
-    from bench.config import compose_run
-
-    harmodt = runs[runs["method"] == ABLATED_METHOD]
-    if harmodt.empty:
-        return {}
-    preset = compose_run([f"method={ABLATED_METHOD}", f"scale={scale}"]).config["method"]
-    defaults = harmodt[harmodt["variant"] == "default"]
-    points = {}
-    for parameter in ABLATIONS:
-        swept = harmodt[harmodt["variant"].str.fullmatch(rf"{parameter}=[^,]+")]
-        if swept.empty:
-            continue
-        # A preset value of null is resolved per run (HarmoDT's eta_max and t_m follow the
-        # network and train.steps): the default runs then have no one value to sit at.
-        at_default = [] if preset[parameter] is None else [
-            defaults.assign(value=float(preset[parameter]))
-        ]
-        rows = pd.concat([
-            swept.assign(value=swept["variant"].str.split("=").str[1].astype(float)),
-            *at_default,
-        ])  # fmt: skip
-        if rows["value"].nunique() >= 2:
-            points[parameter] = rows[["value", "seed", "run_success_rate"]].reset_index(drop=True)
-    return points
+    return "\n\n".join(f"![{path.stem}]({render.link(path, base)})" for path in made)
 
 
 def _ci(point: float, low: float, high: float) -> str:
     return f"{100 * point:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
-
-
-# Provenance --------------------------------------------------------------------------------------
-
-
-def _provenance(frame: pd.DataFrame, fmt: str) -> str:
-    runs = frame.drop_duplicates("run_dir")
-    commits = [
-        f"{commit[:12]}{' (dirty tree)' if dirty else ''}"
-        for commit, dirty in sorted(set(zip(runs["commit"], runs["dirty"], strict=True)))
-    ]
-    versions = {
-        name.removeprefix("version_"): ", ".join(sorted(set(map(str, runs[name]))))
-        for name in runs.columns
-        if name.startswith("version_")
-    }
-    episodes = runs["eval_episodes"].iloc[0]
-    meta_rl = runs["suite"].map(report_unseen.is_meta_rl)
-    evaluation = [
-        f"evaluation: {episodes} episodes per task, random goals (MT50-rand), "
-        "success = info['success'] at any of 500 steps, checkpoint: final"
-    ] * bool((~meta_rl).any()) + [report_unseen.evaluation_line(episodes)] * bool(meta_rl.any())
-    lines = [
-        f"scale preset: {', '.join(sorted(set(runs['scale'])))}",
-        f"seeds: {', '.join(map(str, sorted(set(runs['seed']))))}",
-        *evaluation,
-        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "dataset manifest hashes: " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
-        *[
-            "data generators: " + ", ".join(sorted(set(runs["generator"].dropna())))
-        ] * bool(runs["generator"].notna().any()),
-        "code commits: " + ", ".join(commits),
-    ]
-    if fmt == "latex":
-        return "\n".join(f"% {line}" for line in lines)
-    return "Provenance:\n\n" + "\n".join(f"- {line}" for line in lines)
-
-
-def _commands(frame: pd.DataFrame) -> str:
-    runs = frame.drop_duplicates("run_dir").sort_values("run_dir")
-    lines = [
-        "#!/usr/bin/env bash",
-        "# The command behind every cell of the report, one run each.",
-        "set -euo pipefail",
-        "",
-    ]
-    for run in runs.itertuples():
-        lines.append(f"# {run.run_dir}")
-        lines.append(
-            run.command or "# (no command recorded: run made before mtbench saved overrides)"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# Rendering ---------------------------------------------------------------------------------------
-
-
-def _render(
-    table: pd.DataFrame, fmt: str, caption: str, reference: pd.DataFrame | None = None
-) -> str:
-    rows = [
-        [index, *row] for index, row in zip(table.index, table.to_numpy().tolist(), strict=True)
-    ]
-    if reference is not None:
-        reference = reference.reindex(columns=table.columns).fillna("—")
-        rows += [
-            [index, *row]
-            for index, row in zip(reference.index, reference.to_numpy().tolist(), strict=True)
-        ]
-    headers = ["", *map(str, table.columns)]
-    if fmt == "latex":
-        body = _latex_bold(tabulate(rows, headers, tablefmt="latex_raw"))
-        return f"% {caption}\n" + body.replace("±", "$\\pm$").replace("_", "\\_")
-    return f"**{caption}**\n\n" + tabulate(rows, headers, tablefmt="pipe", disable_numparse=True)
-
-
-def _latex_bold(text: str) -> str:
-    parts = text.split("**")
-    return "".join(part if i % 2 == 0 else f"\\textbf{{{part}}}" for i, part in enumerate(parts))
-
-
-def _heading(fmt: str, level: int, text: str) -> str:
-    return f"% {text}" if fmt == "latex" else f"{'#' * level} {text}"
-
-
-def _note(fmt: str, text: str) -> str:
-    return f"% {text}" if fmt == "latex" else text
-
-
-def _ordered(values: Any, order: Sequence[str]) -> list[str]:
-    values = list(values)
-    return [v for v in order if v in values] + sorted(v for v in values if v not in order)
-
-
-def _link(path: Path, base: Path | None) -> str:
-    return str(path.relative_to(base)) if base is not None else str(path)

@@ -154,7 +154,7 @@ def test_csv_and_latex_formats(runs, capsys):
 
 
 def test_fig4_ablations_plot_success_against_each_swept_value(template, tmp_path):
-    from bench.report import ablation_points
+    from bench.report_ablations import ablation_points
 
     root = tmp_path / "runs"
     for seed in (0, 1):

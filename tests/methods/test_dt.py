@@ -12,8 +12,9 @@ from torch import nn
 
 from bench.data.samplers import OfflineData
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
-from methods.dt import INIT_STD, average_harmony, harmony_chance, init_weights
+from methods.dt import INIT_STD, init_weights
 from methods.dt_acting import Actor
+from methods.harmony import average_harmony, harmony_chance
 
 # Every DT method, and with MTDT's task embedding so that conditioner is covered too.
 DT_BUILDS = [

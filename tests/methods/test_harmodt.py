@@ -18,7 +18,7 @@ from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.registry import build_method
 from bench.suites import META_RL, Suite
-from methods.dt import action_error, average_harmony
+from methods.dt import action_error
 from methods.harmodt_masks import (
     TABLE6_MASK_UPDATES,
     TABLE6_MASKABLE_WEIGHTS,
@@ -39,6 +39,7 @@ from methods.harmodt_masks import (
     update_task_mask,
     vote_mask,
 )
+from methods.harmony import average_harmony
 
 
 def seeded(seed: int) -> torch.Generator:
