@@ -73,8 +73,15 @@ def execute(
         _claim_directory(settings, run_dir, say)
         result_path = run_dir / results.RESULT
         if result_path.exists():
+            try:
+                result = json.loads(result_path.read_text())
+            except ValueError as error:
+                raise _damaged(result_path, error) from None
+            for key in ("per_task", "success_rate"):  # what a done run is read for
+                if not isinstance(result, dict) or key not in result:
+                    raise _damaged(result_path, KeyError(key))
             say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
-            return json.loads(result_path.read_text())
+            return result
         if not (run_dir / results.CONFIG).exists():
             results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo, launch))
         results.write_status(run_dir, "running")
@@ -127,12 +134,23 @@ def check_claimable(settings: Settings) -> None:
         )
 
 
+def _damaged(path: Path, error: Exception) -> UserError:
+    reason = f"no {error}" if isinstance(error, KeyError) else " ".join(str(error).split())
+    return UserError(
+        f"{path} is damaged ({reason}); run.restart=true starts the run over (its other files "
+        "are discarded)"
+    )
+
+
 def _config_differences(settings: Settings) -> str | None:
     """The result-affecting values in which the run directory's saved config differs."""
     config_path = settings.run_dir / results.CONFIG
     if not config_path.exists():
         return None
-    saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
+    try:
+        saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
+    except (yaml.YAMLError, KeyError, TypeError) as error:
+        raise _damaged(config_path, error) from None
     new = identity_values(settings.config)
     # A key only one side has comes from another code version's config: not a difference.
     differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])

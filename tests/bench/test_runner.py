@@ -115,6 +115,13 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
     assert main(["report", str(tmp_path), "--bootstrap-reps", "50"]) == 0
     captured = capsys.readouterr()
     assert "not a run's result (no 'method')" in captured.err and "## Not included" in captured.out
+    # Relaunching one says which file is damaged and how to start over, in one line.
+    for name in ("config", "result"):
+        damaged = tmp_path / "damaged" / name / "seed0"
+        assert main([*args, f"run.dir={damaged}"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"{damaged / damage[name][0]} is damaged" in error
+        assert "run.restart=true starts the run over" in error
 
 
 @pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])
