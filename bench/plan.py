@@ -18,9 +18,8 @@ from pathlib import Path
 
 from bench.data.prepare import dataset_path
 
-# The store's own schema (each array's dtype, which are matrices), so that a size estimate
-# follows any change to what the store writes.
-from bench.data.store import _DTYPES, _MATRICES, ARRAY_NAMES, read_manifest
+# The store's own sizes, so that an estimate follows any change to what the store writes.
+from bench.data.store import read_manifest, task_file_bytes
 from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM
 from bench.plan_rates import Rate, RateBook, Rates, steps_done
 from bench.results import RESULT
@@ -36,24 +35,11 @@ SAC_STEPS_PER_SECOND = 70  # d3rlpy SAC, an update per env step (shared/notes/d3
 EVAL_SIMULATOR_SECONDS = 0.65e-3
 EVAL_SETUP_SECONDS = 0.18
 WARN_SECONDS = 3 * 3600  # longer than an afternoon: worth a smaller preset or a cluster
-NPY_HEADER_BYTES = 128  # np.save's version-1 header, padded to 64 bytes; 128 for these shapes
-# Set while a sweep runs its jobs: each is a `bench run` child process, and the sweep's plan
-# has covered it already (a child would print it again, and might time steps again).
-
-
-def bytes_per_step(obs_dim: int, act_dim: int) -> int:
-    """Bytes one transition takes in a store: each step array's dtype times its width."""
-    widths = {"observations": obs_dim, "actions": act_dim}
-    return sum(_DTYPES[name].itemsize * (widths[name] if name in _MATRICES else 1)
-               for name in ARRAY_NAMES if name != "episode_starts")  # fmt: skip
 
 
 def store_bytes(tasks: int, episodes: int, episode_steps: int, obs_dim: int, act_dim: int) -> int:
     """The files of `tasks` tasks of `episodes` full episodes each, as the store writes them."""
-    per_task = (episodes * episode_steps * bytes_per_step(obs_dim, act_dim)
-                + episodes * _DTYPES["episode_starts"].itemsize
-                + len(ARRAY_NAMES) * NPY_HEADER_BYTES)  # fmt: skip
-    return tasks * per_task
+    return tasks * task_file_bytes(episodes * episode_steps, episodes, obs_dim, act_dim)
 
 
 def generation_seconds(

@@ -66,7 +66,7 @@ def write_report(
         raise unknown_choice("report format", fmt, FORMATS)
     unreadable: list[str] = []
     frame = load_results(root, None if strict else unreadable)
-    pending = unfinished_runs(root)
+    pending = unfinished_runs(root, set(frame["run_dir"]))
     for problem in unreadable:
         print(f"warning: not included: {problem}", file=sys.stderr)
     if fmt in ("csv", "json"):
@@ -183,7 +183,7 @@ def _cohort(
         suite_pending = pending[pending["suite"] == suite]
         accounts = report_partial.seed_accounts(_runs(runs), _labelled(suite_pending))
         partial += [f"{label} on {suite} {data}: {text}" for (label, data), text in
-                    accounts.items() if text]  # fmt: skip
+                    accounts.items()]  # fmt: skip
         warnings += _missing_seed_warnings(runs, accounts)
         if report_unseen.is_meta_rl(suite):
             table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
@@ -262,7 +262,7 @@ def _pivot(
 
     def seeds(cell: pd.Series) -> str:
         account = accounts.get((cell["label"], cell.get("data")))
-        if account:
+        if account is not None:
             return f" ({account})"
         return f" (n={int(cell['n'])})" if cell["n"] < full else ""
 
@@ -361,10 +361,9 @@ def _missing_seed_warnings(
     warnings = [
         f"{label} on {suite} {data} is partial: {account}"
         for (label, data), account in accounts.items()
-        if account
     ]
     for (label, data), cell in runs.groupby(["label", "data"]):
-        if accounts.get((label, data)):
+        if (label, data) in accounts:
             continue
         missing = sorted(expected - set(cell["seed"]))
         if missing:

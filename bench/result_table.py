@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -112,22 +113,23 @@ def _score(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def unfinished_runs(root: Path) -> pd.DataFrame:
-    """A row per run folder below `root` without a result.json (running, interrupted, failed,
-    pending, or holding a result that could not be read): its cell, seed, cohort keys that its
-    saved config holds, and what its status says. Folders whose config.yaml cannot be read are
-    left out: nothing places them in a cell."""
+def unfinished_runs(root: Path, finished: Collection[str]) -> pd.DataFrame:
+    """A row per run folder below `root` that is not among the `finished` run directories (those
+    `load_results` read): running, interrupted, failed, pending, or holding a result that could
+    not be read. Its cell, seed, the cohort keys its saved config holds, and what its status
+    says. Folders whose config.yaml cannot be read are left out: nothing places them in a cell."""
     rows = []
     for run_dir in results.find_runs(root):
-        if (run_dir / results.RESULT).exists() and _readable(run_dir / results.RESULT):
+        if str(run_dir) in finished:
             continue
-        config = _saved_config(run_dir).get("config")
+        saved = _saved_config(run_dir)
+        config = saved.get("config")
         if not isinstance(config, dict):
             continue
         try:
             rows.append({
                 "method": config["method"]["name"],
-                "variant": _variant(_saved_config(run_dir).get("non_default") or {}),
+                "variant": _variant(saved.get("non_default") or {}),
                 "suite": config["tasks"]["name"],
                 "data": config["data"]["name"],
                 "scale": config["scale"]["name"],
@@ -140,14 +142,6 @@ def unfinished_runs(root: Path) -> pd.DataFrame:
             continue
     columns = [*CELL, "scale", "eval_episodes", "seed", "status", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _readable(result_path: Path) -> bool:
-    try:
-        _rows(result_path)
-    except UserError:
-        return False
-    return True
 
 
 def _unfinished_status(run_dir: Path) -> str:

@@ -53,7 +53,7 @@ def write_status(run_dir: Path, status: str) -> None:
 # flipped byte in a tensor would load silently. The sha256 and length are of the bytes after it.
 _CHECKPOINT_HEADER = b"mtbench-checkpoint sha256=%s bytes=%d\n"
 _HEADER_START = _CHECKPOINT_HEADER.split(b"%")[0]
-_RESTART = "run.restart=true starts the run over (its progress is lost)"
+RESTART = "run.restart=true starts the run over (its progress is lost)"
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
@@ -86,7 +86,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
         raise UserError(
             f"checkpoint {path} is damaged or no checkpoint ({type(error).__name__} from "
-            f"torch.load); {_RESTART}"
+            f"torch.load); {RESTART}"
         ) from None
 
 
@@ -97,14 +97,14 @@ def _checked_payload(path: Path, data: bytes) -> bytes:
     try:
         digest, length = fields[b"sha256"].decode(), int(fields[b"bytes"])
     except (KeyError, ValueError, UnicodeDecodeError):
-        raise UserError(f"checkpoint {path} has a damaged header; {_RESTART}") from None
+        raise UserError(f"checkpoint {path} has a damaged header; {RESTART}") from None
     if len(payload) != length:
         what = "truncated" if len(payload) < length else "longer than saved"
         size = f"{len(payload)} of {length} bytes after its header"
-        raise UserError(f"checkpoint {path} is {what} ({size}); {_RESTART}")
+        raise UserError(f"checkpoint {path} is {what} ({size}); {RESTART}")
     if hashlib.sha256(payload).hexdigest() != digest:
         message = f"checkpoint {path} is corrupt (its sha256 differs from the one saved with it)"
-        raise UserError(f"{message}; {_RESTART}")
+        raise UserError(f"{message}; {RESTART}")
     return payload
 
 

@@ -36,6 +36,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
 from bench.evaluate import EvalProtocol, evaluate, stored_task_parameters
 from bench.identity import identity_values
+from bench.plan import duration
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import Method, get_method
 from bench.run_lock import RunLock
@@ -136,10 +137,7 @@ def check_claimable(settings: Settings) -> None:
 
 def _damaged(path: Path, error: Exception) -> UserError:
     reason = f"no {error}" if isinstance(error, KeyError) else " ".join(str(error).split())
-    return UserError(
-        f"{path} is damaged ({reason}); run.restart=true starts the run over (its other files "
-        "are discarded)"
-    )
+    return UserError(f"{path} is damaged ({reason}); {results.RESTART}")
 
 
 def _config_differences(settings: Settings) -> str | None:
@@ -392,7 +390,7 @@ class _Run:
                     window_start, window_steps = now, 0
                     if not told_duration:
                         self.say(f"training: {rate:.1f} steps/s, about "
-                                 f"{_duration((total_steps - done) / rate)} to go")  # fmt: skip
+                                 f"{duration((total_steps - done) / rate)} to go")  # fmt: skip
                         told_duration = True
                 if done % train.checkpoint_every == 0 or done == total_steps:
                     self._save_checkpoint(method, done, seconds())
@@ -418,14 +416,6 @@ def _check_finite(logs: Mapping[str, float], step: int) -> None:
             f"{name} is {value} at step {step}: training diverged; no result written "
             "(check the data, or lower the learning rate)"
         )
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def eval_protocol(

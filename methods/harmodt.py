@@ -123,11 +123,9 @@ class HarmoDT(PromptDT):
         self.mask_dropout_state = (
             torch.Generator(device=device).manual_seed(int(derived)).get_state()
         )
-        self.update_steps = frozenset(
-            update_steps(config.total_steps, config.mask_updates, config.mask_interval)
-        )
+        ordered = update_steps(config.total_steps, config.mask_updates, config.mask_interval)
+        self.update_steps = frozenset(ordered)  # looked up after every training step
         maskable = sum(self.sizes)
-        ordered = sorted(self.update_steps)
         self.eta_max = (
             matching_eta_max(maskable, ordered, config.total_steps, config.eta_min)
             if config.eta_max is None

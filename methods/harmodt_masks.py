@@ -84,13 +84,13 @@ TABLE6_ETA_MAX = 100
 TABLE6_MASKABLE_WEIGHTS = 4_718_592
 
 
-def update_steps(total: int, updates: int | None, interval: int | None) -> list[int]:
+def update_steps(total: int, updates: int, interval: int | None) -> list[int]:
     """The step counts (1-based, after the step) that end with a mask update: every `interval`
     steps, or with `interval` None `updates` of them spread evenly over `total`, the last at
     `total` (min(updates, total) in all, where a fixed t_m would give total // t_m)."""
     if interval is not None:
         return list(range(interval, total + 1, interval))
-    if updates is None or updates >= total:
+    if updates >= total:
         return list(range(1, total + 1))
     return [-(-k * total // updates) for k in range(1, updates + 1)]  # ceil(k * total / updates)
 

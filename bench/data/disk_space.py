@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.errors import UserError
 
-# Beyond the arrays: six .npy headers, the statistics cache, the manifest entry, and rounding
+# Beyond the arrays: .npy headers, the statistics cache, the manifest entry, and rounding
 # every file up to the file system's blocks.
 _OVERHEAD_BYTES = 64 << 10
 
@@ -29,13 +29,12 @@ class OutOfSpace(UserError):
 
 def task_bytes(arrays: Mapping[str, np.ndarray]) -> int:
     """About how much one task written from `arrays` takes on disk."""
-    return sum(array.nbytes for array in arrays.values()) + _OVERHEAD_BYTES
+    return with_margin(sum(array.nbytes for array in arrays.values()))
 
 
-def generated_task_bytes(steps: int, episodes: int, row_bytes: int) -> int:
-    """About how much a task of `steps` rows of `row_bytes` (every per-step array together) and
-    `episodes` episode starts takes on disk."""
-    return steps * row_bytes + episodes * 8 + _OVERHEAD_BYTES
+def with_margin(file_bytes: int) -> int:
+    """The room to ask for before writing a task whose array files take `file_bytes`."""
+    return file_bytes + _OVERHEAD_BYTES
 
 
 def is_out_of_space(error: OSError, folder: Path, needed: int) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.data.behaviour import BEHAVIOURS, DEFAULT_GENERATOR, BehaviourFactory
-from bench.data.disk_space import OutOfSpace, check_room, generated_task_bytes, out_of_space
+from bench.data.disk_space import OutOfSpace, check_room, out_of_space, with_margin
 from bench.data.processes import exit_reason, kill_workers, start_worker
 from bench.data.store import (
     MANIFEST_NAME,
@@ -40,6 +40,7 @@ from bench.data.store import (
     add_tasks_to_manifest,
     provenance,
     read_manifest,
+    task_file_bytes,
     write_task,
 )
 from bench.data.summary import episode_returns, summarize
@@ -222,9 +223,8 @@ def _interrupted(
 def _task_bytes(header: Mapping[str, Any]) -> int:
     """About how much disk one generated task of `header`'s settings takes."""
     episodes = int(header["generator"]["episodes_per_task"])
-    # float32 observations, actions and rewards, bool terminals and timeouts
-    row = 4 * (OBSERVATION_DIM + ACTION_DIM + 1) + 2
-    return generated_task_bytes(episodes * MAX_EPISODE_STEPS, episodes, row)
+    steps = episodes * MAX_EPISODE_STEPS
+    return with_margin(task_file_bytes(steps, episodes, OBSERVATION_DIM, ACTION_DIM))
 
 
 def generator_name(manifest: Mapping[str, Any]) -> str:

@@ -92,10 +92,26 @@ _DTYPES = {
     "episode_starts": np.dtype(np.int64),
 }
 _MATRICES = ("observations", "actions")  # (T, dim); every other array is a vector
+NPY_HEADER_BYTES = 128  # np.save's version-1 header, padded to 64 bytes; 128 for these shapes
 # A file changed within the file system's timestamp granularity of its last hashing can keep
 # its mtime (the "racy git" problem); 2 s covers the coarsest common one (FAT), so only files
 # older than that are stamped as verified.
 _MTIME_GRANULARITY_NS = 2_000_000_000
+
+
+def bytes_per_step(obs_dim: int, act_dim: int) -> int:
+    """Bytes one transition takes in a store: each step array's dtype times its width."""
+    widths = {"observations": obs_dim, "actions": act_dim}
+    return sum(_DTYPES[name].itemsize * (widths[name] if name in _MATRICES else 1)
+               for name in ARRAY_NAMES if name != "episode_starts")  # fmt: skip
+
+
+def task_file_bytes(steps: int, episodes: int, obs_dim: int, act_dim: int) -> int:
+    """The bytes of one task's array files of `steps` transitions in `episodes` episodes, as
+    the store writes them (headers included): what sizes and disk checks estimate from."""
+    return (steps * bytes_per_step(obs_dim, act_dim)
+            + episodes * _DTYPES["episode_starts"].itemsize
+            + len(ARRAY_NAMES) * NPY_HEADER_BYTES)  # fmt: skip
 
 
 @dataclass(frozen=True)

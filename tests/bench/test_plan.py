@@ -12,7 +12,7 @@ import yaml
 from bench import plan
 from bench.cli import main
 from bench.data.generate import generate_task
-from bench.data.store import write_task
+from bench.data.store import bytes_per_step, write_task
 from bench.plan_rates import timed_rates
 from bench.settings import load_settings
 
@@ -23,7 +23,7 @@ def test_store_size_is_what_the_store_writes(tmp_path):
     entry = write_task(tmp_path, "reach-v3", rollout.arrays)
     written = sum(record["size"] for record in entry["files"].values())
     assert plan.store_bytes(1, 2, 500, 39, 4) == written
-    assert plan.bytes_per_step(39, 4) == 39 * 4 + 4 * 4 + 4 + 1 + 1
+    assert bytes_per_step(39, 4) == 39 * 4 + 4 * 4 + 4 + 1 + 1
     paper_mt50 = plan.store_bytes(50, 2000, 500, 39, 4)  # 50M transitions
     assert plan.size(paper_mt50) == "8.9 GB"
 
