@@ -123,13 +123,12 @@ def plot_mask_tsne(masks: np.ndarray, names: list[str]) -> Figure:
     return figure
 
 
-def _hamming(masks: np.ndarray) -> np.ndarray:
+def _hamming(masks: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
     """Fraction of weights on which each pair of masks differs."""
-    import torch
-
-    from methods.harmodt_masks import mask_intersections
-
-    shared = mask_intersections(torch.from_numpy(masks)).numpy()
+    shared = np.zeros((len(masks), len(masks)))  # weights active in both masks: exact counts
+    for start in range(0, masks.shape[1], chunk):  # a chunk at a time: float64 copies stay small
+        block = masks[:, start : start + chunk].astype(np.float64)
+        shared += block @ block.T
     active = np.diag(shared)
     differ = active[:, None] + active[None, :] - 2 * shared
     return np.clip(differ / masks.shape[1], 0.0, None)
@@ -139,9 +138,9 @@ def _final_masks(run_dir: Path) -> np.ndarray | None:
     path = run_dir / results.CHECKPOINT
     if not path.exists():
         return None
-    from methods.harmodt_masks import masks_from_state
+    from bench.registry import task_masks
 
-    masks = masks_from_state(results.load_checkpoint(path)["method"])
+    masks = task_masks(results.load_checkpoint(path)["method"])
     return None if masks is None else masks.numpy()
 
 

@@ -18,6 +18,7 @@ User mistakes print one line `error: ...` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import NoReturn
 import yaml
 
 from bench.errors import Interrupted, UserError
+from bench.stop_signals import one_line_stops, stop_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     experts.add_argument("overrides", nargs="*")
     status = commands.add_parser("status", help="list the runs below a folder and their state")
     status.add_argument("root", type=Path, nargs="?", default=Path("runs"))
+    status.add_argument(
+        "--curves",
+        type=Path,
+        nargs="?",
+        const=Path("curves.png"),
+        metavar="PATH",
+        help="also draw every run's evaluations, finished or not, into PATH (curves.png)",
+    )
     commands.add_parser("methods", help="the registered methods, a line each")
     report = commands.add_parser(
         "report", help="the paper's tables, aggregates and plots from the results below a folder"
@@ -193,7 +203,6 @@ def _run(args: argparse.Namespace) -> int:
     from bench.settings import load_settings
 
     if args.multirun:
-        from bench.launch import launch
         from bench.launch import plan as sweep_jobs
 
         # One plan for the whole sweep, before its first run: every job checked and summed.
@@ -202,7 +211,7 @@ def _run(args: argparse.Namespace) -> int:
         print(describe_plan(jobs, local=local), flush=True)
         if args.cfg == "job":
             return 0
-        return launch(args.overrides, args.wait)
+        return _launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
     local = settings.config["launcher"]["name"] != "slurm"
     if args.cfg == "job":
@@ -213,9 +222,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_plan:
         print(describe_plan([settings], local), flush=True)
     if not local:  # one run is a sweep of one job
-        from bench.launch import launch
-
-        return launch(args.overrides, args.wait)
+        return _launch(args.overrides, args.wait)
     if args.wait:
         raise UserError("--wait is for launcher=slurm; a local run always waits")
     from bench.console import per_task_table
@@ -227,6 +234,21 @@ def _run(args: argparse.Namespace) -> int:
     if settings.scale == "smoke":
         print("scale=smoke: a check that everything runs end to end; these scores mean nothing")
     return 0
+
+
+def _launch(overrides: Sequence[str], wait: bool) -> int:
+    """The sweep through its launcher; once its runs have ended, the comparison of their
+    results (read from their folders, as `bench report` reads them)."""
+    from bench.launch import launch
+
+    launched = launch(overrides, wait)
+    if launched.ended:
+        from bench.report import comparison_table
+
+        table = comparison_table(launched.run_dirs)
+        if table:
+            print("\n" + table)
+    return launched.code
 
 
 def _job_view(settings: object) -> dict:
@@ -323,6 +345,17 @@ def _experts(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a Ctrl-C or SIGTERM that no work handles is one line, never a traceback
+    (bench.stop_signals.one_line_stops)."""
+    with one_line_stops():
+        try:
+            return _command(argv)
+        except KeyboardInterrupt:
+            print(stop_line(signal.SIGINT), file=sys.stderr)
+            return 128 + signal.SIGINT
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
@@ -340,9 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "experts":
             return _experts(args)
         if args.command == "status":
-            from bench.console import status_table
+            from bench.console import status_curves, status_table
 
             print(status_table(args.root))
+            if args.curves is not None:
+                print(status_curves(args.root, args.curves))
             return 0
         if args.command == "report":
             from bench.report import write_report

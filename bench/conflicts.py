@@ -26,9 +26,10 @@ from bench import plots, results
 from bench.atomic import atomic_file
 from bench.config import compose_run, expand_sweep, parse_overrides
 from bench.errors import UserError
+from bench.plots import NO_MASK
+from bench.suites import suite_size
 
 DEFAULT_SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5)
-NO_MASK = "no mask (Prompt-DT)"
 POINTS = 20  # harmony measurements per run when analysis.harmony_every is not given
 KEYS = ["suite", "setting"]  # a row of the table, a line of the figure
 
@@ -110,7 +111,7 @@ def analyze_conflicts(
     from bench.launch import check_jobs, run_locally
 
     jobs = check_jobs(conflict_jobs(overrides, sparsities))
-    if run_locally(jobs, compare=False) != 0:
+    if run_locally(jobs) != 0:
         raise UserError("some conflict runs failed (listed above); fix them and run it again")
     frame = harmony_frame([settings.run_dir for _, settings in jobs])
     table = summary_table(frame).to_markdown(index=False, floatfmt=".4f")
@@ -147,12 +148,3 @@ def analyze_conflicts(
 def settings_in_order(frame: pd.DataFrame) -> list[str]:
     masked = sorted(s for s in frame["setting"].unique() if s != NO_MASK)
     return [NO_MASK, *masked] if NO_MASK in set(frame["setting"]) else masked
-
-
-def suite_size(name: object) -> int:
-    from bench.suites import get_suite
-
-    try:
-        return len(get_suite(str(name)).tasks)
-    except UserError:
-        return 0

@@ -131,3 +131,32 @@ def status_table(root: Path) -> str:
     # Every cell is already text; parsed as numbers, job 1_0 would read as 10.
     table = frame.to_markdown(index=False, disable_numparse=True)
     return "\n".join([summary, *([note] if note else []), "", table])
+
+
+def status_curves(root: Path, path: Path) -> str:
+    """The evaluations of every run below `root`, finished or not, drawn into `path` as
+    `bench report` draws them (the unfinished labelled apart); the line that says where, or
+    that no run has evaluated yet. A run without an evaluation is not in the figure."""
+    from bench import plots
+    from bench.report import evaluation_curves
+    from bench.result_table import unfinished_runs
+
+    if path.suffix.lower() != ".png":
+        raise UserError(
+            f"--curves {path}: not a .png path (the folder goes first: bench status runs/ --curves)"
+        )
+    runs = unfinished_runs(root, finished=())  # every run folder its config.yaml places
+    done = runs["run_dir"].map(lambda run_dir: (Path(run_dir) / results.RESULT).exists())
+    done = done.astype(bool)
+    curves, _ = evaluation_curves(runs[done], runs[~done])
+    if curves.empty:
+        return f"curves: none drawn, no run below {root} has evaluated yet"
+    drawn = sorted(set(curves["suite"] + " " + curves["data"]))
+    if len(drawn) > 1:  # one figure for them all: each line says its suite and data
+        where = ", " + curves["suite"] + " " + curves["data"]
+        curves = curves.assign(label=curves["label"] + where)
+    scales = ", ".join(sorted(set(runs["scale"])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = f"Evaluation during training: {'; '.join(drawn)}, scale={scales}"
+    plots.learning_curves(curves, path, title)
+    return f"curves: {path}"

@@ -4,6 +4,7 @@ Every job is composed and checked (bench.settings) before any starts, and no two
 share a run directory. The local launcher runs each job as its own `bench run` process, one
 after another, so a crash in one run cannot take the others down, and each run resumes or
 skips by its run directory; `launcher=slurm` submits them as job arrays (bench.slurm).
+A launcher returns what it ran; the CLI prints their comparison (a report never launches).
 Ctrl-C reaches the running job too: it saves its step and stops, and the sweep stops with it;
 the same command resumes where it stopped.
 """
@@ -13,12 +14,24 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from bench.config import expand_sweep
 from bench.errors import Interrupted, UserError
 from bench.settings import Settings, load_settings
 
 INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A launched sweep: the exit status, its run directories, and whether every run has ended
+    (the local launcher; Slurm with --wait), so that their results can be compared."""
+
+    code: int
+    run_dirs: list[Path]
+    ended: bool
 
 
 def plan(overrides: Sequence[str]) -> list[tuple[list[str], Settings]]:
@@ -44,25 +57,25 @@ def check_jobs(job_list: Sequence[list[str]]) -> list[tuple[list[str], Settings]
     return jobs
 
 
-def launch(overrides: Sequence[str], wait: bool = False) -> int:
+def launch(overrides: Sequence[str], wait: bool = False) -> Launched:
     """Run the sweep with its launcher: here one job after another, or on Slurm (bench.slurm),
     where `wait` blocks until every run has ended."""
     jobs = plan(overrides)
+    run_dirs = [settings.run_dir for _, settings in jobs]
     launchers = {settings.config["launcher"]["name"] for _, settings in jobs}
     if len(launchers) > 1:
         raise UserError(f"a sweep runs with one launcher, not {sorted(launchers)}")
     if launchers == {"slurm"}:
         from bench.slurm import submit_runs
 
-        return submit_runs(jobs, wait)
+        return Launched(submit_runs(jobs, wait), run_dirs, ended=wait)
     if wait:
         raise UserError("--wait is for launcher=slurm; the local launcher always waits")
-    return run_locally(jobs)
+    return Launched(run_locally(jobs), run_dirs, ended=True)
 
 
-def run_locally(jobs: Sequence[tuple[list[str], Settings]], compare: bool = True) -> int:
-    """Each job as its own `bench run` process, one after another; then, with `compare`, the
-    comparison table."""
+def run_locally(jobs: Sequence[tuple[list[str], Settings]]) -> int:
+    """Each job as its own `bench run` process, one after another."""
     failed = []
     for number, (job, _) in enumerate(jobs, start=1):
         print(f"[{number}/{len(jobs)}] bench run {' '.join(job)}", flush=True)
@@ -77,11 +90,6 @@ def run_locally(jobs: Sequence[tuple[list[str], Settings]], compare: bool = True
     print(f"{len(jobs) - len(failed)} of {len(jobs)} runs finished")
     for job in failed:
         print(f"failed: {job}")
-    from bench.report import comparison_table
-
-    table = comparison_table([settings.run_dir for _, settings in jobs]) if compare else None
-    if table:
-        print("\n" + table)
     return 1 if failed else 0
 
 

@@ -199,7 +199,8 @@ def steps_done(settings: Settings) -> int:
     if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
         return 0
     status = results.read_status(settings.run_dir)
-    said = re.search(r"at step (\d+)", status)
+    # `interrupted at step N while ...` (N: the checkpoint's); a phase's step is not it.
+    said = re.match(r"(?:interrupted|requeued) at step (\d+)", status)
     if said:
         return int(said[1])
     events = results.read_metrics(settings.run_dir)

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+NO_MASK = "no mask (Prompt-DT)"  # the conflict figure's setting without masks, drawn black
+
 
 def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
     """Mean success rate over seeds against the step, a band of ±1 standard error, per method."""
@@ -99,7 +101,7 @@ def conflict_curves(frame: pd.DataFrame, settings: list[str], path: Path, title:
     """HarmoDT Fig. 2a: a column per suite, the averaged harmony score against the training
     step, a line per mask setting (mean over seeds; no mask black) beside its chance level
     (dashed), and below it the score minus the chance level: agreement among the tasks."""
-    from bench.conflicts import NO_MASK, suite_size
+    from bench.suites import suite_size  # imports metaworld: only for this figure
 
     suites = sorted(frame["suite"].unique(), key=suite_size)
     rows = 2 if frame["harmony_chance"].notna().any() else 1  # no chance: logged before it

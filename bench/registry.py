@@ -118,6 +118,19 @@ def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
         raise UserError(f"method.{key} must be a finite number, got {value!r}")
 
 
+def task_masks(method_state: Mapping[str, Any]) -> torch.Tensor | None:
+    """The (tasks, weights) bool task masks a method's state_dict holds, for `bench analyze`;
+    None when it holds none. A method with masks decodes its own state
+    (`task_masks_from_state`): the harness never reads inside it."""
+    _load_methods()
+    for spec in _REGISTRY.values():
+        decode = getattr(spec.cls, "task_masks_from_state", None)
+        masks = decode(method_state) if decode is not None else None
+        if masks is not None:
+            return masks
+    return None
+
+
 def build_method(
     name: str,
     values: Mapping[str, Any],

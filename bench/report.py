@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from bench import (
     plots,
     report_ablations,
     report_partial,
     report_provenance,
+    report_reference,
     report_unseen,
     statistics,
 )
@@ -33,8 +33,6 @@ from bench.result_table import COHORT, load_results, training_curves, unfinished
 from bench.suites import META_RL_SPLITS
 
 FORMATS = ("md", "latex", "csv", "json")
-REFERENCE = Path(__file__).with_name("paper_reference.yaml")
-PAPER_LABEL = "paper (their data, their scale)"
 DATA_ORDER = ("near_optimal", "sub_optimal")
 SUITE_ORDER = ("mt5", "mt30", "mt50", *META_RL_SPLITS)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
@@ -187,12 +185,13 @@ def _cohort(
         warnings += _missing_seed_warnings(runs, accounts)
         if report_unseen.is_meta_rl(suite):
             table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
-            reference = report_unseen.paper_rows(suite, PAPER_LABEL, list(table.columns))
+            label = report_reference.PAPER_LABEL
+            reference = report_unseen.paper_rows(suite, label, list(table.columns))
             caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
             parts.append(render.table(table, fmt, caption, reference))
             continue
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
-        reference = _paper_rows_for_suite(suite)
+        reference = report_reference.paper_rows(suite, DATA_ORDER)
         best_of = _best_of_label(runs)
         if reference is not None and best_of:
             # The paper's numbers come from the official code, which reports the best
@@ -227,6 +226,24 @@ def _cohort(
 
 def _label(row: pd.Series) -> str:
     return row["method"] if row["variant"] == "default" else f"{row['method']} [{row['variant']}]"
+
+
+def evaluation_curves(
+    finished: pd.DataFrame, unfinished: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The evaluations (periodic and final) of the `finished` runs and of the `unfinished` ones,
+    labelled by method and variant, the unfinished apart (live curves: never in a table); and
+    the finished runs' harmony scores. A run without an evaluation has no row. `bench report`
+    and `bench status --curves` draw the first with `plots.learning_curves`."""
+    curves, harmony = training_curves(finished)
+    curves = curves.assign(label=curves.apply(_label, axis=1) if len(curves) else "")
+    if not unfinished.empty:
+        live, _ = training_curves(unfinished)
+        if not live.empty:
+            live = live.assign(label=live.apply(_label, axis=1) + " (unfinished)")
+            drawn = [part for part in (curves, live) if not part.empty]
+            curves = pd.concat(drawn, ignore_index=True)
+    return curves, harmony
 
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -374,27 +391,6 @@ def _missing_seed_warnings(
     return warnings
 
 
-def _paper_rows_for_suite(suite: str) -> pd.DataFrame | None:
-    """The paper's reported rows for a suite (Table 1 for mt50, Table 2 for mt5 / mt30)."""
-    reference = yaml.safe_load(REFERENCE.read_text())
-    rows = {}
-    if suite == "mt50":
-        for row in reference["table1"]["rows"]:
-            rows[f"{row['method']} — {PAPER_LABEL}"] = {
-                data: _reported(row.get(data)) for data in DATA_ORDER
-            } | {"params": f"{row['params_m']:.2f} M"}
-    elif suite in ("mt5", "mt30"):
-        for row in reference["table2"]["rows"]:
-            rows[f"{row['method']} — {PAPER_LABEL}"] = {
-                data: _reported(row[suite].get(data)) for data in DATA_ORDER
-            } | {"params": "—"}
-    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
-
-
-def _reported(value: list[float] | None) -> str:
-    return "—" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
-
-
 # Aggregates and plots -----------------------------------------------------------------------------
 
 
@@ -471,13 +467,7 @@ def _figures(
             f"Performance profile: {title}",
         )
     )
-    curves, harmony = training_curves(frame)
-    curves = curves.assign(label=curves.apply(_label, axis=1) if len(curves) else "")
-    if not unfinished.empty:  # live curves: never in a table, labelled apart in the plot
-        live, _ = training_curves(unfinished)
-        if not live.empty:
-            live = live.assign(label=live.apply(_label, axis=1) + " (unfinished)")
-            curves = pd.concat([curves, live], ignore_index=True)
+    curves, harmony = evaluation_curves(frame, unfinished)
     if curves["step"].nunique() > 1:
         made.append(
             plots.learning_curves(
@@ -489,7 +479,7 @@ def _figures(
             plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")
         )
     runs = _runs(frame)
-    points = report_ablations.ablation_points(runs, str(frame["scale"].iloc[0]))
+    points = report_ablations.ablation_points(runs)
     if points:
         references = {
             method: 100 * group["run_success_rate"].mean()

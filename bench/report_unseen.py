@@ -8,14 +8,12 @@ whether it is an unseen task (`test`) or a training task scored again (`train`: 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import yaml
 
+from bench.report_reference import REFERENCE
 from bench.suites import META_RL_SPLITS, get_suite
 
-REFERENCE = Path(__file__).with_name("paper_reference.yaml")
 MEAN_COLUMN = "mean over test tasks"
 
 

@@ -162,6 +162,14 @@ def _variant(non_default: dict[str, Any]) -> str:
 _VERSIONS = ("metaworld", "mujoco", "gymnasium", "torch", "d3rlpy")
 
 
+def saved_method_config(run_dir: str | Path) -> dict[str, Any]:
+    """The method section of a run's saved config.yaml: the values it ran with, whatever
+    today's presets say ({} where the file is missing or unreadable)."""
+    config = _saved_config(Path(run_dir)).get("config")
+    method = config.get("method") if isinstance(config, dict) else None
+    return method if isinstance(method, dict) else {}
+
+
 def _saved_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / results.CONFIG
     if not path.exists():

@@ -4,7 +4,8 @@
     <run_dir>/metrics.jsonl   one JSON object per event (train, eval, resume)
     <run_dir>/checkpoint.pt   latest checkpoint (atomic, checksummed; weights_only=True)
     <run_dir>/result.json     written last and atomically: the run's scores
-    <run_dir>/status          running | interrupted at step N | done | failed: <why>
+    <run_dir>/status          pending | running: <phase> | interrupted at step N while <phase>
+                              | done | failed while <phase>: <why>   (phases: `LOADING` below)
     <run_dir>/.lock           held by the process running the run (bench.run_lock)
 
 Every file another step reads is written whole (bench.atomic): a crash leaves the old file or
@@ -13,12 +14,15 @@ the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 STATUS = "status"
+RESULT_KEYS = ("per_task", "success_rate")  # what a done run's result.json is read for
 
 
 def write_yaml(path: Path, payload: Mapping[str, Any]) -> None:
@@ -44,6 +49,49 @@ def write_yaml(path: Path, payload: Mapping[str, Any]) -> None:
 def write_status(run_dir: Path, status: str) -> None:
     with atomic_file(run_dir / STATUS) as handle:
         handle.write(status + "\n")
+
+
+# The phases of a run, as its status says them: written when the run enters one (a handful of
+# writes per run), so a stopped run says where it stopped.
+LOADING = "loading data"  # opening and re-hashing the data, building the method
+RESUMING = "loading the checkpoint"  # a resume only
+TRAINING = "training"
+FINAL_EVALUATION = "evaluating the final checkpoint"
+
+
+def evaluating(step: int) -> str:
+    """The phase of a periodic evaluation."""
+    return f"evaluating at step {step}"
+
+
+def running(phase: str) -> str:
+    return f"running: {phase}"
+
+
+def is_running(status: str) -> bool:
+    """Whether a status says its run is running, in a phase or (written before phases) not."""
+    return status == "running" or status.startswith("running: ")
+
+
+def phase_of(status: str) -> str | None:
+    """The phase a running run is in, or a stopped one stopped in; None where its status does
+    not say (pending, done, or written before phases)."""
+    if status.startswith("running: "):
+        return status.removeprefix("running: ")
+    if status.startswith(("interrupted", "requeued", "failed while ")) and " while " in status:
+        return status.split(" while ", 1)[1].split(": ", 1)[0]
+    return None
+
+
+def interrupted(phase: str, step: int | None) -> str:
+    """`interrupted at step N while <phase>`: N is the checkpoint's step, which a resume starts
+    from (None: not known yet, as while loading data)."""
+    at = "" if step is None else f" at step {step}"
+    return f"interrupted{at} while {phase}"
+
+
+def failed(phase: str, why: str) -> str:
+    return f"failed while {phase}: {why}"
 
 
 # torch is imported where a checkpoint is touched: commands that only read run files (status,
@@ -65,9 +113,10 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     torch.save(dict(state), buffer)
     payload = buffer.getbuffer()
     digest = hashlib.sha256(payload).hexdigest().encode()
-    with atomic_file(path, "wb") as handle:
-        handle.write(_CHECKPOINT_HEADER % (digest, len(payload)))
-        handle.write(payload)
+    with one_line_when_full(Path(path).parent, needed=len(payload)):
+        with atomic_file(path, "wb") as handle:
+            handle.write(_CHECKPOINT_HEADER % (digest, len(payload)))
+            handle.write(payload)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -109,9 +158,44 @@ def _checked_payload(path: Path, data: bytes) -> bytes:
 
 
 def append_metrics(run_dir: Path, event: Mapping[str, Any]) -> None:
-    with open(run_dir / METRICS, "a") as handle:
-        handle.write(json.dumps(event) + "\n")
-        handle.flush()
+    """One line, whole or (a full disk) not at all."""
+    line = (json.dumps(event) + "\n").encode()
+    fd = os.open(run_dir / METRICS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(fd, line[written:])
+        except OSError:
+            os.ftruncate(fd, size)  # takes no room: the part of the line written goes
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def one_line_when_full(run_dir: Path, needed: int | None = None) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) while a run's files are written, as the one line of
+    bench.data.disk_space (an OutOfSpace, exit status 2). Every file is written whole, so the
+    run resumes from its last checkpoint once space is freed. `needed`: the bytes of the write
+    that failed; by default the room the run needs to go on, a checkpoint beside its last one."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        from bench.data.disk_space import OutOfSpace, out_of_space, with_margin
+
+        first: BaseException | None = error
+        while first is not None and not isinstance(first, OutOfSpace):
+            first = first.__context__
+        if first is not None:  # the status saying so found no room either
+            raise first from None
+        if needed is None:
+            checkpoint = Path(run_dir) / CHECKPOINT
+            needed = checkpoint.stat().st_size if checkpoint.exists() else 0
+        raise out_of_space(Path(run_dir), with_margin(needed), elsewhere="run.root") from None
 
 
 def truncate_metrics(run_dir: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
@@ -183,13 +267,29 @@ def best_of_evaluations(events: Sequence[Mapping[str, Any]]) -> dict[str, Any] |
 
 
 def read_status(run_dir: Path) -> str:
-    """The status file's word, with `running` told from `interrupted` by the run's lock: a
-    run whose process died without a word (kill -9, a lost node) holds no lock."""
+    """The status file's words, with `running` told from `interrupted` by the run's lock: a
+    run whose process died without a word (kill -9, a lost node) holds no lock, and is
+    `interrupted (its process is gone) while <the phase it was in>`. A run with a whole
+    result.json is `done`, whatever the status file says: a kill between writing the result
+    and the status leaves the run done, as the runner, which skips it, sees it."""
     path = run_dir / STATUS
     status = path.read_text().strip() if path.exists() else "pending"
-    if status == "running" and not is_held(run_dir):
-        return "interrupted (its process is gone)"
+    if status != "done" and has_result(run_dir):
+        return "done"
+    if is_running(status) and not is_held(run_dir):
+        phase = phase_of(status)
+        return "interrupted (its process is gone)" + (f" while {phase}" if phase else "")
     return status
+
+
+def has_result(run_dir: Path) -> bool:
+    """Whether the run's result.json is whole: a JSON object with the scores a done run is
+    read for (written atomically, it is whole or absent unless damaged later)."""
+    try:
+        result = json.loads((run_dir / RESULT).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(result, dict) and all(key in result for key in RESULT_KEYS)
 
 
 def clear_run(run_dir: Path) -> None:

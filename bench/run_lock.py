@@ -38,11 +38,16 @@ class RunLock:
                 f"{self.path.parent} is already being run by {holder}; wait for it, or stop it "
                 "and run the same command to resume"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        started = time.strftime("%Y-%m-%d %H:%M:%S")
-        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "since": started}, handle)
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            started = time.strftime("%Y-%m-%d %H:%M:%S")
+            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": started}
+            json.dump(holder, handle)
+            handle.flush()
+        except BaseException:  # a full disk: not left held by a process that goes on
+            handle.close()
+            raise
         self._handle = handle
 
     def release(self) -> None:
@@ -53,13 +58,15 @@ class RunLock:
 
 
 def is_held(run_dir: Path) -> bool:
-    """Whether a live process holds the run's lock (False when there is no lock file)."""
+    """Whether a live process holds the run's lock (False when there is no lock file). It only
+    reads: a shared lock on a read-only handle conflicts with the holder's exclusive one, so
+    that `bench status` works on a tree it may not write (a read-only mount, another user's)."""
     path = Path(run_dir) / LOCK
     if not path.exists():
         return False
-    with open(path, "a+") as handle:
+    with open(path, "rb") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)

@@ -9,6 +9,8 @@ The lifecycle of a run directory (bench.results has the files):
   dataset whose manifest changed is refused;
 - a directory holding a different config is replaced when it made no progress (a failed
   start), and refused with a way out when it did;
+- its status says the phase it is in (`running: training`) and, once stopped, the one it
+  stopped in;
 - Ctrl-C or SIGTERM stops after the current step with a checkpoint, status `interrupted`,
   and one line; a NaN loss stops with status `failed` and no result.json.
 """
@@ -64,7 +66,15 @@ def execute(
     launch: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume, or skip) the run of `settings`; returns its result. `launch` says how
-    it was started where that is not this process's command line (a Slurm job)."""
+    it was started where that is not this process's command line (a Slurm job). A full disk
+    is one line (exit status 2); the run resumes from its last checkpoint once space is freed."""
+    with results.one_line_when_full(settings.run_dir):
+        return _execute(settings, repo, say, launch)
+
+
+def _execute(
+    settings: Settings, repo: Path, say: Say, launch: Mapping[str, Any] | None
+) -> dict[str, Any]:
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = RunLock(run_dir)
@@ -78,29 +88,30 @@ def execute(
                 result = json.loads(result_path.read_text())
             except ValueError as error:
                 raise _damaged(result_path, error) from None
-            for key in ("per_task", "success_rate"):  # what a done run is read for
+            for key in results.RESULT_KEYS:
                 if not isinstance(result, dict) or key not in result:
                     raise _damaged(result_path, KeyError(key))
             say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
             return result
         if not (run_dir / results.CONFIG).exists():
             results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo, launch))
-        results.write_status(run_dir, "running")
         run = _Run(settings, run_dir, repo, say, launch)
+        run.enter(results.LOADING)
         with handle_stop_signals(StopRequest()) as stop:
             try:
                 result = run.train_and_evaluate(stop)
             except KeyboardInterrupt:
-                results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
+                results.write_status(run_dir, run.interrupted_status())
                 raise run.interrupted(stop) from None
             except Interrupted:
-                results.write_status(run_dir, f"interrupted at step {run.checkpoint_step}")
+                results.write_status(run_dir, run.interrupted_status())
                 raise
             except (UserError, RunFailed) as error:
-                results.write_status(run_dir, f"failed: {error}")
+                results.write_status(run_dir, results.failed(run.phase, str(error)))
                 raise
             except BaseException as error:
-                results.write_status(run_dir, f"failed: {type(error).__name__}: {error}")
+                why = f"{type(error).__name__}: {error}"
+                results.write_status(run_dir, results.failed(run.phase, why))
                 raise
         if launch:
             result["launch"] = dict(launch)
@@ -189,6 +200,7 @@ class _Run:
         self.launch = launch  # a Slurm job's id and commits; each resume records its own
         self.checkpoint_step = 0  # the step and training time of the checkpoint on disk
         self.checkpoint_train_seconds = 0.0
+        self.phase = results.LOADING
         self.trackers = Trackers()  # opened once the run knows where it resumes (`_track`)
 
     def train_and_evaluate(self, stop: StopRequest) -> dict[str, Any]:
@@ -217,9 +229,11 @@ class _Run:
         )
         protocol = eval_protocol(settings, store.manifest)
         start, train_seconds = self._resume(method)
+        self.enter(results.TRAINING)
         self.trackers = self._track(start)
         try:
             self._train(method, start, train_seconds, protocol, stop)
+            self.enter(results.FINAL_EVALUATION)
             eval_start = time.perf_counter()
             scores = evaluate(suite, method.policy, protocol, settings.progress)
             eval_seconds = time.perf_counter() - eval_start
@@ -290,8 +304,18 @@ class _Run:
             settings.loggers, self.run_dir, about, settings.suite.tasks, start, self.say
         )
 
+    def enter(self, phase: str) -> None:
+        """The run is now in `phase`: its status says so (written at each change only)."""
+        self.phase = phase
+        results.write_status(self.run_dir, results.running(phase))
+
+    def interrupted_status(self) -> str:
+        """Before training, the checkpoint (the step a resume starts from) is not read yet."""
+        known = self.phase not in (results.LOADING, results.RESUMING)
+        return results.interrupted(self.phase, self.checkpoint_step if known else None)
+
     def interrupted(self, stop: StopRequest) -> Interrupted:
-        message = f"interrupted at step {self.checkpoint_step}; run the same command to resume"
+        message = f"{self.interrupted_status()}; run the same command to resume"
         return Interrupted(message, stop.signal_number or signal.SIGINT)
 
     # Checkpoints ------------------------------------------------------------------------------
@@ -301,6 +325,7 @@ class _Run:
         if not path.exists():
             results.truncate_metrics(self.run_dir, lambda event: False)
             return 0, 0.0
+        self.enter(results.RESUMING)
         checkpoint = results.load_checkpoint(path)
         if "rng" not in checkpoint or "dataset_hash" not in checkpoint:
             raise UserError(
@@ -400,9 +425,11 @@ class _Run:
                     raise self.interrupted(stop)
                 if train.eval_every and done % train.eval_every == 0 and done < total_steps:
                     eval_start = time.perf_counter()
+                    self.enter(results.evaluating(done))
                     scores = evaluate(settings.suite, method.policy, protocol, progress=False)
                     event = {"event": "eval", "step": done, "final": False, **_scores_only(scores)}
                     self._record(event)
+                    self.enter(results.TRAINING)
                     paused += time.perf_counter() - eval_start
                     # A new rate window: the evaluation's time and steps are not training's.
                     window_start, window_steps = time.perf_counter(), 0

@@ -49,7 +49,7 @@ from bench.slurm_queue import (
     queued_jobs,
     read_job_record,
 )
-from bench.suites import Suite
+from bench.suites import METAWORLD, Suite
 
 POLL_SECONDS = 5.0  # --wait: one squeue call per poll
 
@@ -124,7 +124,7 @@ class SlurmOptions:
 
 def submit_runs(jobs: Sequence[tuple[list[str], Settings]], wait: bool) -> int:
     """Submit the runs of a checked sweep that are left to do; with `wait`, block until every
-    run has ended and print the comparison table."""
+    run has ended."""
     options = _one_launcher(jobs)
     for _, settings in jobs:
         _check_data_ready(settings)
@@ -267,20 +267,25 @@ def _unprepare(run_dir: Path, status: str | None, existed: bool) -> None:
 
 def _check_data_ready(settings: Settings) -> None:
     """Generated data must exist before runs are submitted: 50 jobs finding it missing would
-    each start generating the same store."""
-    data = settings.data
+    each start generating the same store. The store is the suite's (SAC experts for the meta-RL
+    families), holding every task a run reads (their held-out tasks too)."""
+    data, suite = settings.data, settings.suite
     if data.get("path"):
         return  # checked with the settings
-    store = dataset_path(data)
-    missing = _missing_tasks(store, settings.suite.tasks)
+    store = dataset_path(data, suite)
+    missing = _missing_tasks(store, suite.data_tasks)
     if missing:
-        suite = settings.suite.name
-        keys = ("root", "generator", "episodes_per_task", "seed", "goal_pool_seed")
-        values = " ".join(f"data.{key}={data[key]}" for key in keys)
+        if suite.benchmark == METAWORLD:
+            keys = ("root", "generator", "episodes_per_task", "seed", "goal_pool_seed")
+            command, then = "launcher=slurm", "then submit once its jobs are done"
+        else:  # the experts train in one process (submit_generation)
+            keys = ("root", "episodes_per_task", "expert_steps", "seed")
+            command, then = "", "then submit"
+        values = " ".join([*(f"data.{key}={data[key]}" for key in keys), command]).strip()
         raise UserError(
-            f"{store} lacks {len(missing)} of the {len(settings.suite.tasks)} tasks of {suite} "
-            f"(first: {missing[0]}); make it first: `bench data generate tasks={suite} "
-            f"{values} launcher=slurm`, then submit once its jobs are done"
+            f"{store} lacks {len(missing)} of the {len(suite.data_tasks)} tasks of {suite.name} "
+            f"(first: {missing[0]}); make it first: `bench data generate tasks={suite.name} "
+            f"{values}`, {then}"
         )
 
 
@@ -312,9 +317,7 @@ def _one_launcher(jobs: Sequence[tuple[list[str], Settings]]) -> SlurmOptions:
 
 
 def wait_for_runs(run_dirs: Sequence[Path], poll_seconds: float = POLL_SECONDS) -> int:
-    """Block until every run is done or its job has left the queue; the comparison table."""
-    from bench.report import comparison_table
-
+    """Block until every run is done or its job has left the queue; say which did not finish."""
     bar = tqdm(total=len(run_dirs), unit="run", desc="slurm runs", smoothing=0)
     try:
         with bar:
@@ -331,9 +334,6 @@ def wait_for_runs(run_dirs: Sequence[Path], poll_seconds: float = POLL_SECONDS) 
     print(f"{len(run_dirs) - len(failed)} of {len(run_dirs)} runs finished")
     for run_dir, state in failed:
         print(f"{run_dir}: {state}")
-    table = comparison_table(run_dirs)
-    if table:
-        print("\n" + table)
     return 1 if failed else 0
 
 
@@ -448,13 +448,13 @@ def _job_id() -> str:
 def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[str, Any]) -> int:
     """One job per task of `suite` the store lacks; each writes its task and lists it in the
     manifest (under the manifest's lock)."""
-    if suite.benchmark != "metaworld-v3":
+    if suite.benchmark != METAWORLD:
         raise UserError(
             f"launcher=slurm generates Meta-World data only; the {suite.name} experts are "
             "trained in one process: run `bench data generate` without launcher=slurm"
         )
     options = SlurmOptions.from_config(launcher)
-    store = dataset_path(data)
+    store = dataset_path(data, suite)
     missing = _missing_tasks(store, suite.tasks)
     if not missing:
         print(f"{store}: every task of {suite.name} is there; nothing to submit")

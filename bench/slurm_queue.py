@@ -95,10 +95,18 @@ def run_state(
             state == "PENDING" and file_status.startswith(("interrupted", "requeued"))
         ):
             return "requeued"
-        return "pending" if state == "PENDING" else "running"
+        if state == "PENDING":
+            return "pending"
+        return file_status if results.is_running(file_status) else "running"  # with its phase
     how = ended.get(job_id, "ended").lower()
-    if file_status in ("pending", "running") or "process is gone" in file_status:
-        return f"failed: job {job_id} {how} without a word from the run; see {record['log']}"
+    if (
+        file_status == "pending"
+        or results.is_running(file_status)
+        or "process is gone" in file_status
+    ):
+        phase = results.phase_of(file_status)
+        where = f" while {phase}" if phase else ""
+        return f"failed{where}: job {job_id} {how} without a word from the run; see {record['log']}"
     if file_status.startswith(("interrupted", "requeued")):  # stopped, and never started again
         return f"failed: job {job_id} {how} after it was {file_status}"
     return file_status

@@ -130,6 +130,12 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
+def suite_size(name: object) -> int:
+    """How many training tasks the suite called `name` has; 0 for a name that is no suite."""
+    suite = SUITES.get(str(name))
+    return 0 if suite is None else suite.num_tasks
+
+
 def _check_against_metaworld() -> None:
     """Fail loudly at import if a mapped name is not one of metaworld's own v3 environments."""
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS

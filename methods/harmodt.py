@@ -34,6 +34,7 @@ from methods.harmodt_masks import (
     VoteRule,
     cosine_alpha,
     erk_mask,
+    masks_from_state,
     matching_eta_max,
     mean_pairwise_iou,
     pack_masks,
@@ -341,6 +342,11 @@ class HarmoDT(PromptDT):
         return vote_mask(self.masks, self.config.vote_threshold, self.config.vote_rule)
 
     # Checkpoints --------------------------------------------------------------------------------
+
+    @staticmethod
+    def task_masks_from_state(state: Mapping[str, Any]) -> Tensor | None:
+        """The task masks a state_dict of this class holds (bench.registry.task_masks)."""
+        return masks_from_state(state)
 
     def state_dict(self) -> dict[str, Any]:
         return {

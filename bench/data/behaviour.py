@@ -2,7 +2,9 @@
 
 A behaviour acts in one task for all of its episodes: `start_episode(e)` and then `act(obs)`
 per step. All its randomness comes from the task's one generator stream, drawn in a fixed order,
-so a task's data is a function of (seed, task index) alone.
+so a task's data is a function of (seed, task index) alone. What it carries from one episode to
+the next beyond that stream is its `carried_state()`, so that a generation can resume between
+two episodes (bench.data.chunks).
 
 - `NoisyExpert` (`data.generator=noisy_expert`): the scripted expert with i.i.d. perturbations
   (uniform-random actions in its place, Gaussian noise), annealed per episode. They carry no
@@ -18,6 +20,7 @@ so a task's data is a function of (seed, task index) alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -33,6 +36,14 @@ class Behaviour(Protocol):
     def act(self, observation: np.ndarray) -> np.ndarray:
         """The (4,) float32 action in [-1, 1] for one observation of the running episode."""
         ...
+
+    def carried_state(self) -> dict[str, np.ndarray]:
+        """What the behaviour carries from one episode to the next besides its generator's
+        state and what its constructor draws: a generation resumed between two episodes
+        (bench.data.chunks) rebuilds the behaviour, then restores this."""
+        ...
+
+    def restore_carried_state(self, state: Mapping[str, np.ndarray]) -> None: ...
 
 
 class BehaviourFactory(Protocol):
@@ -84,6 +95,12 @@ class NoisyExpert:
 
     def act(self, observation: np.ndarray) -> np.ndarray:
         return self.policy.act(observation[None], None)[0]
+
+    def carried_state(self) -> dict[str, np.ndarray]:
+        return {}  # each episode's expert is new, and ScriptedExpert draws nothing when made
+
+    def restore_carried_state(self, state: Mapping[str, np.ndarray]) -> None:
+        pass
 
 
 # The replay generator --------------------------------------------------------------------------
@@ -200,6 +217,15 @@ class ReplayLearner:
         action = self.expert.get_action(observation + self.view_offset)
         action = action + self.bias + self.noise_std * self.noise[step]
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def carried_state(self) -> dict[str, np.ndarray]:
+        """The wander, the only thing one episode hands the next (start_episode redraws the
+        rest; the habits and the means are drawn once, in __init__)."""
+        return {"shift_wander": self.shift_wander.copy(), "bias_wander": self.bias_wander.copy()}
+
+    def restore_carried_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.shift_wander = np.array(state["shift_wander"], dtype=np.float64)
+        self.bias_wander = np.array(state["bias_wander"], dtype=np.float64)
 
 
 def _fixed_norm(rng: np.random.Generator, size: int, norm: float) -> np.ndarray:

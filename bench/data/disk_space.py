@@ -44,12 +44,13 @@ def is_out_of_space(error: OSError, folder: Path, needed: int) -> bool:
     return error.errno is None and free_bytes(folder) < needed  # numpy's short write
 
 
-def out_of_space(folder: Path, needed: int) -> OutOfSpace:
+def out_of_space(folder: Path, needed: int, elsewhere: str = "data.root") -> OutOfSpace:
+    """The one line for a full disk; `elsewhere` is the setting that moves the files."""
     mount = _mount_point(folder)
     return OutOfSpace(
         f"no space left on {mount}: {_megabytes(free_bytes(folder))} free, about "
         f"{_megabytes(needed)} needed for {folder}; free some space (or choose another "
-        "data.root), then run the same command to resume"
+        f"{elsewhere}), then run the same command to resume"
     )
 
 

@@ -10,6 +10,9 @@ random actions. Each task's manifest entry also holds a summary of its episodes
 Generation is long work (MT50 near-optimal is ~3.6 h on 2 cores): tasks run in parallel worker
 processes, each finished task is written and added to the manifest at once, and a re-run skips
 the tasks the manifest already lists whose files are intact; damaged ones are generated again.
+Inside a task, a worker saves its episodes in checksummed chunks (bench.data.chunks), from which
+a rerun resumes the task ("resuming <task>: N of M episodes already made"), so a kill, even -9,
+loses at most one chunk, and the store ends identical to one never interrupted.
 Ctrl-C (or SIGTERM) stops the workers at once and keeps every task already written. Two
 processes asking for the same missing tasks make each once: the second waits for the first
 (bench.data.writers). A full disk stops it in one line, after the same check up front.
@@ -32,6 +35,15 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.data.behaviour import BEHAVIOURS, DEFAULT_GENERATOR, BehaviourFactory
+from bench.data.chunks import (
+    CHUNK_EPISODES,
+    Chunk,
+    PartialTask,
+    chunk_ending,
+    chunked_episodes,
+    remove_partial,
+    restore,
+)
 from bench.data.disk_space import OutOfSpace, check_room, out_of_space, with_margin
 from bench.data.processes import exit_reason, kill_workers, start_worker
 from bench.data.store import (
@@ -76,28 +88,38 @@ def generate_task(
     pool_seed: int,
     behaviour: BehaviourFactory = BEHAVIOURS[DEFAULT_GENERATOR],
     on_episode: Callable[[], None] | None = None,
+    resume: Sequence[Chunk] = (),
+    on_chunk: Callable[[Chunk], None] | None = None,
 ) -> TaskRollout:
     """Roll `episodes` full episodes of `behaviour` (a class of bench/data/behaviour.py).
 
     Deterministic given the arguments: Meta-World's only randomness is the goal, and the goals
     and the behaviour's randomness both come from one generator seeded by (seed, task index),
-    goals first. `on_episode` is called after each episode (progress reporting).
+    goals first. `on_episode` is called after each episode (progress reporting), `on_chunk`
+    after each CHUNK_EPISODES episodes but the last ones (to save them); `resume`, the chunks
+    an interrupted run saved, continues it where they end, with the same result.
     """
     rng = np.random.default_rng([seed, _task_index(task)])
     goals = sample_goals(task, episodes, pool_seed, rng)
     policy = behaviour(task, episodes, rng)
     num_steps = episodes * MAX_EPISODE_STEPS
-    observations = np.empty((num_steps, OBSERVATION_DIM), dtype=np.float32)
-    actions = np.empty((num_steps, ACTION_DIM), dtype=np.float32)
-    rewards = np.empty(num_steps, dtype=np.float32)
-    terminals = np.zeros(num_steps, dtype=bool)
-    timeouts = np.zeros(num_steps, dtype=bool)
+    steps = {
+        "observations": np.empty((num_steps, OBSERVATION_DIM), dtype=np.float32),
+        "actions": np.empty((num_steps, ACTION_DIM), dtype=np.float32),
+        "rewards": np.empty(num_steps, dtype=np.float32),
+        "terminals": np.zeros(num_steps, dtype=bool),
+        "timeouts": np.zeros(num_steps, dtype=bool),
+    }
+    observations, actions, rewards = steps["observations"], steps["actions"], steps["rewards"]
+    terminals, timeouts = steps["terminals"], steps["timeouts"]
     success = np.zeros(episodes, dtype=bool)
+    first = restore(resume, steps, success, rng, policy)
 
     # One env for all episodes: set_task + reset gives the same states as a fresh env, and
     # building an env costs as much as ~100 steps.
     env = make_env(task, goals[0])
-    for episode, goal in enumerate(goals):
+    for episode in range(first, episodes):
+        goal = goals[episode]
         policy.start_episode(episode)
         env.set_task(goal)
         observation, _ = env.reset()
@@ -113,6 +135,9 @@ def generate_task(
             success[episode] |= info["success"] > 0
         if on_episode is not None:
             on_episode()
+        done = episode + 1
+        if on_chunk is not None and done % CHUNK_EPISODES == 0 and done < episodes:
+            on_chunk(chunk_ending(done, steps, success, rng, policy))
     env.close()
 
     episode_starts = np.arange(episodes, dtype=np.int64) * MAX_EPISODE_STEPS
@@ -120,14 +145,7 @@ def generate_task(
     # The whole format assumes the raw env's semantics: no termination, truncation at step 500.
     if terminals.any() or timeouts.sum() != episodes or not timeouts[last_steps].all():
         raise RuntimeError(f"{task}: Meta-World no longer truncates exactly at step 500 only")
-    arrays = {
-        "observations": observations,
-        "actions": actions,
-        "rewards": rewards,
-        "terminals": terminals,
-        "timeouts": timeouts,
-        "episode_starts": episode_starts,
-    }
+    arrays = {**steps, "episode_starts": episode_starts}
     return TaskRollout(arrays, success)
 
 
@@ -178,7 +196,9 @@ def generate_dataset(
         locks.release(task for task in batch if task not in todo)
         if not todo:
             return False
-        check_room(root, len(todo) * _task_bytes(header))
+        # The chunks of a task stay on disk until it is listed: one task's more per worker.
+        chunks = min(workers, len(todo)) * _task_bytes(header, chunked=True)
+        check_room(root, len(todo) * _task_bytes(header) + chunks)
         written = _generate_in_workers(
             root, todo, damage, header, workers, progress, stop, lambda t: locks.release([t])
         )
@@ -220,9 +240,14 @@ def _interrupted(
     )
 
 
-def _task_bytes(header: Mapping[str, Any]) -> int:
-    """About how much disk one generated task of `header`'s settings takes."""
+def _task_bytes(header: Mapping[str, Any], chunked: bool = False) -> int:
+    """About how much disk one generated task of `header`'s settings takes (`chunked`: its
+    chunks, saved while it is generated)."""
     episodes = int(header["generator"]["episodes_per_task"])
+    if chunked:
+        episodes = chunked_episodes(episodes)
+        if episodes == 0:
+            return 0
     steps = episodes * MAX_EPISODE_STEPS
     return with_margin(task_file_bytes(steps, episodes, OBSERVATION_DIM, ACTION_DIM))
 
@@ -277,7 +302,9 @@ def tasks_to_write(
     """(the `tasks` a generator must write, {damaged task: what is wrong with it}) in `root`.
 
     A generated store is resumed only with the settings in `header`; abandoned staging folders
-    are removed first. A stop requested while the files are checked changes nothing.
+    are removed first, and the saved chunks of the intact listed `tasks` (a kill between listing
+    a task and removing them) after the check. A stop requested while the files are checked
+    changes nothing. The caller holds the locks of `tasks`.
     """
     listed = _tasks_already_generated(root, header)
     remove_abandoned_staging(root)
@@ -286,6 +313,9 @@ def tasks_to_write(
     if stop.signal_number is not None:
         message = f"interrupted while checking the files of {root}; nothing was changed"
         raise Interrupted(message, stop.signal_number)
+    for task in tasks:
+        if task in listed and task not in damage:
+            remove_partial(root, task)
     return [task for task in tasks if task not in listed or task in damage], damage
 
 
@@ -335,21 +365,34 @@ def _worker(
     results: Connection,
     root: Path,
     task: str,
-    episodes: int,
-    seed: int,
-    pool_seed: int,
+    settings: dict[str, Any],
     generator: str,
     replace: bool,
 ) -> None:
-    """A worker process: one task from rollout to its folder on disk.
+    """A worker process: one task from rollout (resumed from its saved chunks, if any) to its
+    folder on disk.
 
-    Sends None after each episode (progress), then the task's manifest entry, with the summary
-    of its episodes, or a UserError's one line (a full disk: `{"failed": ..., "no_space": ...}`).
+    Sends `{"resumed": episodes, "discarded": why or None}` first if it found saved episodes,
+    None after each episode it rolls (progress), then the task's manifest entry, with the
+    summary of its episodes, or a UserError's one line (a full disk: `{"failed": ...,
+    "no_space": ...}`).
     """
     try:
+        partial = PartialTask(root, task, settings)
+        saved, discarded = partial.load()
+        if saved or discarded:
+            _send(results, {"resumed": saved[-1].end if saved else 0, "discarded": discarded})
         rollout = generate_task(
-            task, episodes, seed, pool_seed, BEHAVIOURS[generator], lambda: _send(results, None)
+            task,
+            settings["episodes_per_task"],
+            settings["seed"],
+            settings["pool_seed"],
+            BEHAVIOURS[generator],
+            lambda: _send(results, None),
+            resume=saved,
+            on_chunk=partial.save,
         )
+        del saved  # their arrays are in the rollout's now
         entry = write_task(root, task, rollout.arrays, replace=replace)
     except UserError as error:  # the parent prints it, once, and stops the other workers
         _send(results, {"failed": str(error), "no_space": isinstance(error, OutOfSpace)})
@@ -395,8 +438,7 @@ def _generate_in_workers(
             while (waiting or running) and stop.signal_number is None:
                 while waiting and len(running) < workers:
                     task = waiting.pop(0)
-                    job = (root, task, episodes, settings["seed"], settings["pool_seed"],
-                           generator_name(header))  # fmt: skip
+                    job = (root, task, settings, generator_name(header))
                     receiver, process = start_worker(context, _worker, (*job, task in damage))
                     running[receiver] = (task, process)
                 for receiver in wait(list(running), timeout=_POLL_SECONDS):
@@ -413,6 +455,10 @@ def _generate_in_workers(
                     if entry is None:
                         bar.update(1)
                         continue
+                    if "resumed" in entry:
+                        _say_resumed(task, entry["resumed"], episodes, entry["discarded"])
+                        bar.update(entry["resumed"])
+                        continue
                     left = len(todo) - len(written)
                     if entry.get("no_space"):
                         raise out_of_space(root, left * _task_bytes(header))
@@ -424,6 +470,7 @@ def _generate_in_workers(
                         if error.errno != errno.ENOSPC:
                             raise
                         raise out_of_space(root, left * _task_bytes(header)) from None
+                    remove_partial(root, task)
                     written.append(task)
                     on_listed(task)
                     bar.set_postfix_str(f"{len(written)}/{len(todo)} tasks written")
@@ -439,6 +486,15 @@ def _generate_in_workers(
             f"generating {reasons} failed; the other tasks are saved, re-run to resume"
         )
     return written
+
+
+def _say_resumed(task: str, resumed: int, episodes: int, discarded: str | None) -> None:
+    if discarded is not None:
+        message = f"{task}: {discarded}; making its episodes from {resumed} on again"
+        tqdm.write(message, file=sys.stderr)
+    if resumed:
+        message = f"resuming {task}: {resumed} of {episodes} episodes already made"
+        tqdm.write(message, file=sys.stderr)
 
 
 def _list_in_order(root: Path, tasks: list[str], header: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ are rolled out too: their prompts come from their data.
 
 Resumable: a trained expert is kept in `<store>/.experts/<family>.pt` and each task is written
 whole (bench.data.store), so a re-run trains nothing twice and skips the tasks already listed.
+Two processes asking for one store make it once: a task is made only under its lock, and an
+expert trained only under its family's (bench.data.writers).
 Each task's entry in the manifest says its task parameter (as an imported Prompt-DT one does)
 and the expert's mean return on it.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ from tqdm import tqdm
 
 from bench.data.generate import tasks_to_write
 from bench.data.store import DatasetStore, add_tasks_to_manifest, provenance, write_task
+from bench.data.task_cache import file_lock
+from bench.data.writers import TaskLocks
 from bench.envs import mujoco_meta
 from bench.errors import UserError
 from bench.stop_signals import StopRequest
@@ -35,6 +40,7 @@ from bench.stop_signals import StopRequest
 BATCH_SIZE = 256
 RANDOM_FRACTION = 0.1  # of the expert's steps: uniform random actions before SAC acts
 MAX_RANDOM_STEPS = 10_000
+_QUIET_WAIT_SECONDS = 1.0  # waiting for another process longer than this is said
 
 
 def generate_meta_rl_dataset(
@@ -60,20 +66,43 @@ def generate_meta_rl_dataset(
         "generator": _generator_settings(episodes_per_task, expert_steps, seed),
         **provenance(),
     }
-    todo, damage = tasks_to_write(root, tasks, header, verify, StopRequest())
-    for family in sorted(families):
-        family_tasks = [t for t in todo if mujoco_meta.parse_task(t)[0] == family]
-        if not family_tasks:
-            continue
-        expert = train_expert(root, family, expert_steps, seed, progress)
-        for task in family_tasks:
-            arrays, mean_return = roll_out(expert, task, episodes_per_task, seed, progress)
-            entry = write_task(root, task, arrays, replace=task in damage)
-            _, index = mujoco_meta.parse_task(task)
-            parameter = mujoco_meta.task_parameters(family, seed)[index]
-            entry["task_parameters"] = {mujoco_meta.PARAMETER_NAMES[family]: parameter}
-            entry["expert_mean_return"] = mean_return
-            add_tasks_to_manifest(root, {task: entry}, header)
+
+    def make(batch: list[str]) -> None:
+        """Write those of `batch` (whose locks are held) that are missing or damaged, each
+        lock let go once its task needs nothing more: another process may be waiting for it
+        while holding a lock this one waits for next."""
+        todo, damage = tasks_to_write(root, batch, header, verify, StopRequest())
+        locks.release(task for task in batch if task not in todo)
+        for family in sorted(families):
+            family_tasks = [t for t in todo if mujoco_meta.parse_task(t)[0] == family]
+            if not family_tasks:
+                continue
+            expert = train_expert(root, family, expert_steps, seed, progress)
+            for task in family_tasks:
+                arrays, mean_return = roll_out(expert, task, episodes_per_task, seed, progress)
+                entry = write_task(root, task, arrays, replace=task in damage)
+                _, index = mujoco_meta.parse_task(task)
+                parameter = mujoco_meta.task_parameters(family, seed)[index]
+                entry["task_parameters"] = {mujoco_meta.PARAMETER_NAMES[family]: parameter}
+                entry["expert_mean_return"] = mean_return
+                add_tasks_to_manifest(root, {task: entry}, header)
+                locks.release([task])
+
+    locks = TaskLocks(root)
+    try:
+        # As bench.data.generate: ours first, then those another process holds once it has
+        # let go of them (made by then, they are only checked).
+        mine = locks.take_free(tasks)
+        others = [task for task in tasks if task not in mine]
+        make(mine)
+        if others:
+            if not locks.wait_for(others, lambda: False, _QUIET_WAIT_SECONDS):
+                waiting = f"waiting for another process that is making {root}"
+                tqdm.write(f"{waiting} ({', '.join(others)})", file=sys.stderr)
+                locks.wait_for(others, lambda: False)
+            make(others)
+    finally:
+        locks.release_all()
     return DatasetStore(root)
 
 
@@ -131,10 +160,17 @@ def _make_learner(family: str, seed: int) -> Any:
 
 
 def train_expert(root: Path, family: str, steps: int, seed: int, progress: bool) -> Expert:
-    """The family's expert: loaded from `<root>/.experts/` when it was trained before."""
+    """The family's expert: loaded from `<root>/.experts/` when it was trained before (by
+    another process too: it is trained under the family's lock)."""
+    path = root / ".experts" / f"{family}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(path.with_name(f".{family}.lock")):
+        return _load_or_train_expert(path, family, steps, seed, progress)
+
+
+def _load_or_train_expert(path: Path, family: str, steps: int, seed: int, progress: bool) -> Expert:
     from d3rlpy.dataset import TransitionMiniBatch
 
-    path = root / ".experts" / f"{family}.pt"
     learner = _make_learner(family, seed)
     if path.exists():
         learner.impl.load_model(io.BytesIO(path.read_bytes()))

@@ -3,7 +3,9 @@
 The importers (`import_npz`, `import_prompt_dt`) write every task into a staging folder inside
 the destination first, then move them all in and write the manifest last. Anything that fails,
 Ctrl-C included, removes what was staged and moved, and the destination itself if it was made
-here: no partial store is left that a run could mistake for a dataset.
+here: no partial store is left that a run could mistake for a dataset. What a killed import
+(kill -9) left, the next import into the same folder removes: its staging folder first
+(bench.data.writers), then each task folder it had moved in, before moving its own.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data.store import DatasetStore, add_tasks_to_manifest
+from bench.data.writers import import_staging_folder, remove_abandoned_staging
 
 
 def import_whole(
@@ -23,7 +26,9 @@ def import_whole(
     """`write_tasks(staging)` writes every task into `staging` (bench.data.store.write_task)
     and returns their manifest entries; they become the store at `dest`, with `header`."""
     dest_existed = dest.exists()
-    staging = dest / f".import-staging-{os.getpid()}"
+    if dest_existed:
+        remove_abandoned_staging(dest)
+    staging = import_staging_folder(dest)
     moved: list[Path] = []
     try:
         entries = write_tasks(staging)

@@ -9,6 +9,13 @@
   one store side by side.
 - `.tmp-<task>-<pid>@<host>`: a task being staged (bench.data.store.write_task); abandoned
   once its writer, on this machine, is gone.
+- `.import-staging-<pid>@<host>/`: the tasks of an import (bench.data.whole_import); abandoned
+  likewise, and removed by the next import into the same folder.
+- `.partial-<task>/`: the episodes of a task being generated, saved in chunks
+  (bench.data.chunks), written only under the task's lock. A killed writer's are kept: the
+  next holder of the lock resumes from them and deletes what their index does not list (a
+  chunk's temporary, a bad chunk). Removed once the task is listed, or by the next holder that
+  finds it listed and intact.
 - `.<file>.tmp-<pid>`: a file being written whole (bench.atomic). The manifest's are all stale
   whenever the manifest lock is held; a task folder's (stamps, statistics) are written without
   a lock, by processes that may run on other machines, whose pids mean nothing here: they are
@@ -40,6 +47,8 @@ STALE_TEMPORARY_SECONDS = 600
 _POLL_SECONDS = 0.25
 # `.tmp-<task>-<pid>@<host>`; folders of earlier versions lack the `@<host>`.
 _STAGING_NAME = re.compile(r"\.tmp-(?P<task>[^@]+)-(?P<pid>[0-9]+)(?:@(?P<host>[^@]+))?")
+# `.import-staging-<pid>@<host>`; folders of earlier versions lack the `@<host>`.
+_IMPORT_STAGING_NAME = re.compile(r"\.import-staging-(?P<pid>[0-9]+)(?:@(?P<host>[^@]+))?")
 
 
 @contextlib.contextmanager
@@ -58,15 +67,21 @@ def staging_folder(root: Path, task: str) -> Path:
     return root / f".tmp-{task}-{os.getpid()}@{socket.gethostname()}"
 
 
+def import_staging_folder(dest: Path) -> Path:
+    """Where this process stages an import's tasks before moving them into `dest`."""
+    return dest / f".import-staging-{os.getpid()}@{socket.gethostname()}"
+
+
 def remove_abandoned_staging(root: Path) -> list[Path]:
-    """Delete the staging folders whose writer died (kill -9, power loss); return them.
+    """Delete the staging folders (a task's, an import's) whose writer died (kill -9, power
+    loss); return them.
 
     Only folders written on this machine are judged: a live writer elsewhere has a pid that
     means nothing here.
     """
     removed = []
-    for path in sorted(Path(root).glob(".tmp-*")):
-        match = _STAGING_NAME.fullmatch(path.name)
+    for path in sorted(Path(root).glob(".*")):
+        match = _STAGING_NAME.fullmatch(path.name) or _IMPORT_STAGING_NAME.fullmatch(path.name)
         if match is None or not path.is_dir():
             continue
         if match["host"] not in (None, socket.gethostname()) or _pid_alive(int(match["pid"])):

@@ -189,6 +189,66 @@ def test_data_verify_names_a_corrupted_file(tiny_store, tmp_path, capsys):
 def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):
     args = ["run", "-m", "method=mtdt,prompt_dt", "tasks=mt5", "scale=smoke", "progress=false"]
     assert main([*args, f"data.root={smoke_data_root}", f"run.root={tmp_path}"]) == 0
-    assert "2 of 2 runs finished" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 of 2 runs finished" in out
+    comparison = out.split("2 of 2 runs finished")[1]  # once every run has ended
+    assert "mt5, scale=smoke" in comparison
+    assert "| mtdt " in comparison and "| prompt_dt " in comparison
     for method in ("mtdt", "prompt_dt"):
         assert (tmp_path / "mt5" / "near_optimal" / method / "seed0" / "result.json").exists()
+
+
+def test_status_curves_draws_every_run_that_has_evaluated(
+    smoke_data_root, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    from bench import plots
+    from bench.settings import load_settings
+
+    root = tmp_path / "runs"
+    args = ["run", "method=mtdt", "tasks=mt5", "scale=smoke", "progress=false",
+            "train.eval_every=20", "eval.episodes=1", f"data.root={smoke_data_root}",
+            f"run.root={root}"]  # fmt: skip
+    assert main(args) == 0
+    done = load_settings(args[1:]).run_dir
+    stopped, starting = done.with_name("seed1"), root / "starting" / "seed0"
+    shutil.copytree(done, stopped)  # stopped after its evaluation at step 40
+    (stopped / "result.json").unlink()
+    (stopped / "status").write_text("interrupted at step 40 while training\n")
+    metrics = (stopped / "metrics.jsonl").read_text().splitlines(keepends=True)
+    periodic = [line for line in metrics if '"final": true' not in line]
+    (stopped / "metrics.jsonl").write_text("".join(periodic))
+    starting.mkdir(parents=True)  # no evaluation yet: absent from the figure
+    shutil.copy(done / "config.yaml", starting / "config.yaml")
+    (starting / "status").write_text("running: loading data\n")  # killed: its lock is free
+
+    capsys.readouterr()
+    assert main(["status", str(root / "starting"), "--curves", str(tmp_path / "none.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| interrupted (its process is gone) while loading data |" in out
+    assert out.endswith("curves: none drawn, no run below " + str(root / "starting") +
+                        " has evaluated yet\n")  # fmt: skip
+    assert not (tmp_path / "none.png").exists()
+
+    real, drawn = plots.learning_curves, []
+
+    def learning_curves(curves, *rest):  # the real figure; its data kept to check
+        drawn.append(curves)
+        return real(curves, *rest)
+
+    monkeypatch.setattr(plots, "learning_curves", learning_curves)
+    figure = tmp_path / "figures" / "live.png"
+    assert main(["status", str(root), "--curves", str(figure)]) == 0
+    assert capsys.readouterr().out.endswith(f"curves: {figure}\n")
+    assert figure.read_bytes().startswith(b"\x89PNG") and figure.stat().st_size > 1000
+    (curves,) = drawn
+    by_label = curves.groupby("label")["step"].apply(list).to_dict()
+    label = "mtdt [eval.episodes=1]"  # as `bench report` labels it
+    assert by_label == {label: [20, 40, 50], f"{label} (unfinished)": [20, 40]}
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", str(root), "--curves"]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0  # the default path, where it runs
+    assert main(["status", "--curves", str(root)]) == 2  # a folder taken for the figure's path
+    assert "not a .png path" in capsys.readouterr().err

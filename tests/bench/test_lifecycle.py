@@ -95,10 +95,11 @@ def test_ctrl_c_stops_with_one_line_and_the_relaunch_ends_as_an_uninterrupted_ru
 
     assert process.returncode == 130
     assert "Traceback" not in stderr and stderr.count("\n") == 1
-    step = int(stderr.split("interrupted at step ")[1].split(";")[0])
+    step = int(stderr.split("interrupted at step ")[1].split(" ")[0])
     assert 0 < step < 400
-    assert stderr == f"interrupted at step {step}; run the same command to resume\n"
-    assert read_status(run_dir) == f"interrupted at step {step}"
+    said = f"interrupted at step {step} while training"
+    assert stderr == f"{said}; run the same command to resume\n"
+    assert read_status(run_dir) == said
     assert not (run_dir / "result.json").exists()
 
     capsys.readouterr()
@@ -107,6 +108,48 @@ def test_ctrl_c_stops_with_one_line_and_the_relaunch_ends_as_an_uninterrupted_ru
     straight_dir = straight / run_dir.relative_to(stopped)
     assert _result(run_dir) == _result(straight_dir)
     assert _train_steps(run_dir) == list(range(20, 401, 20))
+
+
+def _wait_for_status(run_dir: Path, status: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not (run_dir / "status").exists() or (run_dir / "status").read_text() != status + "\n":
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.005)
+
+
+def _status_row(root: Path, capsys) -> str:
+    capsys.readouterr()
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 runs: 1 ")
+    return next(line for line in out.splitlines() if "seed0" in line)
+
+
+def test_bench_status_names_the_phase_a_run_was_killed_or_stopped_in(
+    smoke_data_root, tmp_path, capsys
+):
+    args = _args(smoke_data_root, tmp_path, "train.eval_every=20", "train.checkpoint_every=20")
+    run_dir = load_settings(args[1:]).run_dir
+
+    killed = _bench(args)  # kill -9 in the periodic evaluation at step 20
+    _wait_for_status(run_dir, "running: evaluating at step 20", killed)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=60)
+    row = _status_row(tmp_path, capsys)
+    assert "| interrupted (its process is gone) while evaluating at step 20 |" in row
+
+    stopped = _bench(args)  # resumed from step 20; Ctrl-C in the final evaluation
+    _wait_for_status(run_dir, "running: evaluating the final checkpoint", stopped)
+    os.killpg(stopped.pid, signal.SIGINT)
+    _, stderr = stopped.communicate(timeout=120)
+    assert stopped.returncode == 130
+    said = "interrupted at step 50 while evaluating the final checkpoint"
+    assert stderr == f"{said}; run the same command to resume\n"
+    assert f"| {said} |" in _status_row(tmp_path, capsys)
+
+    assert main(args) == 0  # trained to the end: only the final evaluation is left
+    assert "| done " in _status_row(tmp_path, capsys)
+    assert [e["step"] for e in read_metrics(run_dir) if e["event"] == "eval"] == [40, 50]
 
 
 def _nan_store(root: Path, write_store) -> Path:
@@ -125,7 +168,7 @@ def test_a_failed_start_is_replaced_by_the_corrected_config(
     run_dir = tmp_path / "the-run"
     args = _args(smoke_data_root, tmp_path / "runs", f"run.dir={run_dir}")
     assert main([*args, f"data.path={nan_store}"]) == 1
-    assert read_status(run_dir).startswith("failed: loss is nan")
+    assert read_status(run_dir).startswith("failed while training: loss is nan")
 
     good_store = smoke_data_root / "replay-ep6"
     assert main([*args, f"data.path={good_store}"]) == 0

@@ -63,6 +63,9 @@ def _write(root: Path, template: dict, method: str, seed: int, rates: list[float
         }
     run_dir.mkdir(parents=True)
     (run_dir / "result.json").write_text(json.dumps(result))
+    if "method_config" in changes:  # the values the run ran with, as its config.yaml saves them
+        saved = {"config": {"method": {"name": method, **changes["method_config"]}}}
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +161,16 @@ def test_fig4_ablations_plot_success_against_each_swept_value(template, tmp_path
 
     root = tmp_path / "runs"
     for seed in (0, 1):
-        _write(root, template, "harmodt_f", seed, [0.5] * 4)
+        # The default runs ran under an older preset (S = 0.25; today's quick says 0.2), and
+        # their eta_max was resolved inside the run (null): no value to sit at.
+        _write(root, template, "harmodt_f", seed, [0.5] * 4,
+               method_config={"sparsity": 0.25, "eta_max": None})  # fmt: skip
         _write(root, template, "mtdt", seed, [0.25] * 4)
         for value, rate in ((0.1, 0.75), (0.4, 0.0)):
             _write(root / f"s{value}", template, "harmodt_f", seed, [rate] * 4,
                    non_default={"method.sparsity": value})  # fmt: skip
+        _write(root / "eta50", template, "harmodt_f", seed, [0.5] * 4,
+               non_default={"method.eta_max": 50})  # fmt: skip
     out = tmp_path / "reports" / "ablations.md"
     text = write_report(root, out, reps=REPS)
     png = next((tmp_path / "reports" / "ablations").glob("*-ablations.png"))
@@ -171,10 +179,10 @@ def test_fig4_ablations_plot_success_against_each_swept_value(template, tmp_path
     from bench.report import _runs
     from bench.result_table import load_results
 
-    points = ablation_points(_runs(load_results(root)), "quick")
-    assert list(points) == ["sparsity"]
+    points = ablation_points(_runs(load_results(root)))
+    assert list(points) == ["sparsity"]  # eta_max: one swept value, defaults without one
     by_value = points["sparsity"].groupby("value")["run_success_rate"].mean()
-    assert by_value.to_dict() == {0.1: 0.75, 0.2: 0.5, 0.4: 0.0}  # quick's S is 0.2
+    assert by_value.to_dict() == {0.1: 0.75, 0.25: 0.5, 0.4: 0.0}  # the runs' own S
 
 
 def test_best_of_n_evaluations_sits_beside_the_final_score_never_in_it(template, tmp_path):

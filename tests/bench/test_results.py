@@ -87,3 +87,73 @@ def test_a_truncated_or_flipped_checkpoint_is_one_line_naming_it_and_the_way_out
 
     torch.save({"step": 3}, path)  # a checkpoint from before the checksum still resumes
     assert load_checkpoint(path) == {"step": 3}
+
+
+def test_a_status_names_the_phase_and_a_dead_runs_status_the_phase_it_died_in(tmp_path):
+    from bench import results
+    from bench.run_lock import RunLock
+
+    lock = RunLock(tmp_path)
+    lock.acquire()
+    results.write_status(tmp_path, results.running(results.evaluating(40)))
+    assert results.read_status(tmp_path) == "running: evaluating at step 40"
+    assert results.is_running(results.read_status(tmp_path))
+    lock.release()  # as the kernel does when the process is killed
+    assert results.read_status(tmp_path) == (
+        "interrupted (its process is gone) while evaluating at step 40"
+    )
+    results.write_status(tmp_path, "running")  # written before phases: still understood
+    assert results.read_status(tmp_path) == "interrupted (its process is gone)"
+
+    stopped = results.interrupted(results.FINAL_EVALUATION, 500)
+    assert stopped == "interrupted at step 500 while evaluating the final checkpoint"
+    assert results.interrupted(results.LOADING, None) == "interrupted while loading data"
+    failed = results.failed(results.TRAINING, "loss is nan at step 3: training diverged")
+    assert failed == "failed while training: loss is nan at step 3: training diverged"
+    for status, phase in [(stopped, results.FINAL_EVALUATION), (failed, results.TRAINING),
+                          ("running: loading data", results.LOADING), ("done", None),
+                          ("failed: loss is nan", None), ("pending", None)]:  # fmt: skip
+        assert results.phase_of(status) == phase
+    assert not results.is_running(stopped) and not results.is_running("pending")
+
+
+def test_a_run_killed_between_its_result_and_its_status_is_done(tmp_path):
+    from bench import results
+
+    results.write_status(tmp_path, results.running(results.FINAL_EVALUATION))
+    (tmp_path / "result.json").write_text('{"per_task": {}, "success_rate": 0.5')  # damaged
+    assert results.read_status(tmp_path) == (
+        "interrupted (its process is gone) while evaluating the final checkpoint"
+    )
+    (tmp_path / "result.json").write_text('{"per_task": {}, "success_rate": 0.5}\n')
+    assert results.read_status(tmp_path) == "done"
+
+
+def test_status_reads_a_run_on_a_read_only_mount_without_writing_its_lock(tmp_path):
+    from bench import results
+    from bench.console import status_table
+    from bench.run_lock import RunLock
+
+    run_dir, mount = tmp_path / "runs" / "the-run", tmp_path / "read-only"
+    run_dir.mkdir(parents=True)
+    mount.mkdir()
+    lock = RunLock(run_dir)
+    lock.acquire()
+    results.write_status(run_dir, results.running(results.TRAINING))
+    bound = subprocess.run(["mount", "--bind", "-o", "ro", str(tmp_path / "runs"), str(mount)],
+                           capture_output=True)  # fmt: skip
+    if bound.returncode != 0:
+        lock.release()
+        pytest.skip("bind-mounting read-only is not permitted here")
+    try:
+        with pytest.raises(OSError):
+            (mount / "the-run" / ".lock").open("a")  # really read-only, even for root
+        assert results.read_status(mount / "the-run") == "running: training"
+        lock.release()  # as the kernel does when the process is killed
+        assert results.read_status(mount / "the-run") == (
+            "interrupted (its process is gone) while training"
+        )
+        assert "1 runs: 1 interrupted" in status_table(mount)
+    finally:
+        lock.release()
+        subprocess.run(["umount", "-l", str(mount)], check=True)

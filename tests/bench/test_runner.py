@@ -147,8 +147,9 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (run_dir / "result.json").exists()
-    assert (run_dir / "status").read_text().strip() == "running"  # it had no time to say more
-    assert read_status(run_dir) == "interrupted (its process is gone)"  # its lock is free
+    # It had no time to say more than the phase it was in; its free lock tells it is gone.
+    assert (run_dir / "status").read_text().strip() == "running: training"
+    assert read_status(run_dir) == "interrupted (its process is gone) while training"
 
     assert main(_overrides(method, smoke_data_root, killed, *extra)) == 0
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
@@ -158,6 +159,21 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     assert train_steps == list(range(20, 201, 20))  # nothing lost, nothing logged twice
     straight_result = straight / run_dir.relative_to(killed) / "result.json"
     assert _per_task(run_dir / "result.json") == _per_task(straight_result)
+
+
+def test_a_damaged_checkpoint_fails_the_run_in_the_phase_that_reads_it(
+    smoke_data_root, tmp_path, capsys
+):
+    args = _overrides("mtdt", smoke_data_root, tmp_path)
+    run_dir = load_settings(args[1:]).run_dir
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert f"{run_dir / 'checkpoint.pt'} is damaged" in error
+    assert read_status(run_dir) == "failed while loading the checkpoint: " + error.removeprefix(
+        "error: "
+    ).rstrip("\n")
 
 
 def test_data_changed_under_its_stamp_stops_the_run_before_training(tmp_path, capsys, write_store):
@@ -188,7 +204,8 @@ def test_data_changed_under_its_stamp_stops_the_run_before_training(tmp_path, ca
     )
     run_dir = load_settings(args[1:]).run_dir
     assert not (run_dir / "checkpoint.pt").exists() and not (run_dir / "metrics.jsonl").exists()
-    assert (run_dir / "status").read_text().startswith(f"failed: dataset file {path} is corrupt")
+    status = (run_dir / "status").read_text()
+    assert status.startswith(f"failed while loading data: dataset file {path} is corrupt")
 
 
 def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
@@ -212,11 +229,12 @@ def test_nan_loss_stops_the_run_without_a_result(tmp_path, capsys, write_store):
     assert error.startswith("error: run failed: loss is nan at step 0") and "\n" not in error
     run_dir = load_settings(args[1:]).run_dir
     assert not (run_dir / "result.json").exists()
-    assert (run_dir / "status").read_text().startswith("failed: loss is nan")
+    assert (run_dir / "status").read_text().startswith("failed while training: loss is nan")
 
     assert main(["status", str(tmp_path / "runs")]) == 0
     table = capsys.readouterr().out
-    assert str(run_dir.relative_to(tmp_path / "runs")) in table and "failed: loss is nan" in table
+    assert str(run_dir.relative_to(tmp_path / "runs")) in table
+    assert "| failed while training: loss is nan" in table and table.startswith("1 runs: 1 failed")
     assert "0/50" in table
 
 

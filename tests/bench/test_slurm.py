@@ -18,9 +18,11 @@ import pytest
 
 from bench.results import read_metrics
 from bench.slurm_queue import run_state
+from bench.suites import get_suite
 
 SMOKE = ("tasks=mt5", "scale=smoke", "progress=false", "launcher=slurm",
          "launcher.cpus_per_task=1")  # fmt: skip
+META_RL_SMOKE = ("tasks=cheetah_vel", *SMOKE[1:])
 
 
 def _slurm_up() -> bool:
@@ -150,7 +152,8 @@ def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_
     assert first.stdout.count("submitted job array") == 2  # split at max_array_size
     status = _bench(tmp_path, "status", "runs").stdout
     (line,) = [row for row in status.splitlines() if "seed1" in row]
-    assert "failed: " in line and "checkpoint.pt is damaged" in line, status
+    assert "failed while loading the checkpoint: " in line, status
+    assert "checkpoint.pt is damaged" in line, status
     unreachable = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
     offline = _bench(tmp_path, "status", "runs", env=unreachable)
     assert offline.returncode == 0 and "Slurm does not answer" in offline.stdout
@@ -193,6 +196,22 @@ def test_data_generation_is_one_job_per_task(slurm, tmp_path):
     assert "nothing to submit" in _bench(tmp_path, *args).stdout
 
 
+def test_a_meta_rl_run_trains_on_its_sac_store_and_ends_with_a_result(
+    slurm, meta_rl_data_root, tmp_path
+):
+    args = ["run", "-m", *META_RL_SMOKE, "method=harmodt_f", "seed=0",
+            f"data.root={meta_rl_data_root}", "run.root=runs", "--wait"]  # fmt: skip
+    done = _bench(tmp_path, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 of 1 runs finished" in done.stdout
+    assert "cheetah_vel, scale=smoke" in done.stdout  # the comparison the CLI prints after
+    (run_dir,) = (tmp_path / "runs").glob("cheetah_vel/near_optimal/harmodt_f/seed0")
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["suite"] == "cheetah_vel" and result["method"] == "harmodt_f"
+    assert list(result["per_task"]) == list(get_suite("cheetah_vel").evaluation_tasks)
+    assert result["dataset_store"]["path"] == str(meta_rl_data_root / "sac-ep6")
+
+
 # Before submission: no cluster needed --------------------------------------------------------
 
 
@@ -221,6 +240,22 @@ def test_runs_on_missing_data_are_refused_not_generated_by_every_job(tmp_path):
             "data.episodes_per_task=6 data.seed=0 data.goal_pool_seed=0 launcher=slurm"
             ) in done.stderr  # fmt: skip
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
+
+
+def test_a_meta_rl_sweep_is_checked_against_its_sac_store(meta_rl_data_root, tmp_path):
+    no_slurm = {**os.environ, "SLURM_CONF": str(tmp_path / "no-such-slurm.conf")}
+    ready = _bench(tmp_path, "run", "-m", *META_RL_SMOKE, "method=harmodt_f",
+                   f"data.root={meta_rl_data_root}", "run.root=runs", env=no_slurm)  # fmt: skip
+    # The SAC store holds every task (train and test): only the cluster is missing.
+    assert ready.returncode == 2 and "Slurm does not answer" in ready.stderr, ready.stderr
+
+    missing = _bench(tmp_path, "run", "-m", *META_RL_SMOKE, "method=harmodt_f",
+                     "data.root=data", env=no_slurm)  # fmt: skip
+    assert missing.returncode == 2
+    assert "data/sac-ep6 lacks 40 of the 40 tasks of cheetah_vel" in missing.stderr
+    assert ("`bench data generate tasks=cheetah_vel data.root=data data.episodes_per_task=6 "
+            "data.expert_steps=300 data.seed=0`, then submit") in missing.stderr  # fmt: skip
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_sweep_over_run_roots_or_cuda_without_gpus_is_refused(smoke_data_root, tmp_path):
@@ -263,3 +298,30 @@ def test_run_state_reads_the_queue_against_the_status_file():
     assert run_state("failed: loss is nan", record, {"7_1": "COMPLETING"}, {}) == (
         "failed: loss is nan"
     )
+
+
+def test_run_state_keeps_the_phase_a_run_is_in_or_was_killed_in():
+    record = {"job_id": "7_1", "log": "runs/.slurm/7_1/7_1_0_log.out"}
+    evaluating = "running: evaluating at step 40"
+    assert run_state(evaluating, record, {"7_1": "RUNNING"}, {}) == evaluating
+    assert run_state("running: training", record, {"7_1": "PENDING"}, {}) == "pending"
+    assert run_state("running: training", record, None, {}) == "running: training"
+    stopped = "interrupted at step 40 while training"
+    assert run_state(stopped, record, {"7_1": "PENDING"}, {}) == "requeued"
+    requeued = stopped.replace("interrupted", "requeued")  # what a preempted job's run says
+    # Started again, and not yet past its first status write:
+    assert run_state(requeued, record, {"7_1": "RUNNING"}, {}) == "running"
+    killed = run_state(evaluating, record, {}, {"7_1": "OUT_OF_MEMORY"})
+    assert killed == (
+        "failed while evaluating at step 40: job 7_1 out_of_memory without a word from the run; "
+        "see runs/.slurm/7_1/7_1_0_log.out"
+    )
+    gone = "interrupted (its process is gone) while loading data"  # read_status: lock free
+    assert run_state(gone, record, {}, {"7_1": "NODE_FAIL"}).startswith(
+        "failed while loading data: job 7_1 node_fail without a word"
+    )
+    cancelled = run_state(stopped, record, {}, {"7_1": "CANCELLED"})
+    assert cancelled == f"failed: job 7_1 cancelled after it was {stopped}"
+    failed = "failed while evaluating the final checkpoint: OSError: no space"
+    assert run_state(failed, record, {"7_1": "COMPLETING"}, {}) == failed
+    assert run_state(failed, record, {}, {}) == failed

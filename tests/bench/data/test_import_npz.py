@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,3 +189,36 @@ def test_an_episode_file_that_is_a_fifo_is_refused_not_read_forever(release, tmp
     with pytest.raises(UserError, match=re.escape(f"episode file {path} is not a regular file")):
         import_npz(source, tmp_path / "data", progress=False)
     assert not (tmp_path / "data").exists()
+
+
+# An importer that dies (SIGKILL) as it moves its second task from staging into argv[2].
+_KILLED_WHILE_MOVING = """
+import os, signal, sys
+from pathlib import Path
+from bench.data.import_npz import import_npz
+source, dest = Path(sys.argv[1]), Path(sys.argv[2])
+rename, moved = os.rename, []
+def rename_then_die(source_path, target, *args, **kwargs):
+    if Path(target).parent == dest:
+        moved.append(target)
+        if len(moved) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    rename(source_path, target, *args, **kwargs)
+os.rename = rename_then_die
+import_npz(source, dest, progress=False)
+"""
+
+
+def test_the_next_import_removes_what_a_killed_import_left(release, tmp_path):
+    source, dest = release[0], tmp_path / "data"
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WHILE_MOVING, str(source), str(dest)])
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = dest.glob(".import-staging-*")
+    assert re.fullmatch(rf"\.import-staging-[0-9]+@{re.escape(socket.gethostname())}", left.name)
+    assert not (dest / "manifest.json").exists()
+
+    store = import_npz(source, dest, progress=False)
+
+    assert not list(dest.glob(".import-staging-*"))
+    assert store.tasks == ["basketball-v3", "reach-v3", "push-v3"]
+    store.verify()

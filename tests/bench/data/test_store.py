@@ -315,7 +315,9 @@ def dead_pid() -> int:
 def test_abandoned_staging_is_removed_only_when_its_writer_is_gone(tmp_path):
     host, dead = socket.gethostname(), dead_pid()
     abandoned = [f".tmp-reach-v3-{dead}@{host}", f".tmp-push-v3-{dead}"]  # the second: older name
+    abandoned += [f".import-staging-{dead}@{host}", f".import-staging-{dead}"]
     kept = [f".tmp-reach-v3-{os.getpid()}@{host}", f".tmp-reach-v3-{dead}@other-{host}"]
+    kept += [f".import-staging-{os.getpid()}@{host}", f".import-staging-{dead}@other-{host}"]
     for name in abandoned + kept:
         (tmp_path / name).mkdir()
         (tmp_path / name / "observations.npy").write_bytes(b"half a file")
