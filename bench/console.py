@@ -12,6 +12,7 @@ import yaml
 
 from bench import results
 from bench.errors import UserError
+from bench.run_result import DamagedResult, RunResult
 
 
 def per_task_table(result: Mapping[str, Any]) -> str:
@@ -83,9 +84,10 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
     success = ""  # not "nan": without a result (or scored by return) there is no success
     if result_path.exists():
         try:
-            success = _score_text(json.loads(result_path.read_text())["success_rate"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            result = RunResult.from_json(json.loads(result_path.read_text()))
+        except (OSError, ValueError, DamagedResult) as error:
             raise _Damaged(f"{results.RESULT}: {_reason(error)}") from None
+        success = _score_text(result.success_rate)
     record = read_job_record(run_dir)
     return {
         "status": (state.splitlines() or [""])[0],  # a failure's first line

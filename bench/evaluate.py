@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from bench.envs import metaworld
 from bench.policy import Policy
-from bench.suites import HARMODT_MT50_ORDER, META_RL, METAWORLD, Suite
+from bench.suites import HARMODT_MT50_ORDER, METAWORLD, Benchmark, Suite
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class EvalProtocol:
     goal_pool_seed: int
     goal_selection_seed: int
     max_steps: int = metaworld.MAX_EPISODE_STEPS
-    benchmark: str = METAWORLD
+    benchmark: Benchmark = METAWORLD
     # Meta-RL: each task's parameter as its data was made with (an imported Prompt-DT store's
     # ant_dir goals are not our seeded ones); a task not listed gets the seeded default.
     task_parameters: Mapping[str, float] = field(default_factory=dict)
@@ -52,23 +52,7 @@ class EvalProtocol:
         return [int(s) for s in rng.integers(0, 2**31 - 1, size=self.episodes)]
 
     def describe(self) -> dict[str, object]:
-        if self.benchmark == META_RL:
-            return {
-                "episodes_per_task": self.episodes,
-                "max_episode_steps": self.max_steps,
-                "score": "mean episode return per test task (no success rule)",
-                "resets": "env.reset(seed) with seeds drawn from [run seed, task index]",
-                "reset_seed": self.goal_selection_seed,
-                "task_parameters": dict(self.task_parameters),
-            }
-        return {
-            "episodes_per_task": self.episodes,
-            "max_episode_steps": self.max_steps,
-            "success": "info['success'] at any step of the episode",
-            "goals": "random goal per episode (MT50-rand)",
-            "goal_pool_seed": self.goal_pool_seed,
-            "goal_selection_seed": self.goal_selection_seed,
-        }
+        return self.benchmark.describe(self)
 
 
 def stored_task_parameters(manifest: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, float]:
@@ -84,21 +68,6 @@ def stored_task_parameters(manifest: Mapping[str, Any], tasks: Sequence[str]) ->
     return parameters
 
 
-def _make_envs(task: str, protocol: EvalProtocol, envs: list[Any]) -> list[np.ndarray]:
-    """Fills `envs` with the task's evaluation episodes (so the caller can close whatever was
-    made if one fails) and returns their first observations."""
-    if protocol.benchmark == META_RL:
-        from bench.envs.mujoco_meta import make_env
-
-        seeds = protocol.reset_seeds(task)
-        parameter = protocol.task_parameters.get(task)
-        envs.extend(make_env(task, parameter) for _ in seeds)
-        return [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
-    pool = metaworld.goal_pool(task, protocol.goal_pool_seed)
-    envs.extend(metaworld.make_env(task, pool[g]) for g in protocol.goal_indices(task))
-    return [env.reset()[0] for env in envs]
-
-
 def run_episodes(
     task: str,
     policy: Policy,
@@ -112,7 +81,7 @@ def run_episodes(
     """
     envs: list[Any] = []
     try:  # the environments are closed whatever happens, a policy's exception included
-        observations = np.stack(_make_envs(task, protocol, envs))
+        observations = np.stack(protocol.benchmark.make_envs(task, protocol, envs))
         returns = np.zeros(len(envs))
         success = np.zeros(len(envs), dtype=bool)
         running = np.ones(len(envs), dtype=bool)
@@ -136,14 +105,7 @@ def run_episodes(
         for env in envs:
             env.close()
     scores: dict[str, object] = {"mean_return": float(returns.mean())}
-    if protocol.benchmark == META_RL:
-        scores["success_rate"] = None
-        scores["episode_return"] = returns.tolist()
-    else:
-        scores["success_rate"] = float(success.mean())
-        scores["episode_success"] = success.astype(int).tolist()
-        scores["goal_indices"] = protocol.goal_indices(task)
-    return scores
+    return scores | protocol.benchmark.episode_scores(task, protocol, returns, success)
 
 
 def evaluate(

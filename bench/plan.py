@@ -24,7 +24,6 @@ from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM
 from bench.plan_rates import Rate, RateBook, Rates, steps_done
 from bench.results import RESULT
 from bench.settings import Settings
-from bench.suites import META_RL
 
 # Measured on this machine kind (2 cores):
 GENERATION_STEPS_PER_SECOND = 1930  # a scripted-expert env step per CPU-second, harmonic mean
@@ -100,7 +99,7 @@ def data_work(settings: Settings, tasks: Sequence[str]) -> DataWork:
         return DataWork(store, 0, episodes, 0, 0.0, 1)
     listed = read_manifest(store)["tasks"] if (store / "manifest.json").is_file() else {}
     missing = [task for task in dict.fromkeys(tasks) if task not in listed]
-    if suite.benchmark != META_RL:
+    if not suite.benchmark.trains_experts:  # scripted-expert workers
         steps = MAX_EPISODE_STEPS * episodes
         seconds = generation_seconds(len(missing), steps, int(data["workers"]),
                                      os.cpu_count() or 1, GENERATION_STEPS_PER_SECOND)  # fmt: skip
@@ -147,7 +146,7 @@ def run_work(settings: Settings, rates: Rates) -> RunWork:
     evaluations = 0 if done else evaluations_left(settings.train.steps,
                                                   settings.train.eval_every, start)  # fmt: skip
     task_episodes = evaluations * settings.eval.episodes * len(settings.suite.evaluation_tasks)
-    episode_steps = _episode_steps(settings)
+    episode_steps = settings.suite.benchmark.episode_steps
     at_least = False
     if rates.eval_episode:
         each, basis = rates.eval_episode.value, f"as in {rates.eval_episode.source}"
@@ -159,14 +158,6 @@ def run_work(settings: Settings, rates: Rates) -> RunWork:
         basis = "the simulator's time from docs/performance.md; the policy's not timed"
     return RunWork(settings, done, steps, rates.train, evaluations, task_episodes * each,
                    basis, at_least)  # fmt: skip
-
-
-def _episode_steps(settings: Settings) -> int:
-    if settings.suite.benchmark == META_RL:
-        from bench.envs.mujoco_meta import EPISODE_STEPS
-
-        return EPISODE_STEPS
-    return MAX_EPISODE_STEPS
 
 
 def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:

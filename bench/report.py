@@ -30,11 +30,12 @@ from bench import (
 from bench import report_render as render
 from bench.errors import UserError, unknown_choice
 from bench.result_table import COHORT, load_results, training_curves, unfinished_runs
-from bench.suites import META_RL_SPLITS
+from bench.suites import SUITES
 
 FORMATS = ("md", "latex", "csv", "json")
 DATA_ORDER = ("near_optimal", "sub_optimal")
-SUITE_ORDER = ("mt5", "mt30", "mt50", *META_RL_SPLITS)
+TABLE4_SUITES = tuple(name for name, suite in SUITES.items() if suite.benchmark.unseen_task_table)
+SUITE_ORDER = ("mt5", "mt30", "mt50", *TABLE4_SUITES)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 SMOKE = "smoke"
 SMOKE_BANNER = (
@@ -107,7 +108,7 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
         for suite, runs in cohort.groupby("suite", sort=False):
             table = (
                 report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
-                if report_unseen.is_meta_rl(str(suite))
+                if report_unseen.is_unseen_task_suite(str(suite))
                 else _suite_table(runs)
             )
             parts.append(render.table(table, "md", f"{suite}, scale={runs['scale'].iloc[0]}"))
@@ -183,7 +184,7 @@ def _cohort(
         partial += [f"{label} on {suite} {data}: {text}" for (label, data), text in
                     accounts.items()]  # fmt: skip
         warnings += _missing_seed_warnings(runs, accounts)
-        if report_unseen.is_meta_rl(suite):
+        if report_unseen.is_unseen_task_suite(suite):
             table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
             label = report_reference.PAPER_LABEL
             reference = report_unseen.paper_rows(suite, label, list(table.columns))
@@ -204,8 +205,8 @@ def _cohort(
             f"; paper rows from its {source}" if source else ""
         )
         parts.append(render.table(table, fmt, caption, reference))
-    meta_rl = cohort["suite"].map(report_unseen.is_meta_rl)
-    by_return, cohort = cohort[meta_rl], cohort[~meta_rl]  # success-rate statistics below
+    returns = cohort["suite"].map(report_unseen.scored_by_return)
+    by_return, cohort = cohort[returns], cohort[~returns]  # success-rate statistics below
     suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]
     if len(suites) > 1:
         parts.append(render.table(_suites_table(cohort), fmt, "Table 2 style: suites side by side"))

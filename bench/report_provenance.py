@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench import report_unseen
+from bench.suites import BENCHMARKS, benchmark_of
 
 
 def provenance(frame: pd.DataFrame, fmt: str) -> str:
@@ -20,11 +20,8 @@ def provenance(frame: pd.DataFrame, fmt: str) -> str:
         if name.startswith("version_")
     }
     episodes = runs["eval_episodes"].iloc[0]
-    meta_rl = runs["suite"].map(report_unseen.is_meta_rl)
-    evaluation = [
-        f"evaluation: {episodes} episodes per task, random goals (MT50-rand), "
-        "success = info['success'] at any of 500 steps, checkpoint: final"
-    ] * bool((~meta_rl).any()) + [report_unseen.evaluation_line(episodes)] * bool(meta_rl.any())
+    used = set(runs["suite"].map(benchmark_of))
+    evaluation = [b.evaluation_line(episodes) for b in BENCHMARKS if b in used]
     lines = [
         f"scale preset: {', '.join(sorted(set(runs['scale'])))}",
         f"seeds: {', '.join(map(str, sorted(set(runs['seed']))))}",

@@ -12,13 +12,19 @@ import pandas as pd
 import yaml
 
 from bench.report_reference import REFERENCE
-from bench.suites import META_RL_SPLITS, get_suite
+from bench.suites import benchmark_of, get_suite
 
 MEAN_COLUMN = "mean over test tasks"
 
 
-def is_meta_rl(suite: str) -> bool:
-    return suite in META_RL_SPLITS
+def is_unseen_task_suite(suite: str) -> bool:
+    """Whether the suite called `suite` is reported by this module's table (its benchmark's say)."""
+    return benchmark_of(suite).unseen_task_table
+
+
+def scored_by_return(suite: str) -> bool:
+    """Whether the suite called `suite` is scored by return (no success rate to aggregate)."""
+    return benchmark_of(suite).scored_by == "return"
 
 
 def unseen_task_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -63,11 +69,3 @@ def paper_rows(suite: str, label: str, columns: list[str]) -> pd.DataFrame | Non
         if method != "suite"
     }
     return pd.DataFrame.from_dict(reported, orient="index").reindex(columns=columns).fillna("—")
-
-
-def evaluation_line(episodes: int) -> str:
-    """The provenance line of a meta-RL evaluation."""
-    return (
-        f"evaluation (meta-RL families): {episodes} episodes per test task, 200 steps, seeded "
-        "resets, score = mean episode return, checkpoint: final"
-    )

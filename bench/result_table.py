@@ -8,7 +8,6 @@ Periodic evaluations and HarmoDT's harmony scores, which live in metrics.jsonl, 
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Collection
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 
 from bench import results
 from bench.errors import UserError
+from bench.run_result import RunResult, read_result
 
 # What must be equal for runs to be averaged together: a report never mixes these.
 COHORT = ["scale", "eval_episodes", "store_hash"]
@@ -53,59 +53,55 @@ def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFram
 
 
 def _rows(result_path: Path) -> list[dict[str, Any]]:
+    result = read_result(result_path)  # a UserError naming the file and what it lacks
     try:
-        result = json.loads(result_path.read_text())
         return _result_rows(result_path, result)
-    except (OSError, ValueError) as error:
-        raise UserError(f"{result_path}: cannot read it ({error})") from None
-    except (KeyError, TypeError, AttributeError) as error:  # valid JSON, not a run's result
+    except (KeyError, TypeError, AttributeError, ValueError) as error:  # a part of another shape
         reason = f"no {error}" if isinstance(error, KeyError) else str(error)
         raise UserError(f"{result_path}: not a run's result ({reason})") from None
 
 
-def _result_rows(result_path: Path, result: dict[str, Any]) -> list[dict[str, Any]]:
+def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
     run_dir = result_path.parent
     saved = _saved_config(run_dir)
     method_config = saved.get("config", {}).get("method", {})
     overrides = saved.get("overrides")
     command = "bench run " + " ".join(shlex.quote(o) for o in overrides) if overrides else None
-    non_default = result.get("non_default") or {}
-    versions = result.get("versions", {})
-    best = result.get("best_of_evaluations") or {}  # absent in results made before it existed
+    best = result.best_of_evaluations  # None in results made before it existed
     common = {
-        "method": result["method"],
-        "variant": _variant(non_default),
-        "suite": result["suite"],
-        "data": result["data"]["name"],
-        "generator": result["data"].get("generator"),  # None: made before results named it
-        "scale": result["scale"],
-        "seed": int(result["seed"]),
-        "eval_episodes": int(result["protocol"]["episodes_per_task"]),
-        "checkpoint": result["protocol"]["checkpoint"],
-        "run_success_rate": _score(result["success_rate"]),  # NaN: a meta-RL run (by return)
-        "best_success_rate": _score(best.get("success_rate")),
-        "best_evaluations": int(best.get("evaluations", 0)),
-        "num_parameters": int(result["num_parameters"]),
+        "method": result.method,
+        "variant": _variant(result.non_default),
+        "suite": result.suite,
+        "data": result.data.name,
+        "generator": result.data.generator,  # None: made before results named it
+        "scale": result.scale,
+        "seed": result.seed,
+        "eval_episodes": result.protocol.episodes_per_task,
+        "checkpoint": result.protocol.checkpoint,
+        "run_success_rate": _score(result.success_rate),  # NaN: a meta-RL run (by return)
+        "best_success_rate": _score(best.success_rate if best else None),
+        "best_evaluations": best.evaluations if best else 0,
+        "num_parameters": result.num_parameters,
         "n_layer": method_config.get("n_layer"),
         "n_head": method_config.get("n_head"),
-        "train_seconds": float(result["wall_time_s"]["train"]),
-        "commit": result.get("git", {}).get("commit", "unknown"),
-        "dirty": bool(result.get("git", {}).get("dirty")),
-        "dataset_hash": result.get("dataset_hash", "unknown"),
-        "store_hash": (result.get("dataset_store") or {}).get("hash", "unknown"),
+        "train_seconds": result.wall_time_s.train,
+        "commit": result.git.get("commit", "unknown"),
+        "dirty": bool(result.git.get("dirty")),
+        "dataset_hash": result.dataset_hash or "unknown",
+        "store_hash": (result.dataset_store or {}).get("hash", "unknown"),
         "run_dir": str(run_dir),
         "command": command,
-        **{f"version_{name}": versions.get(name) for name in _VERSIONS},
+        **{f"version_{name}": result.versions.get(name) for name in _VERSIONS},
     }
     return [
         {
             **common,
             "task": task,
-            "success_rate": _score(scores["success_rate"]),
-            "mean_return": float(scores["mean_return"]),
-            "split": scores.get("split", "train"),
+            "success_rate": _score(scores.success_rate),
+            "mean_return": float(scores.mean_return),
+            "split": scores.split or "train",
         }
-        for task, scores in result["per_task"].items()
+        for task, scores in result.per_task.items()
     ]
 
 

@@ -3,7 +3,7 @@
     <run_dir>/config.yaml     resolved config + provenance (git commit, command, versions)
     <run_dir>/metrics.jsonl   one JSON object per event (train, eval, resume)
     <run_dir>/checkpoint.pt   latest checkpoint (atomic, checksummed; weights_only=True)
-    <run_dir>/result.json     written last and atomically: the run's scores
+    <run_dir>/result.json     written last and atomically: the run's scores (bench.run_result)
     <run_dir>/status          pending | running: <phase> | interrupted at step N while <phase>
                               | done | failed while <phase>: <why>   (phases: `LOADING` below)
     <run_dir>/.lock           held by the process running the run (bench.run_lock)

@@ -23,6 +23,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,16 @@ from bench.data.generate import generator_name
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
-from bench.evaluate import EvalProtocol, evaluate, stored_task_parameters
+from bench.evaluate import EvalProtocol, evaluate
 from bench.identity import identity_values
 from bench.plan import duration
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import Method, get_method
 from bench.run_lock import RunLock
+from bench.run_result import BestOf, DataInfo, Protocol, RunResult, TaskScore, WallTime
 from bench.settings import Settings
 from bench.stop_signals import StopRequest, handle_stop_signals
-from bench.suites import META_RL, Suite
+from bench.suites import Suite
 from bench.tracking import Trackers, hyperparameters, start_trackers
 
 Say = Callable[[str], None]
@@ -99,7 +101,7 @@ def _execute(
         run.enter(results.LOADING)
         with handle_stop_signals(StopRequest()) as stop:
             try:
-                result = run.train_and_evaluate(stop)
+                run_result = run.train_and_evaluate(stop)
             except KeyboardInterrupt:
                 results.write_status(run_dir, run.interrupted_status())
                 raise run.interrupted(stop) from None
@@ -114,7 +116,8 @@ def _execute(
                 results.write_status(run_dir, results.failed(run.phase, why))
                 raise
         if launch:
-            result["launch"] = dict(launch)
+            run_result = replace(run_result, launch=dict(launch))
+        result = run_result.to_json()
         write_json(result_path, result)
         results.write_status(run_dir, "done")
         return result
@@ -203,7 +206,7 @@ class _Run:
         self.phase = results.LOADING
         self.trackers = Trackers()  # opened once the run knows where it resumes (`_track`)
 
-    def train_and_evaluate(self, stop: StopRequest) -> dict[str, Any]:
+    def train_and_evaluate(self, stop: StopRequest) -> RunResult:
         settings, say = self.settings, self.say
         set_threads(settings.threads, settings.interop_threads)
         seed_everything(settings.seed)
@@ -242,44 +245,45 @@ class _Run:
             self._record(event)
         finally:
             self.trackers.close(self.checkpoint_step)
-        return {
-            "method": settings.method_name,
-            "suite": suite.name,
-            "tasks": list(suite.tasks),
-            **({"test_tasks": list(suite.test_tasks)} if suite.test_tasks else {}),
-            "data": {
-                "name": data_config["name"],
-                "generator": generator_name(store.manifest),
-                **data.summary(),
-            },
-            "dataset_hash": self.dataset_hash,
-            "dataset_verified": True,  # its files matched dataset_hash's records at the start
-            "dataset_store": {
+        data_record = {
+            "name": data_config["name"],
+            "generator": generator_name(store.manifest),
+            **data.summary(),
+        }
+        # Never the run's score: reported beside it, labelled, as the official code's.
+        best = results.best_of_evaluations(results.read_metrics(self.run_dir))
+        return RunResult(
+            method=settings.method_name,
+            suite=suite.name,
+            tasks=tuple(suite.tasks),
+            test_tasks=tuple(suite.test_tasks) if suite.test_tasks else None,
+            data=DataInfo.from_json(data_record),
+            dataset_hash=self.dataset_hash,
+            dataset_verified=True,  # its files matched dataset_hash's records at the start
+            dataset_store={
                 "path": str(dataset_path(data_config, suite)),
                 "hash": results.store_hash(store.manifest),
             },
-            "scale": settings.scale,
-            "seed": settings.seed,
-            "non_default": settings.non_default,
-            "steps": total_steps,
-            "success_rate": scores["success_rate"],
-            "mean_return": scores["mean_return"],
-            "per_task": scores["per_task"],
-            "protocol": {
-                **scores["protocol"],
-                "checkpoint": f"final (step {self.checkpoint_step})",
-            },
-            # Never the run's score: reported beside it, labelled, as the official code's.
-            "best_of_evaluations": results.best_of_evaluations(results.read_metrics(self.run_dir)),
-            **_unseen_tasks(suite, method),
-            "num_parameters": method.num_parameters(),
-            "device": settings.device,
-            "torch_threads": torch.get_num_threads(),
-            "wall_time_s": {"train": self.checkpoint_train_seconds, "evaluate": eval_seconds},
-            "versions": results.versions(),
-            "git": self.commit,
-            "run_dir": str(self.run_dir),
-        }
+            scale=settings.scale,
+            seed=settings.seed,
+            non_default=settings.non_default,
+            steps=total_steps,
+            success_rate=scores["success_rate"],
+            mean_return=scores["mean_return"],
+            per_task={task: TaskScore.from_json(r) for task, r in scores["per_task"].items()},
+            protocol=Protocol.from_json(
+                {**scores["protocol"], "checkpoint": f"final (step {self.checkpoint_step})"}
+            ),
+            best_of_evaluations=BestOf.from_json(best) if best else None,
+            unseen_tasks=_unseen_tasks(suite, method).get("unseen_tasks"),
+            num_parameters=method.num_parameters(),
+            device=settings.device,
+            torch_threads=torch.get_num_threads(),
+            wall_time_s=WallTime(self.checkpoint_train_seconds, eval_seconds),
+            versions=results.versions(),
+            git=self.commit,
+            run_dir=str(self.run_dir),
+        )
 
     def _record(self, event: Mapping[str, Any]) -> None:
         """Every event goes to metrics.jsonl and, as the same event, to the trackers."""
@@ -451,22 +455,15 @@ def eval_protocol(
     """The evaluation protocol of a run: goals (meta-RL: resets) are seeded from the run seed;
     meta-RL tasks keep the parameters their data was made with (`manifest`)."""
     suite = settings.suite
-    if suite.benchmark == META_RL:
-        from bench.envs.mujoco_meta import EPISODE_STEPS
-
-        recorded = stored_task_parameters(manifest or {"tasks": {}}, suite.evaluation_tasks)
-        return EvalProtocol(
-            episodes=settings.eval.episodes,
-            goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
-            goal_selection_seed=settings.seed,
-            max_steps=EPISODE_STEPS,
-            benchmark=META_RL,
-            task_parameters=recorded,
-        )
+    benchmark = suite.benchmark
+    recorded = benchmark.task_parameters(manifest or {"tasks": {}}, suite.evaluation_tasks)
     return EvalProtocol(
         episodes=settings.eval.episodes,
         goal_pool_seed=settings.eval.goal_pool_seed_offset + settings.seed,
         goal_selection_seed=settings.seed,
+        max_steps=benchmark.episode_steps,
+        benchmark=benchmark,
+        task_parameters=recorded,
     )
 
 

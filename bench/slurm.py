@@ -49,7 +49,7 @@ from bench.slurm_queue import (
     queued_jobs,
     read_job_record,
 )
-from bench.suites import METAWORLD, Suite
+from bench.suites import Suite
 
 POLL_SECONDS = 5.0  # --wait: one squeue call per poll
 
@@ -275,12 +275,11 @@ def _check_data_ready(settings: Settings) -> None:
     store = dataset_path(data, suite)
     missing = _missing_tasks(store, suite.data_tasks)
     if missing:
-        if suite.benchmark == METAWORLD:
-            keys = ("root", "generator", "episodes_per_task", "seed", "goal_pool_seed")
-            command, then = "launcher=slurm", "then submit once its jobs are done"
-        else:  # the experts train in one process (submit_generation)
-            keys = ("root", "episodes_per_task", "expert_steps", "seed")
+        keys = suite.benchmark.store_keys
+        if suite.benchmark.trains_experts:  # in one process (submit_generation)
             command, then = "", "then submit"
+        else:
+            command, then = "launcher=slurm", "then submit once its jobs are done"
         values = " ".join([*(f"data.{key}={data[key]}" for key in keys), command]).strip()
         raise UserError(
             f"{store} lacks {len(missing)} of the {len(suite.data_tasks)} tasks of {suite.name} "
@@ -448,7 +447,7 @@ def _job_id() -> str:
 def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[str, Any]) -> int:
     """One job per task of `suite` the store lacks; each writes its task and lists it in the
     manifest (under the manifest's lock)."""
-    if suite.benchmark != METAWORLD:
+    if suite.benchmark.trains_experts:
         raise UserError(
             f"launcher=slurm generates Meta-World data only; the {suite.name} experts are "
             "trained in one process: run `bench data generate` without launcher=slurm"

@@ -39,12 +39,12 @@ def smoke_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def meta_rl_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `data.root` holding cheetah_vel's smoke store (SAC experts), as a run would make it."""
     from bench.config import compose_config
-    from bench.data.sac_experts import generate_meta_rl_dataset
+    from bench.data.sac_experts import generate_sac_dataset
     from bench.suites import get_suite
 
     data = compose_config(["tasks=cheetah_vel", "scale=smoke"])["data"]
     root = tmp_path_factory.mktemp("meta-rl-data")
-    generate_meta_rl_dataset(
+    generate_sac_dataset(
         root / f"sac-ep{data['episodes_per_task']}",
         get_suite("cheetah_vel").data_tasks,
         episodes_per_task=int(data["episodes_per_task"]),

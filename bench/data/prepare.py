@@ -10,7 +10,7 @@ from bench.data.behaviour import DEFAULT_GENERATOR
 from bench.data.store import MANIFEST_NAME, DatasetStore
 from bench.data.writers import remove_stale_temporaries
 from bench.errors import UserError, unknown_choice
-from bench.suites import META_RL, Suite
+from bench.suites import Suite
 
 # The folder of each Meta-World generator's stores: noisy_expert keeps the name its stores had
 # before there was a choice, so that they are found (and resumed) where they are.
@@ -27,16 +27,15 @@ def generator_choice(data: Mapping[str, Any]) -> str:
 
 
 def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
-    """`data.path` when given, else the generated store: `<root>/<prefix>-ep<episodes_per_task>`
-    for Meta-World, the prefix `replay` or `scripted` by `data.generator` (STORE_PREFIXES), and
-    `<root>/sac-ep<episodes_per_task>` for the meta-RL families (SAC experts, whatever
-    `data.generator` says; one store holds all three, their task names do not collide)."""
+    """`data.path` when given, else the generated store `<root>/<prefix>-ep<episodes_per_task>`:
+    the prefix is the suite's benchmark's `store_prefix`, `sac` for the meta-RL families (SAC
+    experts, whatever `data.generator` says; one store holds all three, their task names do
+    not collide), or where it has none (Meta-World) `replay` or `scripted` by `data.generator`
+    (STORE_PREFIXES)."""
     if data.get("path"):
         return Path(data["path"])
-    if suite is not None and suite.benchmark == META_RL:
-        prefix = "sac"
-    else:
-        prefix = STORE_PREFIXES[generator_choice(data)]
+    prefix = suite.benchmark.store_prefix if suite is not None else None
+    prefix = prefix or STORE_PREFIXES[generator_choice(data)]
     return Path(data["root"]) / f"{prefix}-ep{data['episodes_per_task']}"
 
 
@@ -61,10 +60,10 @@ def open_dataset(
         check_dataset(data)
         remove_stale_temporaries(path, MANIFEST_NAME)  # generation does so for its stores
         return DatasetStore(path)
-    if suite.benchmark == META_RL:
-        from bench.data.sac_experts import generate_meta_rl_dataset
+    if suite.benchmark.trains_experts:
+        from bench.data.sac_experts import generate_sac_dataset
 
-        return generate_meta_rl_dataset(
+        return generate_sac_dataset(
             path,
             suite.data_tasks,
             episodes_per_task=int(data["episodes_per_task"]),

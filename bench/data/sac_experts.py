@@ -43,7 +43,7 @@ MAX_RANDOM_STEPS = 10_000
 _QUIET_WAIT_SECONDS = 1.0  # waiting for another process longer than this is said
 
 
-def generate_meta_rl_dataset(
+def generate_sac_dataset(
     root: Path,
     tasks: Sequence[str],
     episodes_per_task: int,

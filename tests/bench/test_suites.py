@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
 import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
+from bench.data.prepare import dataset_path
 from bench.errors import UserError
-from bench.suites import SUITES, get_suite, v2_name, v3_name
+from bench.evaluate import EvalProtocol
+from bench.suites import BENCHMARKS, SUITES, benchmark_of, get_suite, v2_name, v3_name
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def test_suite_sizes_and_prefixes():
@@ -66,3 +75,48 @@ def test_meta_rl_suites_have_the_splits_of_table_5(family, count, test):
 def test_a_metaworld_suite_is_scored_on_its_training_tasks():
     suite = get_suite("mt5")
     assert suite.evaluation_tasks == suite.tasks and suite.data_tasks == suite.tasks
+
+
+def test_only_the_suite_module_names_the_meta_rl_benchmark():
+    """One object knows a suite's benchmark: nothing else in bench/ branches on meta-RL."""
+    pattern = re.compile(r"META_RL|meta_rl")
+    naming = sorted(
+        str(path.relative_to(BENCH.parent))
+        for path in BENCH.rglob("*.py")
+        if pattern.search(path.read_text())
+    )
+    assert naming == ["bench/suites.py"]
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_each_suite_benchmark_answers_consistently(name):
+    suite = SUITES[name]
+    benchmark = suite.benchmark
+    assert benchmark in BENCHMARKS and benchmark_of(name) is benchmark
+    assert pickle.loads(pickle.dumps(suite)) == suite  # a Slurm job's copy is the same suite
+    data = {"root": "/data", "episodes_per_task": 7, "generator": "replay"}
+    protocol = EvalProtocol(episodes=2, goal_pool_seed=1, goal_selection_seed=0,
+                            max_steps=benchmark.episode_steps, benchmark=benchmark)  # fmt: skip
+    returns, success = np.array([1.0, 3.0]), np.array([True, False])
+    scores = benchmark.episode_scores(suite.evaluation_tasks[0], protocol, returns, success)
+    description = benchmark.describe(protocol)
+    if name.startswith("mt"):  # Meta-World: success rate on the training tasks
+        assert (benchmark.scored_by, benchmark.unseen_task_table) == ("success", False)
+        assert not benchmark.trains_experts and not suite.test_tasks
+        assert benchmark.episode_steps == 500 and "success" in description
+        assert scores["success_rate"] == 0.5 and "goal_indices" in scores
+        assert dataset_path(data, suite) == Path("/data/replay-ep7")
+    else:  # meta-RL families: return on the test tasks, Table 4, data from SAC experts
+        assert (benchmark.scored_by, benchmark.unseen_task_table) == ("return", True)
+        assert benchmark.trains_experts and suite.test_tasks
+        assert benchmark.episode_steps == 200 and "success" not in description
+        assert scores == {"success_rate": None, "episode_return": [1.0, 3.0]}
+        assert dataset_path(data, suite) == Path("/data/sac-ep7")
+    assert set(benchmark.store_keys) <= {"root", "generator", "episodes_per_task", "seed",
+                                          "goal_pool_seed", "expert_steps"}  # fmt: skip
+    line = benchmark.evaluation_line(1234)
+    assert line.startswith("evaluation") and "1234 episodes per" in line
+
+
+def test_a_name_that_is_no_suite_reads_as_the_default_benchmark():
+    assert benchmark_of("mt7") is SUITES["mt5"].benchmark

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from bench.data.sac_experts import generate_meta_rl_dataset
+from bench.data.sac_experts import generate_sac_dataset
 from bench.data.store import DatasetStore
 from bench.envs import mujoco_meta
 from bench.suites import get_suite
@@ -54,7 +54,7 @@ def test_a_rerun_reuses_the_expert_and_regenerates_a_lost_task_identically(
     (copy / ".experts").mkdir(parents=True)
     shutil.copy(source / ".experts" / "cheetah_vel.pt", copy / ".experts")
     expert_time = (copy / ".experts" / "cheetah_vel.pt").stat().st_mtime_ns
-    store = generate_meta_rl_dataset(
+    store = generate_sac_dataset(
         copy, ["cheetah_vel-7"], SMOKE_EPISODES, SMOKE_EXPERT_STEPS, progress=False
     )
     assert (copy / ".experts" / "cheetah_vel.pt").stat().st_mtime_ns == expert_time
@@ -99,7 +99,7 @@ sac_experts._make_learner("cheetah_vel", 0)
 ready.touch()
 while not go.exists():
     time.sleep(0.01)
-sac_experts.generate_meta_rl_dataset(store, sys.argv[4:], 2, 20, progress=False)
+sac_experts.generate_sac_dataset(store, sys.argv[4:], 2, 20, progress=False)
 print(json.dumps(made))
 """
 
