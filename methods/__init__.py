@@ -1,3 +1,3 @@
 """Method implementations; importing this package registers every method."""
 
-from methods import dt, harmodt, mtbc, mtdt, mtiql, prompt_dt  # noqa: F401
+from methods import dt, harmodt, m3dt, mtbc, mtdt, mtiql, prompt_dt  # noqa: F401

@@ -257,18 +257,25 @@ class DecisionTransformerMethod:
         # phase is a no-op context.
         self.phase: Callable[[str], AbstractContextManager[Any]] = contextlib.nullcontext
         self.network = self.build_network(seed)
+        self.optimizer, self.scheduler = self.make_optimizer(list(self.network.parameters()))
+
+    def make_optimizer(
+        self, parameters: list[nn.Parameter]
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        """AdamW over `parameters` with the config's linear warm-up (the official code's)."""
         # The fused kernel is the same AdamW update, ~4x faster on CPU than the per-tensor loop
         # (26 -> 6 ms per step at paper size, measured on this project's 2-core machine).
-        self.optimizer = torch.optim.AdamW(
-            self.network.parameters(),
-            lr=config.learning_rate,
-            weight_decay=config.weight_decay,
+        optimizer = torch.optim.AdamW(
+            parameters,
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
             fused=True,
         )
-        warmup = max(config.warmup_steps, 1)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min((step + 1) / warmup, 1.0)
+        warmup = max(self.config.warmup_steps, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min((step + 1) / warmup, 1.0)
         )
+        return optimizer, scheduler
 
     def build_network(self, seed: int) -> DecisionTransformerNet:
         """The network with `init_weights` from its seed, the same on every device.
