@@ -11,7 +11,7 @@ import pandas as pd
 import yaml
 
 from bench import results
-from bench.errors import UserError
+from bench.errors import UserError, damage_reason
 from bench.run_result import DamagedResult, RunResult
 
 
@@ -73,7 +73,7 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
         try:
             planned = yaml.safe_load(config_path.read_text())["config"]["train"]["steps"]
         except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-            raise _Damaged(f"{results.CONFIG}: {_reason(error)}") from None
+            raise _Damaged(f"{results.CONFIG}: {damage_reason(error)}") from None
     try:
         events = results.read_metrics(run_dir)
     except UserError:
@@ -86,7 +86,7 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
         try:
             result = RunResult.from_json(json.loads(result_path.read_text()))
         except (OSError, ValueError, DamagedResult) as error:
-            raise _Damaged(f"{results.RESULT}: {_reason(error)}") from None
+            raise _Damaged(f"{results.RESULT}: {damage_reason(error)}") from None
         success = _score_text(result.success_rate)
     record = read_job_record(run_dir)
     return {
@@ -96,12 +96,6 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
         "last_eval": _last_eval(evaluations[-1] if evaluations else None),
         "success_rate": success,
     }
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, KeyError):
-        return f"no {error}"
-    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def status_table(root: Path) -> str:

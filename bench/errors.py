@@ -50,6 +50,14 @@ def count_problem(label: str, value: object, minimum: int) -> str | None:
     return None
 
 
+def damage_reason(error: Exception) -> str:
+    """What is wrong with a file's content, in one line: `no 'key'` for a missing key (a
+    KeyError's own text is only the quoted key), else the error's text on one line."""
+    if isinstance(error, KeyError):
+        return f"no {error}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 class Interrupted(Exception):
     """Work stopped by Ctrl-C (SIGINT) or SIGTERM, with what was kept; the CLI prints the
     message as one line and exits with 128 + the signal number (130 for Ctrl-C)."""

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from bench import results
-from bench.errors import UserError
+from bench.errors import UserError, damage_reason
 from bench.run_result import RunResult, read_result
 
 # What must be equal for runs to be averaged together: a report never mixes these.
@@ -57,7 +57,7 @@ def _rows(result_path: Path) -> list[dict[str, Any]]:
     try:
         return _result_rows(result_path, result)
     except (KeyError, TypeError, AttributeError, ValueError) as error:  # a part of another shape
-        reason = f"no {error}" if isinstance(error, KeyError) else str(error)
+        reason = damage_reason(error)
         raise UserError(f"{result_path}: not a run's result ({reason})") from None
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.errors import UserError, damage_reason
 from bench.results import RESULT
 
 
@@ -148,10 +148,8 @@ class RunResult:
             raise DamagedResult(f"a JSON {type(result).__name__}, not an object")
         try:
             return cls._from_mapping(result)
-        except KeyError as error:
-            raise DamagedResult(f"no {error}") from None
-        except (TypeError, AttributeError, ValueError) as error:
-            raise DamagedResult(str(error)) from None
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise DamagedResult(damage_reason(error)) from None
 
     @classmethod
     def _from_mapping(cls, result: Mapping[str, Any]) -> RunResult:

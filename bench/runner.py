@@ -36,7 +36,7 @@ from bench.atomic import write_json
 from bench.data.generate import generator_name
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
-from bench.errors import Interrupted, UserError
+from bench.errors import Interrupted, UserError, damage_reason
 from bench.evaluate import EvalProtocol, evaluate
 from bench.identity import identity_values
 from bench.plan import duration
@@ -150,8 +150,7 @@ def check_claimable(settings: Settings) -> None:
 
 
 def _damaged(path: Path, error: Exception) -> UserError:
-    reason = f"no {error}" if isinstance(error, KeyError) else " ".join(str(error).split())
-    return UserError(f"{path} is damaged ({reason}); {results.RESTART}")
+    return UserError(f"{path} is damaged ({damage_reason(error)}); {results.RESTART}")
 
 
 def _config_differences(settings: Settings) -> str | None:

@@ -91,6 +91,48 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> 
         time.sleep(0.01)
 
 
+def _kill_at_first_checkpoint(
+    command: list[str], run_dir: Path
+) -> subprocess.CompletedProcess:
+    """Launch `command` (a run of `run_dir`), SIGKILL it once its first checkpoint is written,
+    and check that it left no result; the killed process, its stderr read."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    _wait_for(run_dir / "checkpoint.pt", process)
+    process.kill()
+    _, stderr = process.communicate()
+    assert not (run_dir / "result.json").exists()
+    return subprocess.CompletedProcess(command, process.returncode, None, stderr)
+
+
+@pytest.fixture(scope="session")
+def kill_at_first_checkpoint() -> Callable[..., subprocess.CompletedProcess]:
+    """`kill_at_first_checkpoint(command, run_dir)`: a run killed -9 mid-training."""
+    return _kill_at_first_checkpoint
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """`mount_tmpfs("20m")`: a real small file system (a full disk on demand), unmounted after
+    the test; the test is skipped where mounting is not permitted."""
+    mounts = []
+
+    def mount(size: str) -> Path:
+        folder = tmp_path / f"disk-{len(mounts)}"
+        folder.mkdir()
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                              capture_output=True)  # fmt: skip
+        if made.returncode != 0:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
 @pytest.fixture(scope="session")
 def wait_for() -> Callable[..., None]:
     """`wait_for(path, process)`: until a run launched as `process` writes `path` (e.g. its

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -126,7 +124,7 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
 
 @pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])
 def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
-    method, smoke_data_root, tmp_path, wait_for
+    method, smoke_data_root, tmp_path, kill_at_first_checkpoint
 ):
     extra = ("train.steps=200", "train.checkpoint_every=40", "train.log_every=20")
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -139,14 +137,7 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
         *_overrides(method, smoke_data_root, killed, *extra),
     ]
     run_dir = load_settings(_overrides(method, smoke_data_root, killed, *extra)[1:]).run_dir
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-
-    wait_for(run_dir / "checkpoint.pt", process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (run_dir / "result.json").exists()
+    kill_at_first_checkpoint(command, run_dir)
     # It had no time to say more than the phase it was in; its free lock tells it is gone.
     assert (run_dir / "status").read_text().strip() == "running: training"
     assert read_status(run_dir) == "interrupted (its process is gone) while training"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -182,7 +179,7 @@ def test_stage_lengths_must_leave_the_router_steps(build):
 
 
 def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_result(
-    smoke_data_root, tmp_path, wait_for
+    smoke_data_root, tmp_path, kill_at_first_checkpoint
 ):
     # Stage 2 spans steps 10..50; the first checkpoint (step 20) is in it, as is the next.
     def args(root):
@@ -205,13 +202,7 @@ def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_res
     assert main(args(straight)) == 0
     run_dir = load_settings(args(killed)[1:]).run_dir
     command = [sys.executable, "-m", "bench.cli", *args(killed)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    wait_for(run_dir / "checkpoint.pt", process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (run_dir / "result.json").exists()
+    kill_at_first_checkpoint(command, run_dir)
 
     assert main(args(killed)) == 0
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -391,16 +391,9 @@ def test_workers_whose_parent_is_killed_end_quietly(tmp_path):
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk(mount_tmpfs: Callable[[str], Path]) -> Path:
     """A 1 MiB tmpfs: room for the two tiny tasks, no more."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-                          capture_output=True)  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip("mounting a tmpfs is not permitted here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
+    return mount_tmpfs("1m")
 
 
 def test_a_full_disk_is_one_line_and_the_generation_resumes_identically(small_disk, tiny_store):
