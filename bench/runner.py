@@ -274,7 +274,7 @@ class _Run:
                 {**scores["protocol"], "checkpoint": f"final (step {self.checkpoint_step})"}
             ),
             best_of_evaluations=BestOf.from_json(best) if best else None,
-            unseen_tasks=_unseen_tasks(suite, method).get("unseen_tasks"),
+            unseen_tasks=_unseen_tasks(suite, method),
             num_parameters=method.num_parameters(),
             device=settings.device,
             torch_threads=torch.get_num_threads(),
@@ -466,13 +466,12 @@ def eval_protocol(
     )
 
 
-def _unseen_tasks(suite: Suite, method: Method) -> dict[str, Any]:
+def _unseen_tasks(suite: Suite, method: Method) -> dict[str, Any] | None:
     """How the method acted on the suite's unseen test tasks (its own words), if it has any;
     settings refused a method without such a rule."""
     if not suite.unseen_tasks:
-        return {}
-    rule = method.unseen_task_rule
-    return {"unseen_tasks": {"tasks": list(suite.unseen_tasks), "acting": rule}}
+        return None
+    return {"tasks": list(suite.unseen_tasks), "acting": method.unseen_task_rule}
 
 
 def _scores_only(scores: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,8 +69,6 @@ from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
 _POLL_SECONDS = 0.25  # how often the parent refreshes the bar and looks for a stop request
-# How long a lock held by another process may be a brief check of it before we say we wait.
-_QUIET_WAIT_SECONDS = 1.0
 
 
 class TaskRollout(NamedTuple):
@@ -214,10 +212,7 @@ def generate_dataset(
             others = [task for task in tasks if task not in mine]
             made = make(mine)
             if others:
-                if not locks.wait_for(others, lambda: stop.requested, _QUIET_WAIT_SECONDS):
-                    waiting = f"waiting for another process that is making {root}"
-                    tqdm.write(f"{waiting} ({', '.join(others)})", file=sys.stderr)
-                if not locks.wait_for(others, lambda: stop.requested):
+                if not locks.wait_saying(others, lambda: stop.requested):
                     raise _interrupted(root, tasks, set(), stop)
                 made = make(others) or made
             if made:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from bench.stop_signals import StopRequest
 BATCH_SIZE = 256
 RANDOM_FRACTION = 0.1  # of the expert's steps: uniform random actions before SAC acts
 MAX_RANDOM_STEPS = 10_000
-_QUIET_WAIT_SECONDS = 1.0  # waiting for another process longer than this is said
 
 
 def generate_sac_dataset(
@@ -96,10 +94,7 @@ def generate_sac_dataset(
         others = [task for task in tasks if task not in mine]
         make(mine)
         if others:
-            if not locks.wait_for(others, lambda: False, _QUIET_WAIT_SECONDS):
-                waiting = f"waiting for another process that is making {root}"
-                tqdm.write(f"{waiting} ({', '.join(others)})", file=sys.stderr)
-                locks.wait_for(others, lambda: False)
+            locks.wait_saying(others, lambda: False)
             make(others)
     finally:
         locks.release_all()

@@ -34,10 +34,13 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
+
+from tqdm import tqdm
 
 from bench.data.task_cache import file_lock
 
@@ -45,6 +48,8 @@ MANIFEST_LOCK = ".manifest.lock"
 # A whole-file write takes milliseconds; a temporary this old has no live writer.
 STALE_TEMPORARY_SECONDS = 600
 _POLL_SECONDS = 0.25
+# How long a lock held by another process may be a brief check of it before we say we wait.
+_QUIET_WAIT_SECONDS = 1.0
 # `.tmp-<task>-<pid>@<host>`; folders of earlier versions lack the `@<host>`.
 _STAGING_NAME = re.compile(r"\.tmp-(?P<task>[^@]+)-(?P<pid>[0-9]+)(?:@(?P<host>[^@]+))?")
 # `.import-staging-<pid>@<host>`; folders of earlier versions lack the `@<host>`.
@@ -144,6 +149,15 @@ class TaskLocks:
                 return False
             time.sleep(_POLL_SECONDS)
         return True
+
+    def wait_saying(self, tasks: Sequence[str], stopped: Callable[[], bool]) -> bool:
+        """`wait_for` all of `tasks`, saying on stderr which ones another process is making
+        once the wait outlasts a brief check of its locks; False if `stopped()` first."""
+        if self.wait_for(tasks, stopped, _QUIET_WAIT_SECONDS):
+            return True
+        waiting = f"waiting for another process that is making {self.root}"
+        tqdm.write(f"{waiting} ({', '.join(tasks)})", file=sys.stderr)
+        return self.wait_for(tasks, stopped)
 
     def release(self, tasks: Iterable[str]) -> None:
         for task in tasks:
