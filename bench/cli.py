@@ -252,12 +252,11 @@ def _launch(overrides: Sequence[str], wait: bool) -> int:
 
 
 def _job_view(settings: object) -> dict:
-    """The resolved config as `--cfg job` shows it: the run directory and task list first, and
-    without the preset's `dt`/`harmodt` sections, whose values the method section holds."""
+    """The resolved config as `--cfg job` shows it: the run directory first, and the task list."""
     from bench.settings import Settings
 
     assert isinstance(settings, Settings)
-    shown = {k: v for k, v in settings.config.items() if k not in ("dt", "harmodt", "analysis")}
+    shown = dict(settings.config)
     shown["tasks"] = {**shown["tasks"], "tasks": list(settings.suite.tasks)}
     return {"run_dir": str(settings.run_dir), **shown}
 
@@ -438,12 +437,12 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _methods_table() -> str:
     """A line per registered method: its name and the first comment line of its YAML."""
-    from bench.config import CONFIG_DIR
+    from bench.config import group_file
     from bench.registry import registered
 
     lines = []
     for name in registered():
-        text = (CONFIG_DIR / "method" / f"{name}.yaml").read_text()
+        text = group_file("method", name).read_text()
         comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
         lines.append(f"{name:<10} {comments[0] if comments else ''}")
     return "\n".join(lines)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import UserError, unknown_choice
+from bench.plugins import plugin_config_dirs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -33,8 +34,29 @@ LIST_KEYS = ("logger",)
 
 
 def group_choices(group: str) -> list[str]:
-    """The selectable configs of a group (files starting with `_` are shared fragments)."""
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """The selectable configs of a group, plugins' included (a file starting with `_` is a
+    shared fragment, not a choice)."""
+    folders = [CONFIG_DIR, *plugin_config_dirs()]
+    names = {p.stem for folder in folders for p in (folder / group).glob("*.yaml")}
+    return sorted(name for name in names if not name.startswith("_"))
+
+
+def group_file(group: str, name: str) -> Path:
+    """The YAML of choice `name` of `group`: the repository's, else a plugin's."""
+    for folder in (CONFIG_DIR, *plugin_config_dirs()):
+        path = folder / group / f"{name}.yaml"
+        if path.is_file():
+            return path
+    raise unknown_choice(group, name, group_choices(group))
+
+
+def _search_path() -> list[str]:
+    """The Hydra override adding the plugins' config folders (none without plugins)."""
+    folders = plugin_config_dirs()
+    if not folders:
+        return []
+    quoted = ",".join(hydra_quoted(f"file://{folder}") for folder in folders)
+    return [f"hydra.searchpath=[{quoted}]"]
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[Override]:
@@ -160,17 +182,26 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     if sweeps and not multirun:
         raise UserError(f"override {sweeps[0]!r} is a sweep; run sweeps with `bench run -m ...`")
     _check_groups(parsed)
+    from bench import method_section  # the registry: only where a run is composed
+
     group_overrides = [o.input_line for o in parsed if o.key_or_group in GROUPS]
+    owned = [o for o in parsed if method_section.is_method_owned(o.key_or_group)]
+    hydra_overrides = [o.input_line for o in parsed if o not in owned]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        base = compose("config", overrides=group_overrides)
-        _check_keys(base, parsed)
+        base = compose("config", overrides=[*_search_path(), *group_overrides])
+        _check_keys(base, [o for o in parsed if o not in owned])
+        method_section.check_owned_overrides(owned, str(base.method.name))
         try:
-            config = compose("config", overrides=list(overrides))
+            config = compose("config", overrides=[*_search_path(), *hydra_overrides])
+            method_section.fill(config, owned)
+            method_section.fill(base)
             resolved = OmegaConf.to_container(config, resolve=True)
             defaults = OmegaConf.to_container(base, resolve=True)
         except (HydraException, OmegaConfBaseException) as error:
             raise UserError(_one_line(error)) from None
     assert isinstance(resolved, dict) and isinstance(defaults, dict)
+    method_section.drop_family_sections(resolved)
+    method_section.drop_family_sections(defaults)
     return Composed(resolved, defaults, _interpolation_sources(base), tuple(overrides))
 
 

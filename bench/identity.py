@@ -31,8 +31,6 @@ NOT_IDENTITY_PREFIXES = ("run.", "launcher.", "scale.description", "size.name")
 NOT_IDENTITY = {"seed", "progress", "logger", "threads", "interop_threads", "device",
                 "data.workers", "data.root", "train.log_every", "train.checkpoint_every",
                 "train.eval_every"}  # fmt: skip
-# Sections that only feed interpolations into `method.*`: what a method receives is compared.
-SOURCE_SECTIONS = ("dt.", "harmodt.", "tasks.target_return", "tasks.return_scale")
 DEFAULT_SIZE = "preset"
 MAX_COMPONENT = 64
 _SAFE = re.compile(r"[^A-Za-z0-9._+=,-]")
@@ -51,11 +49,7 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def is_identity_key(key: str) -> bool:
-    return (
-        key not in NOT_IDENTITY
-        and not key.startswith(NOT_IDENTITY_PREFIXES)
-        and not key.startswith(SOURCE_SECTIONS)
-    )
+    return key not in NOT_IDENTITY and not key.startswith(NOT_IDENTITY_PREFIXES)
 
 
 def identity_values(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,10 @@
 """Name -> method class. A method registers itself with `@register("name", config=Config)`.
 
+Its config is a frozen dataclass deriving from `MethodConfig`: the one home of its options'
+defaults (the paper's), their checks and its abilities (class attributes, not probing).
+`bench.method_section` fills a run's `method:` section from it; the YAML of configs/method/
+only selects it by name.
+
 The method contract (DESIGN.md): a method is built from (suite, data, config, seed, device),
 trains with `train_step(step) -> dict of floats` (and `pop_events()` for richer log events),
 acts through `policy(task_id)` for n parallel episodes of one task, and resumes bit-for-bit
@@ -12,16 +17,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import torch
 
 from bench.data.samplers import OfflineData
 from bench.errors import UserError, unknown_choice
+from bench.plugins import plugin_folders
 from bench.policy import Policy
 from bench.suites import Suite
 
@@ -41,6 +48,31 @@ class Method(Protocol):
     def num_parameters(self) -> int: ...
 
 
+def follows(key: str, default: Any) -> Any:
+    """A config field whose value in a run is the run's `key` (`follows("train.steps", 10**6)`:
+    E in HarmoDT's Eq. 12 is the run's length) unless the field itself is set; `default` is
+    its value where a config is built outside a run."""
+    return field(default=default, metadata={"follows": key})
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's config. Its fields are the method's options (`method.<field>`),
+    with the paper's values as defaults; scale and size presets change them by family."""
+
+    # The presets' section (`dt:` in configs/scale/*.yaml) that sets this class's fields for
+    # every method deriving from it: a family's preset values are written once, not per method.
+    preset_section: ClassVar[str | None] = None
+    # Precisions the method trains in (the top-level `precision=`); fp32 is what results use.
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # Whether the method can act on a task it never trained on (the unseen-task suites). One
+    # that can states how in its `unseen_task_rule`, which the result records.
+    acts_on_unseen_tasks: ClassVar[bool] = False
+
+    def check_suite(self, suite: Suite) -> None:
+        """Raise a UserError where these values cannot run on `suite` (before anything is made)."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
@@ -57,6 +89,8 @@ def register(name: str, config: type) -> Callable[[type], type]:
     def add(cls: type) -> type:
         if name in _REGISTRY:
             raise RuntimeError(f"method {name!r} registered twice")
+        if not (isinstance(config, type) and issubclass(config, MethodConfig)):
+            raise TypeError(f"method {name!r}: its config {config!r} must derive from MethodConfig")
         _REGISTRY[name] = MethodSpec(name, cls, config)
         return cls
 
@@ -65,6 +99,17 @@ def register(name: str, config: type) -> Callable[[type], type]:
 
 def _load_methods() -> None:
     importlib.import_module("methods")
+    for folder in plugin_folders():
+        if str(folder) not in sys.path:
+            sys.path.append(str(folder))
+        for module in sorted(folder.glob("*.py")):
+            importlib.import_module(module.stem)
+
+
+def config_classes() -> list[type[MethodConfig]]:
+    """Every registered method's config class."""
+    _load_methods()
+    return [spec.config_cls for spec in _REGISTRY.values()]
 
 
 def registered() -> list[str]:
@@ -91,13 +136,13 @@ def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> Any:
     hints = typing.get_type_hints(spec.config_cls)
     for key, value in values.items():
         if key in fields:
-            _check_field(spec.name, key, value, hints[key])
+            check_field(f"method.{key}", value, hints[key])
     return spec.config_cls(**{k: v for k, v in values.items() if k in fields})
 
 
-def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
+def check_field(key: str, value: Any, annotation: Any) -> None:
     """Literal choices and plain scalar types (or None where a field is optional) are checked,
-    so a typo never runs silently."""
+    so a typo never runs silently; `key` is the option as the user types it (`method.sparsity`)."""
     optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     if optional and type(None) in typing.get_args(annotation):
         if value is None:
@@ -106,16 +151,16 @@ def _check_field(method: str, key: str, value: Any, annotation: Any) -> None:
     if typing.get_origin(annotation) is typing.Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
-            raise unknown_choice(f"value for method.{key}", value, map(str, choices))
+            raise unknown_choice(f"value for {key}", value, map(str, choices))
         return
     if annotation is bool and not isinstance(value, bool):
-        raise UserError(f"method.{key} must be true or false, got {value!r}")
+        raise UserError(f"{key} must be true or false, got {value!r}")
     if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"method.{key} must be an integer, got {value!r}")
+        raise UserError(f"{key} must be an integer, got {value!r}")
     if annotation is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise UserError(f"method.{key} must be a number, got {value!r}")
+        raise UserError(f"{key} must be a number, got {value!r}")
     if annotation is float and not math.isfinite(value):  # nan passes every range check
-        raise UserError(f"method.{key} must be a finite number, got {value!r}")
+        raise UserError(f"{key} must be a finite number, got {value!r}")
 
 
 def task_masks(method_state: Mapping[str, Any]) -> torch.Tensor | None:

@@ -9,12 +9,11 @@ value and what is valid; nothing has been written when it is raised.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import Composed, compose_run
 from bench.data.paths import check_plain_name
@@ -23,6 +22,9 @@ from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.suites import Suite, get_suite
 from bench.tracking import check_loggers
+
+if TYPE_CHECKING:
+    from bench.registry import MethodConfig, MethodSpec
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def check(composed: Composed) -> Settings:
     spec = get_method(config["method"]["name"])
     check_precision(str(config["precision"]), spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
-    _check_unseen_tasks(suite, spec, method_config)
+    _check_unseen_tasks(suite, spec)
+    method_config.check_suite(suite)
     run_dir = run_directory(composed)
     _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
     _check_data_location(data, suite)
@@ -176,15 +179,14 @@ def _check_generated_episodes(data: Mapping[str, Any]) -> None:
 PRECISIONS = ("fp32", "bf16")
 
 
-def check_precision(precision: str, method: str, config_cls: type) -> None:
+def check_precision(precision: str, method: str, config_cls: type[MethodConfig]) -> None:
     """`precision` is valid and the method has it (only the DT methods have bf16)."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    has_precision = "precision" in {field.name for field in dataclasses.fields(config_cls)}
-    if precision != "fp32" and not has_precision:
+    if precision not in config_cls.precisions:
         raise UserError(
-            f"precision={precision} is implemented for the Decision-Transformer methods only; "
-            f"method={method} trains in fp32 (drop precision={precision})"
+            f"precision={precision} is not implemented for method={method}, which trains in "
+            f"{' or '.join(config_cls.precisions)} (drop precision={precision})"
         )
 
 
@@ -247,31 +249,18 @@ def _expand_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     return expanded
 
 
-def _check_unseen_tasks(suite: Suite, spec: Any, method_config: Any) -> None:
+def _check_unseen_tasks(suite: Suite, spec: MethodSpec) -> None:
     """A method must have a way to act on a suite's unseen test tasks: one that states its
     rule for them (`unseen_task_rule`, written into the result)."""
     from bench.registry import get_method, registered
 
-    if not suite.unseen_tasks:
+    if not suite.unseen_tasks or spec.config_cls.acts_on_unseen_tasks:
         return
-    if not hasattr(spec.cls, "unseen_task_rule"):
-        able = [name for name in registered() if hasattr(get_method(name).cls, "unseen_task_rule")]
-        raise UserError(
-            f"method {spec.name!r} cannot act on the unseen test tasks of {suite.name} (it "
-            f"knows tasks only by their training id); these can: {', '.join(able)}"
-        )
-    threshold = getattr(method_config, "vote_threshold", None)
-    if threshold is None:
-        return
-    # Eq. 13 keeps a weight where more than `threshold` of the training masks have it ("paper"),
-    # or at least `threshold` ("official"): at or above the task count nothing could be kept.
-    most = suite.num_tasks - 1 if method_config.vote_rule == "paper" else suite.num_tasks
-    if not 0 <= threshold <= most:
-        raise UserError(
-            f"method.vote_threshold={threshold} leaves the unseen-task mask of {suite.name} empty "
-            f"({suite.num_tasks} training tasks, vote_rule={method_config.vote_rule}); "
-            f"choose 0 to {most}"
-        )
+    able = [name for name in registered() if get_method(name).config_cls.acts_on_unseen_tasks]
+    raise UserError(
+        f"method {spec.name!r} cannot act on the unseen test tasks of {suite.name} (it "
+        f"knows tasks only by their training id); these can: {', '.join(able)}"
+    )
 
 
 def _check_data_location(data: Mapping[str, Any], suite: Suite) -> None:

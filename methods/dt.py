@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from bench.data.samplers import OfflineData, Segment, TaskData, sample_segments
 from bench.errors import check_all
+from bench.registry import MethodConfig, follows
 from bench.suites import Suite
 from methods.harmony import average_harmony, harmony_chance
 
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class DTConfig:
+class DTConfig(MethodConfig):
     """Defaults are the paper's Table 6, and the official code where Table 6 is silent."""
+
+    preset_section: ClassVar[str | None] = "dt"  # the presets' `dt:` sets these for every DT method
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16")
 
     n_layer: int = 6
     n_head: int = 8
@@ -49,13 +53,15 @@ class DTConfig:
     warmup_steps: int = 10_000  # official code: linear warm-up
     grad_clip: float = 0.25  # official code
     max_timestep: int = 1000  # official main.py: max_ep_len=1000 for the timestep embedding
-    target_return: float = 4500.0  # official code, every Meta-World task
-    return_scale: float = 1000.0  # official code
+    # The suite's (configs/tasks/): the official code's 4500 and 1000 on every Meta-World task.
+    target_return: float = follows("tasks.target_return", 4500.0)
+    return_scale: float = follows("tasks.return_scale", 1000.0)
     prompt_length: int = 5  # official code: --prompt-length 5
-    harmony_every: int = 0  # >0: log the averaged harmony score (paper Def. 3.2) every N steps
+    # >0: log the averaged harmony score (paper Def. 3.2) every N steps
+    harmony_every: int = follows("analysis.harmony_every", 0)
     # bf16: the network's matrix products under autocast (fp32 master weights, optimizer and
     # loss); fp32 is what results are reported in (docs/performance.md).
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16"] = follows("precision", "fp32")
 
     def __post_init__(self) -> None:
         """Ranges and relations, checked before a run makes anything (one line, all found)."""

@@ -14,7 +14,7 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from bench.data.samplers import OfflineData, Segment
 from bench.errors import UserError, check_all
-from bench.registry import register
+from bench.registry import follows, register
 from bench.suites import Suite
 from methods.dt import action_error
 from methods.dt_acting import Actor
@@ -52,6 +52,7 @@ from methods.prompt_dt import PromptDT, PromptDTConfig
 class HarmoDTConfig(PromptDTConfig):
     """Defaults are the paper's Table 6 (and the official code's --mask_batches of one batch)."""
 
+    preset_section: ClassVar[str | None] = "harmodt"
     variant: Literal["random", "magnitude", "fisher"] = "fisher"  # HarmoDT-R / -M / -F
     sparsity: float = 0.2  # S: fraction of each task's maskable weights that is inactive
     # t_m. None: `mask_updates` updates spread evenly over the run, Table 6's 200 (t_m = 5000
@@ -72,7 +73,7 @@ class HarmoDTConfig(PromptDTConfig):
     # Alg. 2's gradients: both of Eq. 4 and Eq. 10 (paper), or the official update_gradient's
     # one masked gradient, clipped, in both roles (half the passes; docs/harmodt.md).
     update_gradients: GradientForm = "paper"
-    total_steps: int = 1_000_000  # E in Eq. 12: the run's train.steps
+    total_steps: int = follows("train.steps", 1_000_000)  # E in Eq. 12
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -91,6 +92,37 @@ class HarmoDTConfig(PromptDTConfig):
             "total_steps must be >= 1": self.total_steps < 1,
         }
         check_all("method", problems)
+
+    def check_suite(self, suite: Suite) -> None:
+        """Eq. 13 keeps a weight where more than `vote_threshold` training masks have it
+        ("paper"), or at least that many ("official"): at or above the task count the unseen
+        tasks' vote mask would be empty."""
+        if not suite.unseen_tasks:
+            return
+        most = suite.num_tasks - 1 if self.vote_rule == "paper" else suite.num_tasks
+        if not 0 <= self.vote_threshold <= most:
+            raise UserError(
+                f"method.vote_threshold={self.vote_threshold} leaves the unseen-task mask of "
+                f"{suite.name} empty ({suite.num_tasks} training tasks, vote_rule="
+                f"{self.vote_rule}); choose 0 to {most}"
+            )
+
+
+# One method, three importance terms: each name pins its variant (`method.variant` of another
+# is an error, not a silent switch).
+@dataclass(frozen=True)
+class HarmoDTRConfig(HarmoDTConfig):
+    variant: Literal["random"] = "random"
+
+
+@dataclass(frozen=True)
+class HarmoDTMConfig(HarmoDTConfig):
+    variant: Literal["magnitude"] = "magnitude"
+
+
+@dataclass(frozen=True)
+class HarmoDTFConfig(HarmoDTConfig):
+    variant: Literal["fisher"] = "fisher"
 
 
 class HarmoDT(PromptDT):
@@ -393,5 +425,6 @@ def _store(row: Tensor, gradients: tuple[Tensor, ...], accumulate: bool) -> None
         torch.cat(flat, out=row)
 
 
-for _name in ("harmodt_r", "harmodt_m", "harmodt_f"):  # the YAML of each name sets `variant`
-    register(_name, config=HarmoDTConfig)(HarmoDT)
+register("harmodt_r", config=HarmoDTRConfig)(HarmoDT)
+register("harmodt_m", config=HarmoDTMConfig)(HarmoDT)
+register("harmodt_f", config=HarmoDTFConfig)(HarmoDT)

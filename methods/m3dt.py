@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from bench.data.samplers import OfflineData, Segment
 from bench.errors import check_all
-from bench.registry import register
+from bench.registry import follows, register
 from bench.suites import Suite
 from methods.dt import init_weights
 from methods.m3dt_moe import (
@@ -48,6 +48,8 @@ class M3DTConfig(PromptDTConfig):
     """Defaults from the official scripts (stage1_backbone_train.py, stage2_*.py,
     stage3_router_train.py); docs/m3dt.md says where each comes from."""
 
+    preset_section: ClassVar[str | None] = "m3dt"
+
     num_experts: int = 16  # official --group_num / --expert_num default (MT160 README: 48)
     grouping: GroupingRule = "gradient"  # gradient | random (the paper's ablation)
     # Stage lengths in steps. None: the official 400k : 200k : 400k split of the run
@@ -57,7 +59,7 @@ class M3DTConfig(PromptDTConfig):
     grouping_batches: int = 10  # batches per task behind its grouping gradient (official: 10)
     kmeans_restarts: int = 40  # official run_kmeans_multiple_times(num_runs=40)
     kmeans_repeats: int = 40  # official: 40 clusterings, the most balanced one kept
-    total_steps: int = 1_000_000  # the run's train.steps
+    total_steps: int = follows("train.steps", 1_000_000)
 
     def __post_init__(self) -> None:
         super().__post_init__()

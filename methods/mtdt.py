@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import nn
 
@@ -14,6 +14,7 @@ from methods.dt import Conditioning, DecisionTransformerMethod, DTConfig
 
 @dataclass(frozen=True)
 class MTDTConfig(DTConfig):
+    acts_on_unseen_tasks: ClassVar[bool] = True  # as the nearest training task (unseen_task_rule)
     # "task_id" (the default) is the paper's Appendix D (iv): a task embedding z joined to each
     # state, i.e. W[s; onehot(task)] = W_s s + z_task, added to the state tokens. "none" is the
     # official code's MTDT: Prompt-DT's network run with no prompt (docs/fidelity.md).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from torch import nn
@@ -14,7 +15,7 @@ from methods.dt import Conditioning, DecisionTransformerMethod, DTConfig, Trajec
 
 @dataclass(frozen=True)
 class PromptDTConfig(DTConfig):
-    pass
+    acts_on_unseen_tasks: ClassVar[bool] = True  # prompted by the unseen task's own data
 
 
 class PromptConditioner(nn.Module):

@@ -132,5 +132,8 @@ def test_importing_the_methods_leaves_torch_globals_and_stderr_alone():
 
 
 def test_unknown_policy_type_is_a_user_error():
+    """Checked once, from the field's Literal (bench.registry.check_field), as it is typed."""
+    from bench.config import compose_run
+
     with pytest.raises(UserError, match=r"policy_type 'gaussian'.*deterministic, stochastic"):
-        MTBCConfig(policy_type="gaussian")
+        compose_run(["method=mtbc", "method.policy_type=gaussian"])

@@ -14,7 +14,7 @@ from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.suites import Suite
 from methods.d3rlpy_glue import TaskInputs, d3rlpy, return_range_reward_scales, to_minibatch
-from methods.mtiql import MTIQLConfig, TaskHeadEncoder, TaskHeadEncoderWithAction, TaskHeads
+from methods.mtiql import TaskHeadEncoder, TaskHeadEncoderWithAction, TaskHeads
 
 SMALL = {
     "hidden_units": [64, 64],
@@ -203,5 +203,8 @@ def test_actor_learning_rate_decays_on_a_cosine_over_the_run_and_the_critics_doe
 
 
 def test_unknown_reward_scaling_is_a_user_error():
+    """Checked once, from the field's Literal (bench.registry.check_field), as it is typed."""
+    from bench.config import compose_run
+
     with pytest.raises(UserError, match=r"reward_scaling 'zscore'.*none, return_range"):
-        MTIQLConfig(reward_scaling="zscore")
+        compose_run(["method=mtiql", "method.reward_scaling=zscore"])

@@ -1,0 +1,113 @@
+"""A run's `method:` section, filled from the method's config dataclass (its one home).
+
+Later wins:
+
+1. the dataclass's defaults (the paper's values: methods/<name>.py);
+2. a field declared `follows("train.steps", ...)` takes that run key's value;
+3. the presets' family sections, base class first: `dt:` sets every Decision-Transformer
+   method, then `harmodt:` the HarmoDT ones (a class names its section in `preset_section`);
+4. the method's YAML (configs/method/<name>.yaml): its name, and any deliberate override;
+5. `<family>.<field>=` and `method.<field>=` on the command line, in that order.
+
+Steps 2 and 3 write interpolations, so run identity sees which key a value copies
+(bench.identity). The family sections then leave the resolved config: the method section holds
+every value the method receives, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import UserError
+from bench.registry import MethodConfig, check_field, config_classes, get_method
+
+
+def family_sections() -> dict[str, type[MethodConfig]]:
+    """Preset section name -> the config class that declares it."""
+    sections: dict[str, type[MethodConfig]] = {}
+    for config_cls in config_classes():
+        for cls in config_cls.__mro__:
+            section = vars(cls).get("preset_section")
+            if section:
+                sections[section] = cls
+    return sections
+
+
+def is_method_owned(key: str) -> bool:
+    """Whether an override's key is a method option (`method.x`, `dt.x`): this module applies
+    those, Hydra the rest."""
+    head = key.partition(".")[0]
+    return "." in key and (head == "method" or head in family_sections())
+
+
+def check_owned_overrides(overrides: Sequence[Override], method: str) -> None:
+    """Each `method.x=` names a field of `method`'s config, each `<family>.x=` one of the
+    family's (which may not be `method`'s: a sweep over methods shares its overrides), with a
+    value of the field's type."""
+    families = family_sections()
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_delete():
+            raise UserError(f"{key} is an option with a default: set it ({key}=...), not ~{key}")
+        head, _, field_name = key.partition(".")
+        config_cls = get_method(method).config_cls if head == "method" else families[head]
+        fields = sorted(f.name for f in dataclasses.fields(config_cls))
+        if field_name not in fields:
+            whose = f"method {method!r}" if head == "method" else f"the {head}: family"
+            raise UserError(
+                f"unknown option {override.key_or_group!r} for {whose}; "
+                f"its options are: {', '.join(fields)}"
+            )
+        check_field(key, override.value(), typing.get_type_hints(config_cls)[field_name])
+
+
+def fill(config: DictConfig, overrides: Sequence[Override] = ()) -> None:
+    """Replace `config.method` (its YAML: a name and overrides) by every option of the method,
+    applying the method-owned `overrides` (see the module's order)."""
+    families = family_sections()
+    OmegaConf.set_struct(config, False)
+    for override in overrides:
+        if override.key_or_group.partition(".")[0] in families:
+            OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
+    from_yaml = OmegaConf.to_container(config.method, resolve=False)
+    assert isinstance(from_yaml, dict)
+    config_cls = get_method(str(from_yaml["name"])).config_cls
+    section: dict[str, Any] = {"name": from_yaml["name"]}
+    for field in dataclasses.fields(config_cls):
+        section[field.name] = _default(field)
+    for cls in reversed(config_cls.__mro__):
+        family = vars(cls).get("preset_section")
+        values = config.get(family) if family else None
+        for name in values or ():
+            if name in section:
+                section[name] = "${" + f"{family}.{name}" + "}"
+    section.update(from_yaml)
+    config.method = OmegaConf.create(section)
+    for override in overrides:
+        if override.key_or_group.startswith("method."):
+            OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
+
+
+def drop_family_sections(resolved: dict[str, Any]) -> None:
+    """The resolved config without the presets' family sections (the method section holds
+    what the method receives)."""
+    for section in family_sections():
+        resolved.pop(section, None)
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if "follows" in field.metadata:
+        return "${" + field.metadata["follows"] + "}"
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        raise TypeError(f"config field {field.name!r} has no default")
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,61 @@
+"""A run's method section comes from the method's config dataclass, its presets' family
+sections and the command line, in that order (bench/method_section.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bench.config import compose_run
+from bench.errors import UserError
+from bench.identity import flatten
+from bench.registry import get_method, registered
+
+
+@pytest.mark.parametrize("name", registered())
+def test_the_paper_preset_runs_the_dataclass_defaults(name):
+    """scale=paper changes no default: each value is the dataclass's, or the run key a field
+    follows (the method YAML only selects)."""
+    config = compose_run([f"method={name}", "scale=paper", "tasks=mt50"]).config
+    flat = flatten(config)
+    for field in dataclasses.fields(get_method(name).config_cls):
+        value = config["method"][field.name]
+        if "follows" in field.metadata:
+            assert value == flat[field.metadata["follows"]], field.name
+        else:
+            default = field.default if field.default is not dataclasses.MISSING else None
+            assert value == (list(default) if isinstance(default, tuple) else default), field.name
+
+
+def test_a_family_section_sets_its_family_and_leaves_the_others_alone():
+    dt = compose_run(["method=mtdt", "scale=smoke", "dt.n_layer=2"]).config
+    assert dt["method"]["n_layer"] == 2
+    bc = compose_run(["method=mtbc", "scale=smoke", "dt.n_layer=2"]).config
+    assert bc["method"] == compose_run(["method=mtbc", "scale=smoke"]).config["method"]
+    assert "dt" not in dt and "harmodt" not in dt  # the method section holds what it receives
+
+
+def test_the_command_line_method_value_wins_over_its_family_section():
+    config = compose_run(["method=harmodt_r", "scale=smoke", "harmodt.sparsity=0.4",
+                          "method.sparsity=0.3"]).config  # fmt: skip
+    assert config["method"]["sparsity"] == 0.3
+
+
+def test_a_harmodt_name_pins_its_variant():
+    with pytest.raises(UserError, match=r"method.variant 'random'; choose one of: fisher"):
+        compose_run(["method=harmodt_f", "method.variant=random"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dt.n_layers=2", r"unknown option 'dt.n_layers' for the dt: family; its options are: "),
+        ("method.n_layers=2", r"unknown option 'method.n_layers' for method 'mtdt'"),
+        ("dt.n_layer=two", r"dt.n_layer must be an integer, got 'two'"),
+        ("~method.n_layer", r"method.n_layer is an option with a default: set it"),
+    ],
+)
+def test_a_bad_method_option_is_one_user_error(override, message):
+    with pytest.raises(UserError, match=message):
+        compose_run(["method=mtdt", override])
