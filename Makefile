@@ -20,6 +20,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # pytest exits 5 when it collects nothing, which fails this target (and CI) as it should.
 test: lint
