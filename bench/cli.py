@@ -20,14 +20,17 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import yaml
 
 from bench.errors import Interrupted, UserError
 from bench.stop_signals import one_line_stops, stop_line
+
+if TYPE_CHECKING:
+    from bench.settings import Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +57,60 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+# Each subcommand's arguments are added by `_add_<command>`, beside its handler `_<command>`.
+_Commands = argparse._SubParsersAction  # what add_subparsers returns (argparse has no public name)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Offline multi-task RL benchmark harness.")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="version and commit")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # In this order in `bench --help`.
+    for add in (_add_run, _add_data, _add_experts, _add_status, _add_methods, _add_report,
+                _add_perf, _add_analyze):  # fmt: skip
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command; a Ctrl-C or SIGTERM that no work handles is one line, never a traceback
+    (bench.stop_signals.one_line_stops)."""
+    with one_line_stops():
+        try:
+            return _command(argv)
+        except KeyboardInterrupt:
+            print(stop_line(signal.SIGINT), file=sys.stderr)
+            return 128 + signal.SIGINT
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
+    if extra and hasattr(args, "overrides") and all(_is_override(arg) for arg in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from bench.runner import RunFailed
+
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return 128 + int(error.signal_number)
+    except RunFailed as error:
+        print(f"error: run failed: {error}", file=sys.stderr)
+        return 1
+
+
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
 def _run_help() -> str:
     """The choices of every config group, read from configs/ (no method module is imported)."""
     from bench.config import group_choices
@@ -76,11 +133,7 @@ def _run_help() -> str:
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bench", description="Offline multi-task RL benchmark harness.")
-    parser.add_argument("--version", action=_VersionAction, nargs=0, help="version and commit")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_run(commands: _Commands) -> None:
     run = commands.add_parser(
         "run",
         help="train and evaluate one run (or a sweep with -m)",
@@ -96,105 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-plan", action="store_true", help="skip the plan (a sweep prints one for its runs)"
     )
     run.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=mtdt seed=1")
-
-    data = commands.add_parser("data", help="generate, import and verify datasets")
-    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    generate = data_commands.add_parser(
-        "generate",
-        help="Meta-World data from random to expert (replay-like by default): tasks=, data=, "
-        "scale=, episodes_per_task=, workers=, generator=replay|noisy_expert",
-    )
-    generate.add_argument(
-        "--verify", action="store_true", help="also re-hash every file; corrupt tasks are repaired"
-    )
-    generate.add_argument("overrides", nargs="*")
-    importer = data_commands.add_parser("import-npz", help="import the published MT50 npz layout")
-    importer.add_argument("source", type=Path, help="folder holding <task>-v2/<i>.npz")
-    importer.add_argument("--out", type=Path, help="store to create (default data/imported-<name>)")
-    importer.add_argument("--episodes", type=int, help="episodes per task (default: all)")
-    prompt_dt = data_commands.add_parser(
-        "import-prompt-dt", help="import Prompt-DT's cheetah_dir, cheetah_vel and ant_dir pickles"
-    )
-    prompt_dt.add_argument("source", type=Path, help="folder holding data/<env>/ and config/<env>/")
-    prompt_dt.add_argument(
-        "--out", type=Path, help="store to create (default data/imported-<name>)"
-    )
-    prompt_dt.add_argument(
-        "--family",
-        action="append",
-        help="cheetah_dir, cheetah_vel or ant_dir; repeatable (default: every one in the folder)",
-    )
-    verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
-    verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
-    info = data_commands.add_parser(
-        "info", help="per task: episodes, return spread and histogram, success all / first half"
-    )
-    info.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
-
-    experts = commands.add_parser(
-        "experts", help="evaluate Meta-World's scripted experts (tasks=, eval.episodes=, seed=)"
-    )
-    experts.add_argument("overrides", nargs="*")
-    status = commands.add_parser("status", help="list the runs below a folder and their state")
-    status.add_argument("root", type=Path, nargs="?", default=Path("runs"))
-    status.add_argument(
-        "--curves",
-        type=Path,
-        nargs="?",
-        const=Path("curves.png"),
-        metavar="PATH",
-        help="also draw every run's evaluations, finished or not, into PATH (curves.png)",
-    )
-    commands.add_parser("methods", help="the registered methods, a line each")
-    report = commands.add_parser(
-        "report", help="the paper's tables, aggregates and plots from the results below a folder"
-    )
-    report.add_argument("root", type=Path, help="runs folder (every result.json below it)")
-    report.add_argument("--out", type=Path, help="write here (e.g. reports/mt5.md), plots beside")
-    report.add_argument("--format", default="md", help="md (default), latex, csv or json")
-    report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
-    report.add_argument(
-        "--strict", action="store_true", help="an unreadable result.json is an error, not a note"
-    )
-    perf = commands.add_parser(
-        "perf",
-        help="time one stage (train, mask-update, eval, data) on synthetic data",
-        description="Time one stage on synthetic data of the configured shapes; prints a "
-        "table and writes a JSON (docs/performance.md).",
-    )
-    perf.add_argument("stage", help="train | mask-update | eval | data")
-    perf.add_argument("overrides", nargs="*", help="as for bench run (default scale=paper, mt50)")
-    perf.add_argument("--steps", type=int, default=50, help="timed training steps per pass")
-    perf.add_argument("--warmup", type=int, default=5, help="training steps before timing")
-    perf.add_argument("--episodes", type=int, help="synthetic episodes per task")
-    perf.add_argument("--eval-tasks", type=int, default=2, help="eval: how many suite tasks")
-    perf.add_argument("--eval-steps", type=int, default=100, help="eval: steps per episode")
-    perf.add_argument("--reference", help="the official code's figures: its JSON or its driver")
-    perf.add_argument("--reference-python", help="python of the driver's venv")
-    perf.add_argument("--json-out", help="where the JSON goes (default runs/perf/<stage>.json)")
-    perf.add_argument("--store", help="data: a store folder to write once and reuse (kept)")
-    perf.add_argument(
-        "--ops", type=int, default=0, metavar="N",
-        help="train, eval: profile N more training steps or policy calls op by op (torch.profiler)",
-    )  # fmt: skip
-    perf.add_argument(
-        "--require-quiet", action="store_true", help="refuse when other processes are busy"
-    )
-    analyze = commands.add_parser(
-        "analyze",
-        help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a",
-        epilog="examples:\n  bench analyze runs/mt5/near_optimal/harmodt_f/seed0\n"
-        "  bench analyze conflicts tasks=mt5,mt30 scale=quick train.steps=2000 "
-        "--out reports/conflicts.md",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    analyze.add_argument("target", help="a run directory (holding metrics.jsonl), or `conflicts`")
-    analyze.add_argument("overrides", nargs="*", help="conflicts: Hydra overrides (tasks=mt5,mt30)")
-    analyze.add_argument(
-        "--sparsities", default="0.1,0.2,0.3,0.4,0.5", help="conflicts: random-mask sparsities"
-    )
-    analyze.add_argument("--out", type=Path, help="conflicts: write the report here (and a PNG)")
-    return parser
+    run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -207,13 +162,13 @@ def _run(args: argparse.Namespace) -> int:
 
         # One plan for the whole sweep, before its first run: every job checked and summed.
         jobs = [settings for _, settings in sweep_jobs(args.overrides)]
-        local = all(s.config["launcher"]["name"] != "slurm" for s in jobs)
+        local = all(s.launcher.local for s in jobs)
         print(describe_plan(jobs, local=local), flush=True)
         if args.cfg == "job":
             return 0
         return _launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
-    local = settings.config["launcher"]["name"] != "slurm"
+    local = settings.launcher.local
     if args.cfg == "job":
         print(yaml.safe_dump(_job_view(settings), sort_keys=False), end="")
         # As YAML comments, so that the output still parses as the config.
@@ -251,14 +206,48 @@ def _launch(overrides: Sequence[str], wait: bool) -> int:
     return launched.code
 
 
-def _job_view(settings: object) -> dict:
+def _job_view(settings: Settings) -> dict[str, Any]:
     """The resolved config as `--cfg job` shows it: the run directory first, and the task list."""
-    from bench.settings import Settings
-
-    assert isinstance(settings, Settings)
     shown = dict(settings.config)
     shown["tasks"] = {**shown["tasks"], "tasks": list(settings.suite.tasks)}
     return {"run_dir": str(settings.run_dir), **shown}
+
+
+def _add_data(commands: _Commands) -> None:
+    data = commands.add_parser("data", help="generate, import and verify datasets")
+    data.set_defaults(handler=_data)
+    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    generate = data_commands.add_parser(
+        "generate",
+        help="Meta-World data from random to expert (replay-like by default): tasks=, data=, "
+        "scale=, episodes_per_task=, workers=, generator=replay|noisy_expert",
+    )
+    generate.add_argument(
+        "--verify", action="store_true", help="also re-hash every file; corrupt tasks are repaired"
+    )
+    generate.add_argument("overrides", nargs="*")
+    importer = data_commands.add_parser("import-npz", help="import the published MT50 npz layout")
+    importer.add_argument("source", type=Path, help="folder holding <task>-v2/<i>.npz")
+    importer.add_argument("--out", type=Path, help="store to create (default data/imported-<name>)")
+    importer.add_argument("--episodes", type=int, help="episodes per task (default: all)")
+    prompt_dt = data_commands.add_parser(
+        "import-prompt-dt", help="import Prompt-DT's cheetah_dir, cheetah_vel and ant_dir pickles"
+    )
+    prompt_dt.add_argument("source", type=Path, help="folder holding data/<env>/ and config/<env>/")
+    prompt_dt.add_argument(
+        "--out", type=Path, help="store to create (default data/imported-<name>)"
+    )
+    prompt_dt.add_argument(
+        "--family",
+        action="append",
+        help="cheetah_dir, cheetah_vel or ant_dir; repeatable (default: every one in the folder)",
+    )
+    verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
+    verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
+    info = data_commands.add_parser(
+        "info", help="per task: episodes, return spread and histogram, success all / first half"
+    )
+    info.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
 
 
 _DATA_SHORTHANDS = {
@@ -278,15 +267,15 @@ def _data(args: argparse.Namespace) -> int:
             key, _, value = override.partition("=")
             overrides.append(f"{_DATA_SHORTHANDS.get(key, key)}={value}" if value else override)
         suite, data, progress, launcher = load_data_settings(overrides)
-        if launcher["name"] == "slurm":
+        if not launcher.local:
             from bench.slurm import submit_generation
 
-            return submit_generation(suite, data, launcher)
+            return submit_generation(suite, data.section(), launcher.options)
         from bench.data.summary import summary_table
 
-        store = open_dataset(data, suite, progress, verify=args.verify)
+        store = open_dataset(data.section(), suite, progress, verify=args.verify)
         print(summary_table(store.manifest, suite.data_tasks) + "\n")
-        print(f"{dataset_path(data, suite)}: {len(store.tasks)} tasks")
+        print(f"{dataset_path(data.section(), suite)}: {len(store.tasks)} tasks")
         return 0
     if args.data_command == "import-npz":
         from bench.data.import_npz import import_npz
@@ -314,6 +303,14 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_experts(commands: _Commands) -> None:
+    experts = commands.add_parser(
+        "experts", help="evaluate Meta-World's scripted experts (tasks=, eval.episodes=, seed=)"
+    )
+    experts.add_argument("overrides", nargs="*")
+    experts.set_defaults(handler=_experts)
+
+
 def _experts(args: argparse.Namespace) -> int:
     """The scripted experts through the same evaluator: what "near-optimal" can mean on v3."""
     from bench.console import per_task_table
@@ -337,81 +334,132 @@ def _experts(args: argparse.Namespace) -> int:
         "seed": settings.seed,
         "scale": settings.scale,
         **scores,
-        "protocol": {**scores["protocol"], "checkpoint": "-"},
+        # evaluate() types its scores loosely; "protocol" is always a dict
+        "protocol": {**cast(dict[str, Any], scores["protocol"]), "checkpoint": "-"},
     }
     print(per_task_table(described))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command; a Ctrl-C or SIGTERM that no work handles is one line, never a traceback
-    (bench.stop_signals.one_line_stops)."""
-    with one_line_stops():
-        try:
-            return _command(argv)
-        except KeyboardInterrupt:
-            print(stop_line(signal.SIGINT), file=sys.stderr)
-            return 128 + signal.SIGINT
+def _add_status(commands: _Commands) -> None:
+    status = commands.add_parser("status", help="list the runs below a folder and their state")
+    status.add_argument("root", type=Path, nargs="?", default=Path("runs"))
+    status.add_argument(
+        "--curves",
+        type=Path,
+        nargs="?",
+        const=Path("curves.png"),
+        metavar="PATH",
+        help="also draw every run's evaluations, finished or not, into PATH (curves.png)",
+    )
+    status.set_defaults(handler=_status)
 
 
-def _command(argv: Sequence[str] | None) -> int:
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
-    if extra and hasattr(args, "overrides") and all(_is_override(arg) for arg in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from bench.runner import RunFailed
+def _status(args: argparse.Namespace) -> int:
+    from bench.console import status_curves, status_table
 
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "data":
-            return _data(args)
-        if args.command == "experts":
-            return _experts(args)
-        if args.command == "status":
-            from bench.console import status_curves, status_table
-
-            print(status_table(args.root))
-            if args.curves is not None:
-                print(status_curves(args.root, args.curves))
-            return 0
-        if args.command == "report":
-            from bench.report import write_report
-
-            text = write_report(
-                args.root, args.out, args.format, args.bootstrap_reps, strict=args.strict
-            )
-            print(f"{args.out}: written" if args.out else text, end="\n" if args.out else "")
-            return 0
-        if args.command == "analyze":
-            return _analyze(args)
-        if args.command == "perf":
-            from bench.perf.command import run_perf
-
-            print(run_perf(
-                args.stage, args.overrides, args.steps, args.warmup, args.episodes,
-                args.eval_tasks, args.eval_steps, args.reference, args.reference_python,
-                args.json_out, args.require_quiet, args.store, args.ops,
-            ))  # fmt: skip
-            return 0
-        print(_methods_table())
-        return 0
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Interrupted as error:
-        print(str(error), file=sys.stderr)
-        return 128 + int(error.signal_number)
-    except RunFailed as error:
-        print(f"error: run failed: {error}", file=sys.stderr)
-        return 1
+    print(status_table(args.root))
+    if args.curves is not None:
+        print(status_curves(args.root, args.curves))
+    return 0
 
 
-def _is_override(arg: str) -> bool:
-    return "=" in arg and not arg.startswith("-")
+def _add_methods(commands: _Commands) -> None:
+    methods = commands.add_parser("methods", help="the registered methods, a line each")
+    methods.set_defaults(handler=_methods)
+
+
+def _methods(args: argparse.Namespace) -> int:
+    """A line per registered method: its name and the first comment line of its YAML."""
+    from bench.config import group_file
+    from bench.registry import registered
+
+    lines = []
+    for name in registered():
+        text = group_file("method", name).read_text()
+        comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
+        lines.append(f"{name:<10} {comments[0] if comments else ''}")
+    print("\n".join(lines))
+    return 0
+
+
+def _add_report(commands: _Commands) -> None:
+    report = commands.add_parser(
+        "report", help="the paper's tables, aggregates and plots from the results below a folder"
+    )
+    report.add_argument("root", type=Path, help="runs folder (every result.json below it)")
+    report.add_argument("--out", type=Path, help="write here (e.g. reports/mt5.md), plots beside")
+    report.add_argument("--format", default="md", help="md (default), latex, csv or json")
+    report.add_argument("--bootstrap-reps", type=int, default=2000, help="resamples per interval")
+    report.add_argument(
+        "--strict", action="store_true", help="an unreadable result.json is an error, not a note"
+    )
+    report.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+
+    text = write_report(args.root, args.out, args.format, args.bootstrap_reps, strict=args.strict)
+    print(f"{args.out}: written" if args.out else text, end="\n" if args.out else "")
+    return 0
+
+
+def _add_perf(commands: _Commands) -> None:
+    perf = commands.add_parser(
+        "perf",
+        help="time one stage (train, mask-update, eval, data) on synthetic data",
+        description="Time one stage on synthetic data of the configured shapes; prints a "
+        "table and writes a JSON (docs/performance.md).",
+    )
+    perf.add_argument("stage", help="train | mask-update | eval | data")
+    perf.add_argument("overrides", nargs="*", help="as for bench run (default scale=paper, mt50)")
+    perf.add_argument("--steps", type=int, default=50, help="timed training steps per pass")
+    perf.add_argument("--warmup", type=int, default=5, help="training steps before timing")
+    perf.add_argument("--episodes", type=int, help="synthetic episodes per task")
+    perf.add_argument("--eval-tasks", type=int, default=2, help="eval: how many suite tasks")
+    perf.add_argument("--eval-steps", type=int, default=100, help="eval: steps per episode")
+    perf.add_argument("--reference", help="the official code's figures: its JSON or its driver")
+    perf.add_argument("--reference-python", help="python of the driver's venv")
+    perf.add_argument("--json-out", help="where the JSON goes (default runs/perf/<stage>.json)")
+    perf.add_argument("--store", help="data: a store folder to write once and reuse (kept)")
+    perf.add_argument(
+        "--ops", type=int, default=0, metavar="N",
+        help="train, eval: profile N more training steps or policy calls op by op (torch.profiler)",
+    )  # fmt: skip
+    perf.add_argument(
+        "--require-quiet", action="store_true", help="refuse when other processes are busy"
+    )
+    perf.set_defaults(handler=_perf)
+
+
+def _perf(args: argparse.Namespace) -> int:
+    from bench.perf.command import run_perf
+
+    print(run_perf(
+        args.stage, args.overrides, args.steps, args.warmup, args.episodes,
+        args.eval_tasks, args.eval_steps, args.reference, args.reference_python,
+        args.json_out, args.require_quiet, args.store, args.ops,
+    ))  # fmt: skip
+    return 0
+
+
+def _add_analyze(commands: _Commands) -> None:
+    analyze = commands.add_parser(
+        "analyze",
+        help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a",
+        epilog="examples:\n  bench analyze runs/mt5/near_optimal/harmodt_f/seed0\n"
+        "  bench analyze conflicts tasks=mt5,mt30 scale=quick train.steps=2000 "
+        "--out reports/conflicts.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("target", help="a run directory (holding metrics.jsonl), or `conflicts`")
+    analyze.add_argument("overrides", nargs="*", help="conflicts: Hydra overrides (tasks=mt5,mt30)")
+    analyze.add_argument(
+        "--sparsities", default="0.1,0.2,0.3,0.4,0.5", help="conflicts: random-mask sparsities"
+    )
+    analyze.add_argument("--out", type=Path, help="conflicts: write the report here (and a PNG)")
+    analyze.set_defaults(handler=_analyze)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -433,19 +481,6 @@ def _analyze(args: argparse.Namespace) -> int:
     for path in analyze(Path(args.target)):
         print(path)
     return 0
-
-
-def _methods_table() -> str:
-    """A line per registered method: its name and the first comment line of its YAML."""
-    from bench.config import group_file
-    from bench.registry import registered
-
-    lines = []
-    for name in registered():
-        text = group_file("method", name).read_text()
-        comments = [line[1:].strip() for line in text.splitlines() if line.startswith("#")]
-        lines.append(f"{name:<10} {comments[0] if comments else ''}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -57,6 +57,18 @@ def _search_path() -> list[str]:
         return []
     quoted = ",".join(hydra_quoted(f"file://{folder}") for folder in folders)
     return [f"hydra.searchpath=[{quoted}]"]
+
+
+def _input_line(override: Override) -> str:
+    """The override as typed: the parser records it on every override it makes."""
+    assert override.input_line is not None
+    return override.input_line
+
+
+def _keys(node: DictConfig) -> Iterable[str]:
+    """`node`'s keys, which Hydra reads from YAML mappings as strings (OmegaConf's type for them
+    also allows ints, enums, bytes...)."""
+    return cast("Iterable[str]", node.keys())
 
 
 def parse_overrides(overrides: Sequence[str]) -> list[Override]:
@@ -131,7 +143,7 @@ def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
         for depth, part in enumerate(path):
             if not isinstance(node, DictConfig) or part not in node:
                 where = ".".join(path[:depth]) or "the top level"
-                valid = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else ""
+                valid = ", ".join(sorted(_keys(node))) if isinstance(node, DictConfig) else ""
                 raise UserError(f"unknown config key {key!r}; valid keys at {where}: {valid}")
             node = node[part]
         _check_type(key, node, override)
@@ -169,11 +181,6 @@ class Composed:
     overrides: tuple[str, ...]
 
 
-def compose_config(overrides: Sequence[str], multirun: bool = False) -> dict[str, Any]:
-    """The resolved config for one run's overrides."""
-    return compose_run(overrides, multirun).config
-
-
 def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     """The resolved config for one run's overrides, with its defaults (see `Composed`)."""
     overrides = _lists_not_sweeps(overrides)
@@ -184,9 +191,9 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     _check_groups(parsed)
     from bench import method_section  # the registry: only where a run is composed
 
-    group_overrides = [o.input_line for o in parsed if o.key_or_group in GROUPS]
+    group_overrides = [_input_line(o) for o in parsed if o.key_or_group in GROUPS]
     owned = [o for o in parsed if method_section.is_method_owned(o.key_or_group)]
-    hydra_overrides = [o.input_line for o in parsed if o not in owned]
+    hydra_overrides = [_input_line(o) for o in parsed if o not in owned]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         base = compose("config", overrides=[*_search_path(), *group_overrides])
         _check_keys(base, [o for o in parsed if o not in owned])
@@ -195,8 +202,8 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
             config = compose("config", overrides=[*_search_path(), *hydra_overrides])
             method_section.fill(config, owned)
             method_section.fill(base)
-            resolved = OmegaConf.to_container(config, resolve=True)
-            defaults = OmegaConf.to_container(base, resolve=True)
+            resolved = cast("dict[str, Any]", OmegaConf.to_container(config, resolve=True))
+            defaults = cast("dict[str, Any]", OmegaConf.to_container(base, resolve=True))
         except (HydraException, OmegaConfBaseException) as error:
             raise UserError(_one_line(error)) from None
     assert isinstance(resolved, dict) and isinstance(defaults, dict)
@@ -207,10 +214,12 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
 
 def _interpolation_sources(node: DictConfig, prefix: str = "") -> dict[str, str]:
     sources: dict[str, str] = {}
-    for key in node:
+    for key in _keys(node):
         name = f"{prefix}{key}"
         if OmegaConf.is_interpolation(node, key):
-            match = re.fullmatch(r"\$\{([\w.]+)\}", str(node._get_node(key)._value()))
+            child = node._get_node(key)
+            assert child is not None  # is_interpolation found it
+            match = re.fullmatch(r"\$\{([\w.]+)\}", str(child._value()))
             if match:
                 sources[name] = match.group(1)
         elif isinstance(node[key], DictConfig):
@@ -229,5 +238,5 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
             key = override.get_key_element()
             axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
         else:
-            axes.append([override.input_line])
+            axes.append([_input_line(override)])
     return [list(job) for job in itertools.product(*axes)]

@@ -116,7 +116,7 @@ def analyze_conflicts(
     frame = harmony_frame([settings.run_dir for _, settings in jobs])
     table = summary_table(frame).to_markdown(index=False, floatfmt=".4f")
     settings = jobs[0][1]
-    title = f"scale={settings.scale}, {settings.config['train']['steps']} steps"
+    title = f"scale={settings.scale}, {settings.train.steps} steps"
     lines = [table]
     if out is not None:
         figure = plots.conflict_curves(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 from tqdm import tqdm
@@ -53,6 +53,15 @@ class EvalProtocol:
 
     def describe(self) -> dict[str, object]:
         return self.benchmark.describe(self)
+
+
+class Scores(TypedDict):
+    """What `evaluate` returns: the means over the evaluated tasks, and each task's scores."""
+
+    success_rate: float | None  # None where the benchmark has no success rule
+    mean_return: float
+    per_task: dict[str, dict[str, object]]  # run_episodes' scores, and a meta-RL task's split
+    protocol: dict[str, object]
 
 
 def stored_task_parameters(manifest: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, float]:
@@ -113,7 +122,7 @@ def evaluate(
     make_policy: Callable[[int], Policy],
     protocol: EvalProtocol,
     progress: bool = True,
-) -> dict[str, object]:
+) -> Scores:
     """Per-task scores for every task the suite is scored on, and their means; a meta-RL suite
     is scored on its test tasks, each result saying which split it is from."""
     per_task: dict[str, dict[str, object]] = {}
@@ -128,7 +137,7 @@ def evaluate(
             per_task[task] = scores
     rates = [r["success_rate"] for r in per_task.values()]
     return {
-        "success_rate": None if None in rates else float(np.mean(rates)),
+        "success_rate": None if None in rates else float(np.mean(cast("list[float]", rates))),
         "mean_return": float(np.mean([r["mean_return"] for r in per_task.values()])),
         "per_task": per_task,
         "protocol": protocol.describe(),

@@ -62,7 +62,7 @@ def launch(overrides: Sequence[str], wait: bool = False) -> Launched:
     where `wait` blocks until every run has ended."""
     jobs = plan(overrides)
     run_dirs = [settings.run_dir for _, settings in jobs]
-    launchers = {settings.config["launcher"]["name"] for _, settings in jobs}
+    launchers = {settings.launcher.name for _, settings in jobs}
     if len(launchers) > 1:
         raise UserError(f"a sweep runs with one launcher, not {sorted(launchers)}")
     if launchers == {"slurm"}:
@@ -88,8 +88,8 @@ def run_locally(jobs: Sequence[tuple[list[str], Settings]]) -> int:
         if code != 0:
             failed.append(" ".join(job))
     print(f"{len(jobs) - len(failed)} of {len(jobs)} runs finished")
-    for job in failed:
-        print(f"failed: {job}")
+    for line in failed:
+        print(f"failed: {line}")
     return 1 if failed else 0
 
 

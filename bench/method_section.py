@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
@@ -75,18 +75,24 @@ def fill(config: DictConfig, overrides: Sequence[Override] = ()) -> None:
     for override in overrides:
         if override.key_or_group.partition(".")[0] in families:
             OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
-    from_yaml = OmegaConf.to_container(config.method, resolve=False)
+    for family, family_cls in families.items():  # a preset's typo must not pass unnoticed
+        fields = sorted(f.name for f in dataclasses.fields(family_cls))
+        unknown = sorted(set(config.get(family) or ()) - set(fields))
+        if unknown:
+            raise UserError(
+                f"unknown option(s) {', '.join(unknown)} in a preset's {family}: section; "
+                f"its options are: {', '.join(fields)}"
+            )
+    from_yaml = cast("dict[str, Any]", OmegaConf.to_container(config.method, resolve=False))
     assert isinstance(from_yaml, dict)
     config_cls = get_method(str(from_yaml["name"])).config_cls
     section: dict[str, Any] = {"name": from_yaml["name"]}
     for field in dataclasses.fields(config_cls):
         section[field.name] = _default(field)
     for cls in reversed(config_cls.__mro__):
-        family = vars(cls).get("preset_section")
-        values = config.get(family) if family else None
-        for name in values or ():
-            if name in section:
-                section[name] = "${" + f"{family}.{name}" + "}"
+        own_section = vars(cls).get("preset_section")
+        for name in (config.get(own_section) if own_section else None) or ():
+            section[name] = "${" + f"{own_section}.{name}" + "}"
     section.update(from_yaml)
     config.method = OmegaConf.create(section)
     for override in overrides:

@@ -94,17 +94,17 @@ class DataWork:
 def data_work(settings: Settings, tasks: Sequence[str]) -> DataWork:
     """The part of `tasks` that settings' store lacks (none for an explicit data.path)."""
     data, suite = settings.data, settings.suite
-    store, episodes = dataset_path(data, suite), int(data["episodes_per_task"])
-    if data.get("path"):
+    store, episodes = dataset_path(data.section(), suite), data.episodes_per_task
+    if data.path:
         return DataWork(store, 0, episodes, 0, 0.0, 1)
     listed = read_manifest(store)["tasks"] if (store / "manifest.json").is_file() else {}
     missing = [task for task in dict.fromkeys(tasks) if task not in listed]
     if not suite.benchmark.trains_experts:  # scripted-expert workers
         steps = MAX_EPISODE_STEPS * episodes
-        seconds = generation_seconds(len(missing), steps, int(data["workers"]),
+        seconds = generation_seconds(len(missing), steps, data.workers,
                                      os.cpu_count() or 1, GENERATION_STEPS_PER_SECOND)  # fmt: skip
         made = store_bytes(len(missing), episodes, MAX_EPISODE_STEPS, OBSERVATION_DIM, ACTION_DIM)
-        return DataWork(store, len(missing), episodes, made, seconds, int(data["workers"]))
+        return DataWork(store, len(missing), episodes, made, seconds, data.workers)
     from bench.envs import mujoco_meta
 
     families = [mujoco_meta.parse_task(task)[0] for task in missing]
@@ -113,7 +113,7 @@ def data_work(settings: Settings, tasks: Sequence[str]) -> DataWork:
     # One expert per family, then each task rolled out, all in the run's own process
     # (bench/data/sac_experts.py); no MuJoCo rollout rate was measured: Meta-World's is used.
     steps = mujoco_meta.EPISODE_STEPS * episodes
-    seconds = (len(experts) * int(data["expert_steps"]) / SAC_STEPS_PER_SECOND
+    seconds = (len(experts) * data.expert_steps / SAC_STEPS_PER_SECOND
                + len(missing) * steps / GENERATION_STEPS_PER_SECOND)  # fmt: skip
     made = sum(store_bytes(1, episodes, mujoco_meta.EPISODE_STEPS,
                            mujoco_meta.OBSERVATION_DIM[f], mujoco_meta.ACTION_DIM[f])
@@ -140,7 +140,7 @@ class RunWork:
 
 
 def run_work(settings: Settings, rates: Rates) -> RunWork:
-    done = not settings.restart and (settings.run_dir / RESULT).exists()
+    done = not settings.run.restart and (settings.run_dir / RESULT).exists()
     start = steps_done(settings)
     steps = 0 if done else settings.train.steps - start
     evaluations = 0 if done else evaluations_left(settings.train.steps,
@@ -168,7 +168,8 @@ def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:
     works = [run_work(settings, book.rates(settings)) for settings in jobs]
     stores: dict[Path, tuple[Settings, list[str]]] = {}
     for settings in jobs:  # runs on one store share its data: each store counted once
-        entry = stores.setdefault(dataset_path(settings.data, settings.suite), (settings, []))
+        store = dataset_path(settings.data.section(), settings.suite)
+        entry = stores.setdefault(store, (settings, []))
         entry[1].extend(settings.suite.data_tasks)
     data = [data_work(settings, tasks) for settings, tasks in stores.values()]
     runs = "" if len(jobs) == 1 else f" for {len(jobs)} runs"

@@ -97,7 +97,7 @@ class RateBook:
     @staticmethod
     def _own_rate(settings: Settings) -> Rate | None:
         """A resuming run's own speed, measured on this data and (likely) this machine."""
-        if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
+        if settings.run.restart or not (settings.run_dir / results.CHECKPOINT).exists():
             return None
         rate = median_train_rate(results.read_metrics(settings.run_dir))
         return Rate(rate, "own", "from this run's metrics.jsonl") if rate else None
@@ -105,7 +105,7 @@ class RateBook:
 
 def finished_run_rates(settings: Settings) -> Rates | None:
     """The rates of the newest finished run with the same speed key under `run.root`."""
-    root = Path(settings.config["run"]["root"]).expanduser()
+    root = settings.run.root.expanduser()
     if not root.is_dir():
         return None
     key, suite, method = speed_key(settings.config), settings.suite.name, settings.method_name
@@ -143,28 +143,28 @@ def _episode_seconds(result: Mapping[str, Any]) -> float | None:
 def timed_rates(settings: Settings) -> Rates:
     """A few training steps and policy calls of this config, timed on a synthetic store of its
     shapes (bench/perf: speed depends on shapes, not values)."""
-    import torch
 
     from bench.data.samplers import OfflineData
     from bench.perf.load import QUIET_CORES
     from bench.perf.synthetic import write_synthetic_store
     from bench.perf.train import measure_train
     from bench.process_state import set_threads
-    from bench.registry import get_method
+    from bench.registry import build_method
 
     print("plan: timing a few training steps on synthetic data ...", file=sys.stderr, flush=True)
     set_threads(settings.threads, settings.interop_threads)  # as the run will have them
     data = settings.data
     suite = Suite(settings.suite.name, settings.suite.tasks[:TIMED_TASKS], settings.suite.benchmark)
     # Enough episodes that the training fraction keeps one after the prompts.
-    episodes = max(4, int((data["prompt_episodes"] + 2) / data["fraction"]) + 1)
+    episodes = max(4, int((data.prompt_episodes + 2) / data.fraction) + 1)
     with tempfile.TemporaryDirectory(prefix="mtbench-plan-") as folder:
         store = write_synthetic_store(
             Path(folder), suite.tasks, episodes, episode_steps=SYNTHETIC_EPISODE_STEPS
         )
-        offline = OfflineData(store, suite.tasks, data["fraction"], data["prompt_episodes"])
-        method = get_method(settings.method_name).cls(
-            settings.method_config, suite, offline, settings.seed, torch.device(settings.device)
+        offline = OfflineData(store, suite.tasks, data.fraction, data.prompt_episodes)
+        method = build_method(
+            settings.method_name, settings.method_config, suite, offline, settings.seed,
+            settings.device,
         )
         # A task's first step builds what later ones reuse: a warm-up step.
         figures = measure_train(method, steps=1, warmup=1)
@@ -196,7 +196,7 @@ def _policy_seconds(method: Any, episodes: int, obs_dim: int) -> float:
 def steps_done(settings: Settings) -> int:
     """The step a run resumes from: its checkpoint's, as its status says it, else its last
     logged step rounded down to the checkpoint cadence (a killed run's status says nothing)."""
-    if settings.restart or not (settings.run_dir / results.CHECKPOINT).exists():
+    if settings.run.restart or not (settings.run_dir / results.CHECKPOINT).exists():
         return 0
     status = results.read_status(settings.run_dir)
     # `interrupted at step N while ...` (N: the checkpoint's); a phase's step is not it.

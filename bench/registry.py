@@ -48,6 +48,13 @@ class Method(Protocol):
     def num_parameters(self) -> int: ...
 
 
+class ActsOnUnseenTasks(Protocol):
+    """A method whose config has `acts_on_unseen_tasks`: it states how it acts on such a task."""
+
+    @property
+    def unseen_task_rule(self) -> str: ...
+
+
 def follows(key: str, default: Any) -> Any:
     """A config field whose value in a run is the run's `key` (`follows("train.steps", 10**6)`:
     E in HarmoDT's Eq. 12 is the run's length) unless the field itself is set; `default` is
@@ -77,7 +84,7 @@ class MethodConfig:
 class MethodSpec:
     name: str
     cls: type
-    config_cls: type
+    config_cls: type[MethodConfig]
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -124,7 +131,7 @@ def get_method(name: str) -> MethodSpec:
     return _REGISTRY[name]
 
 
-def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> Any:
+def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> MethodConfig:
     """The method's typed config from plain values; an unknown field is a UserError."""
     fields = {f.name for f in dataclasses.fields(spec.config_cls)}
     unknown = sorted(set(values) - fields - {"name"})
@@ -178,11 +185,12 @@ def task_masks(method_state: Mapping[str, Any]) -> torch.Tensor | None:
 
 def build_method(
     name: str,
-    values: Mapping[str, Any],
+    config: MethodConfig,
     suite: Suite,
     data: OfflineData,
     seed: int,
     device: str = "cpu",
 ) -> Method:
-    spec = get_method(name)
-    return spec.cls(make_config(spec, values), suite, data, seed, torch.device(device))
+    """Method `name` from its typed config (`make_config`): how the runner, the plan and
+    `bench perf` build one."""
+    return get_method(name).cls(config, suite, data, seed, torch.device(device))

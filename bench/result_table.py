@@ -9,7 +9,7 @@ Periodic evaluations and HarmoDT's harmony scores, which live in metrics.jsonl, 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def _unfinished_status(run_dir: Path) -> str:
         return f"unreadable status ({error.strerror})"
 
 
-def _variant(non_default: dict[str, Any]) -> str:
+def _variant(non_default: Mapping[str, Any]) -> str:
     """The run directory's extra component, unhashed: `sparsity=0.3,train.steps=2000`."""
     parts = sorted(f"{key.removeprefix('method.')}={value}" for key, value in non_default.items())
     return ",".join(parts) or "default"

@@ -42,8 +42,8 @@ class RunLock:
             handle.seek(0)
             handle.truncate()
             started = time.strftime("%Y-%m-%d %H:%M:%S")
-            holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": started}
-            json.dump(holder, handle)
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "since": started}
+            json.dump(record, handle)
             handle.flush()
         except BaseException:  # a full disk: not left held by a process that goes on
             handle.close()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import yaml
@@ -41,7 +41,7 @@ from bench.evaluate import EvalProtocol, evaluate
 from bench.identity import identity_values
 from bench.plan import duration
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
-from bench.registry import Method, get_method
+from bench.registry import ActsOnUnseenTasks, Method, build_method
 from bench.run_lock import RunLock
 from bench.run_result import BestOf, DataInfo, Protocol, RunResult, TaskScore, WallTime
 from bench.settings import Settings
@@ -142,7 +142,8 @@ def _saved_config(
 def check_claimable(settings: Settings) -> None:
     """Refuse, before anything runs, a run directory that holds another config's progress."""
     differences = _config_differences(settings)
-    if differences and not settings.restart and (settings.run_dir / results.CHECKPOINT).exists():
+    progress = (settings.run_dir / results.CHECKPOINT).exists()
+    if differences and not settings.run.restart and progress:
         raise UserError(
             f"{settings.run_dir} holds a run of a different config with progress: {differences}; "
             "run.restart=true discards it and starts over (or undo the change to resume it)"
@@ -173,7 +174,7 @@ def _config_differences(settings: Settings) -> str | None:
 def _claim_directory(settings: Settings, run_dir: Path, say: Say) -> None:
     """Make `run_dir` this config's: start over on request, replace a failed start, refuse a
     different config that made progress."""
-    if settings.restart and any(p.name != ".lock" for p in run_dir.iterdir()):
+    if settings.run.restart and any(p.name != ".lock" for p in run_dir.iterdir()):
         results.clear_run(run_dir)
         say(f"run.restart=true: cleared {run_dir}")
         return
@@ -212,22 +213,22 @@ class _Run:
         suite = settings.suite
         data_config = settings.data
         say(f"run: {self.run_dir}")
-        say(f"data: {dataset_path(data_config, suite)}")
-        store = open_dataset(data_config, suite, settings.progress)
+        say(f"data: {dataset_path(data_config.section(), suite)}")
+        store = open_dataset(data_config.section(), suite, settings.progress)
         # The bytes it trains on, re-hashed before the first step: bench.data.store says why.
         store.verify(suite.data_tasks)
         data = OfflineData(
             store,
             suite.tasks,
-            data_config["fraction"],
-            data_config["prompt_episodes"],
+            data_config.fraction,
+            data_config.prompt_episodes,
             unseen_tasks=suite.unseen_tasks,
         )
         self.dataset_hash = results.dataset_hash(store.manifest, suite.data_tasks)
         self.commit = results.git_commit(self.repo)
-        spec = get_method(settings.method_name)
-        method = spec.cls(
-            settings.method_config, suite, data, settings.seed, torch.device(settings.device)
+        method = build_method(
+            settings.method_name, settings.method_config, suite, data, settings.seed,
+            settings.device,
         )
         protocol = eval_protocol(settings, store.manifest)
         start, train_seconds = self._resume(method)
@@ -245,7 +246,7 @@ class _Run:
         finally:
             self.trackers.close(self.checkpoint_step)
         data_record = {
-            "name": data_config["name"],
+            "name": data_config.name,
             "generator": generator_name(store.manifest),
             **data.summary(),
         }
@@ -260,7 +261,7 @@ class _Run:
             dataset_hash=self.dataset_hash,
             dataset_verified=True,  # its files matched dataset_hash's records at the start
             dataset_store={
-                "path": str(dataset_path(data_config, suite)),
+                "path": str(dataset_path(data_config.section(), suite)),
                 "hash": results.store_hash(store.manifest),
             },
             scale=settings.scale,
@@ -296,7 +297,7 @@ class _Run:
             "run_dir": str(self.run_dir),
             "method": settings.method_name,
             "suite": settings.suite.name,
-            "data": settings.data["name"],
+            "data": settings.data.name,
             "scale": settings.scale,
             "seed": settings.seed,
             "non_default": settings.non_default,
@@ -471,7 +472,8 @@ def _unseen_tasks(suite: Suite, method: Method) -> dict[str, Any] | None:
     settings refused a method without such a rule."""
     if not suite.unseen_tasks:
         return None
-    return {"tasks": list(suite.unseen_tasks), "acting": method.unseen_task_rule}
+    rule = cast(ActsOnUnseenTasks, method).unseen_task_rule
+    return {"tasks": list(suite.unseen_tasks), "acting": rule}
 
 
 def _scores_only(scores: Mapping[str, Any]) -> dict[str, Any]:

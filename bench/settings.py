@@ -9,6 +9,7 @@ value and what is valid; nothing has been written when it is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,75 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class DataSettings:
+    """The data section, with `~` in `root` and `path` expanded."""
+
+    name: str  # the run directory's data component (data=near_optimal | sub_optimal)
+    root: str  # generated stores: <root>/<prefix>-ep<episodes_per_task>
+    path: str | None  # an explicit store, instead of a generated one
+    generator: str  # Meta-World's: replay | noisy_expert (bench.data.prepare.STORE_PREFIXES)
+    fraction: float  # of each task's episodes that a run reads
+    episodes_per_task: int
+    prompt_episodes: int
+    seed: int
+    goal_pool_seed: int
+    workers: int
+    expert_steps: int  # meta-RL families: SAC environment steps per expert
+
+    @classmethod
+    def from_section(cls, data: Mapping[str, Any]) -> DataSettings:
+        """From a section `_check_data_values` has passed. Values keep the type they were given
+        (`data.fraction=1` stays an int), so what a run records is what it recorded before."""
+        expanded = _expand_paths(data)
+        return cls(
+            name=expanded["name"],
+            root=expanded["root"],
+            path=expanded.get("path") or None,
+            generator=generator_choice(expanded),
+            fraction=expanded["fraction"],
+            **{key: int(expanded[key]) for key in _DATA_COUNTS},
+        )
+
+    def section(self) -> dict[str, Any]:
+        """As a mapping, the shape bench.data's functions (dataset_path, open_dataset) and a
+        Slurm generation job's pickled argument take."""
+        return dataclasses.asdict(self)
+
+
+_DATA_COUNTS = ("episodes_per_task", "prompt_episodes", "seed", "goal_pool_seed", "workers",
+                "expert_steps")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    name: str  # local | slurm
+    options: dict[str, Any]  # the rest of its section (configs/launcher/<name>.yaml)
+
+    @classmethod
+    def from_section(cls, launcher: Mapping[str, Any]) -> LauncherSettings:
+        options = {key: value for key, value in launcher.items() if key != "name"}
+        return cls(str(launcher["name"]), options)
+
+    @property
+    def local(self) -> bool:
+        """The runs run on this machine (not on Slurm nodes), so its devices and speed count."""
+        return self.name != "slurm"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    root: Path  # as given: readers expand `~` where they need to
+    dir: Path | None  # an explicit run directory, instead of one under `root`
+    restart: bool  # discard what the run directory holds and start over
+
+    @classmethod
+    def from_section(cls, run: Mapping[str, Any]) -> RunSettings:
+        folder = run.get("dir")
+        return cls(Path(run["root"]), Path(folder) if folder else None,
+                   bool(run.get("restart", False)))  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Settings:
     """One run, as every module below the CLI sees it. `config` is the resolved dict it was
     made from, saved as the run's config.yaml."""
@@ -51,23 +121,21 @@ class Settings:
     run_dir: Path
     suite: Suite
     method_name: str
-    method_config: Any  # the method's own frozen dataclass
+    method_config: MethodConfig  # the method's own frozen dataclass
     seed: int
     device: str
+    precision: str
     threads: int | None
     interop_threads: int | None
     progress: bool
-    restart: bool
     scale: str
     train: TrainSettings
     eval: EvalSettings
+    data: DataSettings
+    launcher: LauncherSettings
+    run: RunSettings
     non_default: dict[str, Any]  # what the run directory's extra component stands for
     loggers: tuple[str, ...] = ()  # experiment trackers fed from metrics.jsonl (bench.tracking)
-
-    @property
-    def data(self) -> dict[str, Any]:
-        """The data section, with `~` in its paths expanded."""
-        return _expand_paths(self.config["data"])
 
 
 def load_settings(overrides: Sequence[str]) -> Settings:
@@ -83,24 +151,27 @@ def check(composed: Composed) -> Settings:
     train = config["train"]
     _at_least(train, "train", steps=1, log_every=1, checkpoint_every=1, eval_every=0)
     _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
-    data = config["data"]
-    _check_data_values(data)
+    _check_data_values(config["data"])
+    data = DataSettings.from_section(config["data"])
     # A folder of the run directory (bench.identity); the suite and method are known names.
-    check_plain_name("data.name", data["name"])
+    check_plain_name("data.name", data.name)
     if int(config["seed"]) < 0:
         raise UserError(f"seed must be >= 0, got {config['seed']!r}")
     loggers = check_loggers(config["logger"])
     threads = _optional_count(config, "threads")
     interop = _optional_count(config, "interop_threads")
+    launcher = LauncherSettings.from_section(config["launcher"])
     # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
-    device = check_device(str(config["device"]), here=config["launcher"]["name"] != "slurm")
+    device = check_device(str(config["device"]), here=launcher.local)
     spec = get_method(config["method"]["name"])
-    check_precision(str(config["precision"]), spec.name, spec.config_cls)
+    precision = str(config["precision"])
+    check_precision(precision, spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
     _check_unseen_tasks(suite, spec)
     method_config.check_suite(suite)
+    run = RunSettings.from_section(config["run"])
     run_dir = run_directory(composed)
-    _check_writable(run_dir, "run.root" if not config["run"].get("dir") else "run.dir")
+    _check_writable(run_dir, "run.root" if run.dir is None else "run.dir")
     _check_data_location(data, suite)
     return Settings(
         config=config,
@@ -111,13 +182,16 @@ def check(composed: Composed) -> Settings:
         method_config=method_config,
         seed=int(config["seed"]),
         device=device,
+        precision=precision,
         threads=threads,
         interop_threads=interop,
         progress=bool(config["progress"]),
-        restart=bool(config["run"].get("restart", False)),
         scale=str(config["scale"]["name"]),
         train=TrainSettings(**{k: int(v) for k, v in train.items()}),
         eval=EvalSettings(**{k: int(v) for k, v in config["eval"].items()}),
+        data=data,
+        launcher=launcher,
+        run=run,
         non_default=non_default_values(composed),
         loggers=loggers,
     )
@@ -125,17 +199,17 @@ def check(composed: Composed) -> Settings:
 
 def load_data_settings(
     overrides: Sequence[str],
-) -> tuple[Suite, dict[str, Any], bool, dict[str, Any]]:
-    """(suite, data section, progress, launcher section) for `bench data generate`, checked
-    like a run's."""
+) -> tuple[Suite, DataSettings, bool, LauncherSettings]:
+    """(suite, data section, progress, launcher) for `bench data generate`, checked like a
+    run's."""
     config = compose_run(overrides).config
     suite = get_suite(config["tasks"]["name"])
-    data = config["data"]
-    if data.get("path"):
+    if config["data"].get("path"):
         raise UserError("data generate writes a generated store; drop data.path")
-    _check_data_values(data, training=False)
+    _check_data_values(config["data"], training=False)
+    data = DataSettings.from_section(config["data"])
     _check_data_location(data, suite)
-    return suite, _expand_paths(data), bool(config["progress"]), dict(config["launcher"])
+    return suite, data, bool(config["progress"]), LauncherSettings.from_section(config["launcher"])
 
 
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
@@ -263,16 +337,15 @@ def _check_unseen_tasks(suite: Suite, spec: MethodSpec) -> None:
     )
 
 
-def _check_data_location(data: Mapping[str, Any], suite: Suite) -> None:
-    data = _expand_paths(data)
-    if data.get("path"):
-        if Path(data["path"]).exists() and not Path(data["path"]).is_dir():
-            raise UserError(f"data.path={data['path']} is a file; it must be a dataset folder")
-        check_dataset(data)
+def _check_data_location(data: DataSettings, suite: Suite) -> None:
+    if data.path:
+        if Path(data.path).exists() and not Path(data.path).is_dir():
+            raise UserError(f"data.path={data.path} is a file; it must be a dataset folder")
+        check_dataset(data.section())
         return
-    root = Path(data["root"])
+    root = Path(data.root)
     if root.exists() and not root.is_dir():
-        raise UserError(f"data.root={data['root']} is a file; it must be a folder")
-    store = dataset_path(data, suite)
+        raise UserError(f"data.root={data.root} is a file; it must be a folder")
+    store = dataset_path(data.section(), suite)
     if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
         _check_writable(store, "data.root")

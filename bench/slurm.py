@@ -94,7 +94,8 @@ class SlurmOptions:
             setup, list
         )
         check_all("launcher", problems)
-        return cls(**{field.name: values.get(field.name) for field in dataclasses.fields(cls)})
+        checked: dict[str, Any] = {f.name: values.get(f.name) for f in dataclasses.fields(cls)}
+        return cls(**checked)
 
     def executor(self, folder: Path, job_name: str) -> submitit.SlurmExecutor:
         executor = submitit.SlurmExecutor(
@@ -155,7 +156,7 @@ def _submit_left(
     todo, done, live = [], 0, 0
     for job, settings in jobs:
         record = read_job_record(settings.run_dir)
-        if (settings.run_dir / results.RESULT).exists() and not settings.restart:
+        if (settings.run_dir / results.RESULT).exists() and not settings.run.restart:
             done += 1
         elif is_held(settings.run_dir) or (record is not None and record["job_id"] in queued):
             live += 1
@@ -223,7 +224,7 @@ def _prepare(job: list[str], settings: Settings) -> list[str]:
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        if settings.restart:
+        if settings.run.restart:
             results.clear_run(run_dir)
         results.write_status(run_dir, "pending")
     finally:
@@ -270,9 +271,9 @@ def _check_data_ready(settings: Settings) -> None:
     each start generating the same store. The store is the suite's (SAC experts for the meta-RL
     families), holding every task a run reads (their held-out tasks too)."""
     data, suite = settings.data, settings.suite
-    if data.get("path"):
+    if data.path:
         return  # checked with the settings
-    store = dataset_path(data, suite)
+    store = dataset_path(data.section(), suite)
     missing = _missing_tasks(store, suite.data_tasks)
     if missing:
         keys = suite.benchmark.store_keys
@@ -280,7 +281,8 @@ def _check_data_ready(settings: Settings) -> None:
             command, then = "", "then submit"
         else:
             command, then = "launcher=slurm", "then submit once its jobs are done"
-        values = " ".join([*(f"data.{key}={data[key]}" for key in keys), command]).strip()
+        section = data.section()
+        values = " ".join([*(f"data.{key}={section[key]}" for key in keys), command]).strip()
         raise UserError(
             f"{store} lacks {len(missing)} of the {len(suite.data_tasks)} tasks of {suite.name} "
             f"(first: {missing[0]}); make it first: `bench data generate tasks={suite.name} "
@@ -295,7 +297,7 @@ def _missing_tasks(store: Path, tasks: Sequence[str]) -> list[str]:
 
 
 def _runs_root(jobs: Sequence[tuple[list[str], Settings]]) -> Path:
-    return Path(jobs[0][1].config["run"]["root"])
+    return jobs[0][1].run.root.expanduser()  # `run.root='~/runs'`: the home folder, not a "~"
 
 
 def _one_launcher(jobs: Sequence[tuple[list[str], Settings]]) -> SlurmOptions:
@@ -309,7 +311,7 @@ def _one_launcher(jobs: Sequence[tuple[list[str], Settings]]) -> SlurmOptions:
                 f"a launcher=slurm sweep cannot vary {key} (one job array, one log folder); "
                 "submit one sweep per value"
             )
-    return SlurmOptions.from_config(jobs[0][1].config["launcher"])
+    return SlurmOptions.from_config(jobs[0][1].launcher.options)
 
 
 # Waiting -----------------------------------------------------------------------------------------

@@ -46,11 +46,6 @@ HARMODT_MT50_ORDER: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def v2_name(task: str) -> str:
-    """The paper's (Meta-World v2) name of a v3 task, as used by the published datasets."""
-    return task.removesuffix("-v3") + "-v2"
-
-
 def v3_name(task: str) -> str:
     """The Meta-World v3 name of a v2 (or already v3) task name."""
     return task.removesuffix("-v2").removesuffix("-v3") + "-v3"

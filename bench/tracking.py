@@ -28,7 +28,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from bench import results
 from bench.atomic import write_json
@@ -177,6 +177,7 @@ class TensorBoardTracker:
     def start(self, run_dir: Path, about: Mapping[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
+        from torch.utils.tensorboard.writer import FileWriter
 
         folder = run_dir / self.folder
         shutil.rmtree(folder, ignore_errors=True)  # rebuilt from metrics.jsonl (module doc)
@@ -184,8 +185,10 @@ class TensorBoardTracker:
         flat = {key: _hparam_value(value) for key, value in flatten(about).items()}
         # The HParams tab compares runs by these, next to their final scores.
         metrics = {"eval/success_rate": 0.0, "eval/mean_return": 0.0}
+        # torch types file_writer by the None it starts as; SummaryWriter() opens it
+        file_writer = cast(FileWriter, self.writer.file_writer)
         for summary in hparams(flat, metrics):
-            self.writer.file_writer.add_summary(summary)
+            file_writer.add_summary(summary)
         self.writer.add_text("config", "```\n" + json.dumps(about, indent=2) + "\n```")
         self.say(f"tensorboard: {folder} (view with: tensorboard --logdir {folder})")
 

@@ -16,7 +16,7 @@ import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,13 +40,21 @@ def _import_d3rlpy() -> ModuleType:
         import d3rlpy
     torch.set_float32_matmul_precision(matmul_precision)
     if cuda:
+        assert compiled_autograd is not None  # read above whenever CUDA is present
         torch._dynamo.config.compiled_autograd = compiled_autograd
     return d3rlpy
 
 
-d3rlpy = _import_d3rlpy()
-QLearningAlgoBase = d3rlpy.algos.QLearningAlgoBase
-TransitionMiniBatch = d3rlpy.dataset.TransitionMiniBatch
+if TYPE_CHECKING:
+    # For mypy only (d3rlpy ships no type information: all Any to it). At run time d3rlpy is
+    # imported by `_import_d3rlpy`, which undoes its side effects on the process.
+    import d3rlpy
+    from d3rlpy.algos import QLearningAlgoBase
+    from d3rlpy.dataset import TransitionMiniBatch
+else:
+    d3rlpy = _import_d3rlpy()
+    QLearningAlgoBase = d3rlpy.algos.QLearningAlgoBase
+    TransitionMiniBatch = d3rlpy.dataset.TransitionMiniBatch
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -117,7 +117,8 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.embed_dim)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.embed_dim)
-        self.mlp = nn.Sequential(
+        # Any module of the same shape in and out: M3DT swaps in its mixture of experts.
+        self.mlp: nn.Module = nn.Sequential(
             nn.Linear(config.embed_dim, 4 * config.embed_dim),
             activation(),
             nn.Linear(4 * config.embed_dim, config.embed_dim),
@@ -148,6 +149,12 @@ class CausalTransformer(nn.Module):
         for block in self.blocks:
             x = block(x, attn_mask)
         return self.ln_f(x)
+
+
+def blocks_of(network: DecisionTransformerNet) -> list[Block]:
+    """The network's transformer blocks, in order, as what they are (`nn.ModuleList` is
+    typed to hold any module)."""
+    return cast(list[Block], list(network.transformer.blocks))
 
 
 class TrajectoryEmbedding(nn.Module):
@@ -198,6 +205,7 @@ class DecisionTransformerNet(nn.Module):
         if conditioning.prefix is not None:
             # As in the reference Prompt-DT, prompt tokens skip the embedding LayerNorm.
             tokens = torch.cat((conditioning.prefix, tokens), dim=1)
+            assert conditioning.prefix_mask is not None  # a prefix always comes with its mask
             key_mask = torch.cat((conditioning.prefix_mask, key_mask), dim=1)
         hidden = self.transformer(tokens, key_mask)
         length = segment.mask.shape[1]
@@ -350,7 +358,7 @@ class DecisionTransformerMethod:
         return {
             "loss": float(loss.detach()),
             "grad_norm": float(grad_norm),
-            "learning_rate": self.scheduler.get_last_lr()[0],
+            "learning_rate": float(self.scheduler.get_last_lr()[0]),
         }
 
     def optimizer_step(self, task_id: int) -> None:

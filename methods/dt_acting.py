@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from bench.data.samplers import Segment
+from methods.dt import Block, DecisionTransformerNet, blocks_of
 
 
 class Actor:
     """`actor(segment, prompt)` -> (B, 1, act_dim): the action of each segment's last step."""
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: DecisionTransformerNet) -> None:
         self.network = network
         self._prompt: Segment | None = None
         self._prefix_kv: list[tuple[Tensor, Tensor]] | None = None
@@ -40,13 +41,15 @@ class Actor:
         tokens, key_mask = net.embed_ln(tokens)[:, :-1], key_mask[:, :-1]
         has_prefix = conditioning is not None and conditioning.prefix is not None
         if has_prefix and prompt is not self._prompt:  # a new prompt: its cache is made once
+            assert conditioning is not None  # implied by has_prefix
             self._cache_prefix(conditioning.prefix, conditioning.prefix_mask)
             self._prompt = prompt
         mask = _segment_mask(key_mask, self._prefix_mask if has_prefix else None)
-        blocks = list(net.transformer.blocks)
+        cached = self._prefix_kv if has_prefix else None
+        blocks = blocks_of(net)
         x = tokens
         for index, block in enumerate(blocks):
-            prefix_kv = self._prefix_kv[index] if has_prefix else None
+            prefix_kv = cached[index] if cached is not None else None
             x = _block_rows(block, x, prefix_kv, mask, last_only=index == len(blocks) - 1)
         return net.predict_action(net.transformer.ln_f(x))
 
@@ -57,7 +60,7 @@ class Actor:
         eye = torch.eye(length, dtype=torch.bool, device=prefix.device)
         attn_mask = (causal & prefix_mask[:, None, None, :]) | eye
         self._prefix_kv, x = [], prefix
-        for block in self.network.transformer.blocks:
+        for block in blocks_of(self.network):
             self._prefix_kv.append(_keys_values(block, block.ln_1(x)))
             x = block(x, attn_mask)
         self._prefix_mask = prefix_mask
@@ -76,7 +79,7 @@ def _segment_mask(key_mask: Tensor, prefix_mask: Tensor | None) -> Tensor:
     return torch.cat((seen, own), dim=-1)
 
 
-def _keys_values(block: nn.Module, normed: Tensor) -> tuple[Tensor, Tensor]:
+def _keys_values(block: Block, normed: Tensor) -> tuple[Tensor, Tensor]:
     """The block's keys and values (B, heads, L, head_dim) of already layer-normed rows."""
     attn = block.attn
     batch, length, width = normed.shape
@@ -86,7 +89,7 @@ def _keys_values(block: nn.Module, normed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _block_rows(
-    block: nn.Module,
+    block: Block,
     x: Tensor,
     prefix_kv: tuple[Tensor, Tensor] | None,
     mask: Tensor,

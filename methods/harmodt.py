@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -259,6 +259,7 @@ class HarmoDT(PromptDT):
         before = self.masks
         with self.phase("mask generation"):
             if alpha > 0:
+                assert config.variant != "random"  # HarmoDT-R's alpha stays 0
                 theta = torch.cat([w.detach().reshape(-1) for w in self.weights.values()])
                 self.masks = update_masks(
                     before,
@@ -329,6 +330,7 @@ class HarmoDT(PromptDT):
         masked = torch.empty(shape, device=self.device)
         full = masked if official else torch.empty(shape, device=self.device)
         losses = torch.zeros(len(self.masks), device=self.device)
+        grads: Sequence[Tensor]
         for task in self.data.task_data:
             for batch in range(batches):
                 segment, prompt = self.sample_batch(task, self.mask_rng)
@@ -416,7 +418,7 @@ def _default_generator(device: torch.device) -> torch.Generator:
     return torch.default_generator
 
 
-def _store(row: Tensor, gradients: tuple[Tensor, ...], accumulate: bool) -> None:
+def _store(row: Tensor, gradients: Sequence[Tensor], accumulate: bool) -> None:
     """Write (or add) the gradients, flattened, into one row of a (tasks, weights) tensor."""
     flat = [gradient.reshape(-1) for gradient in gradients]
     if accumulate:

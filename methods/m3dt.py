@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from bench.data.samplers import OfflineData, Segment
 from bench.errors import check_all
 from bench.registry import follows, register
 from bench.suites import Suite
-from methods.dt import init_weights
+from methods.dt import blocks_of, init_weights
 from methods.m3dt_moe import (
     BACKBONE,
     ROUTER,
@@ -125,7 +125,7 @@ class M3DT(PromptDT):
         `MixtureFeedForward` whose experts and router come from a generator of their own."""
         network = super().build_network(seed)
         generator = _generator(seed, 6)
-        for block in network.transformer.blocks:
+        for block in blocks_of(network):
             with torch.device("meta"):
                 layer = MixtureFeedForward(nn.Identity(), self.config, self.num_experts)
             layer = layer.to_empty(device="cpu")
@@ -137,7 +137,8 @@ class M3DT(PromptDT):
 
     @property
     def moe_layers(self) -> list[MixtureFeedForward]:
-        return [block.mlp for block in self.network.transformer.blocks]
+        # Every block's MLP is a MixtureFeedForward since `build_network`.
+        return [cast(MixtureFeedForward, block.mlp) for block in blocks_of(self.network)]
 
     def parameters_of(self, part: str) -> list[nn.Parameter]:
         """`backbone` (Prompt-DT's weights), `experts` or `router` (of every block)."""
@@ -253,7 +254,7 @@ class M3DT(PromptDT):
         return {
             "loss": float(np.mean(losses)),
             "grad_norm": float(np.mean(norms)),
-            "learning_rate": self.scheduler.get_last_lr()[0],
+            "learning_rate": float(self.scheduler.get_last_lr()[0]),
         }
 
     # Grouping ------------------------------------------------------------------------------

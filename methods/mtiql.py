@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from torch import Tensor, nn
@@ -18,8 +18,11 @@ from torch import Tensor, nn
 from bench.registry import MethodConfig, follows, register
 from methods.d3rlpy_glue import D3rlpyMethod, d3rlpy, return_range_reward_scales
 
-Encoder = d3rlpy.models.torch.Encoder
-EncoderWithAction = d3rlpy.models.torch.EncoderWithAction
+if TYPE_CHECKING:  # d3rlpy is imported through methods.d3rlpy_glue at run time
+    from d3rlpy.models.torch import Encoder, EncoderWithAction
+else:
+    Encoder = d3rlpy.models.torch.Encoder
+    EncoderWithAction = d3rlpy.models.torch.EncoderWithAction
 
 
 @dataclass(frozen=True)

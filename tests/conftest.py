@@ -38,11 +38,11 @@ def smoke_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def meta_rl_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A `data.root` holding cheetah_vel's smoke store (SAC experts), as a run would make it."""
-    from bench.config import compose_config
+    from bench.config import compose_run
     from bench.data.sac_experts import generate_sac_dataset
     from bench.suites import get_suite
 
-    data = compose_config(["tasks=cheetah_vel", "scale=smoke"])["data"]
+    data = compose_run(["tasks=cheetah_vel", "scale=smoke"]).config["data"]
     root = tmp_path_factory.mktemp("meta-rl-data")
     generate_sac_dataset(
         root / f"sac-ep{data['episodes_per_task']}",
@@ -70,13 +70,14 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> DatasetStore:
 def build_smoke() -> Callable[..., Any]:
     """Build a method with its options exactly as `bench run method=<name> scale=smoke` resolves
     them, plus any `values` given: `build_smoke(name, suite, data, seed=0, **values)`."""
-    from bench.config import compose_config
-    from bench.registry import build_method
+    from bench.config import compose_run
+    from bench.registry import build_method, get_method, make_config
 
     def build(name: str, suite: Suite, data: Any, seed: int = 0, **values: Any) -> Any:
-        config = compose_config([f"method={name}", "scale=smoke"])
+        config = compose_run([f"method={name}", "scale=smoke"]).config
         smoke = {k: v for k, v in config["method"].items() if k != "name"}
-        return build_method(name, {**smoke, **values}, suite, data, seed)
+        config = make_config(get_method(name), {**smoke, **values})
+        return build_method(name, config, suite, data, seed)
 
     return build
 

@@ -25,7 +25,13 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
-from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM, ScriptedExpert
+from bench.envs.metaworld import (
+    ACTION_DIM,
+    MAX_EPISODE_STEPS,
+    OBSERVATION_DIM,
+    ScriptedExpert,
+    scripted_policy,
+)
 
 
 class Behaviour(Protocol):
@@ -49,7 +55,8 @@ class Behaviour(Protocol):
 class BehaviourFactory(Protocol):
     """A behaviour class: made once per task, told its settings for the manifest."""
 
-    SCHEDULE: ClassVar[str]
+    # Not a ClassVar: mypy never matches a ClassVar protocol member on a class object.
+    SCHEDULE: str
 
     def __call__(self, task: str, episodes: int, rng: np.random.Generator) -> Behaviour: ...
 
@@ -164,9 +171,7 @@ class ReplayLearner:
     )
 
     def __init__(self, task: str, episodes: int, rng: np.random.Generator) -> None:
-        from metaworld.policies import ENV_POLICY_MAP
-
-        self.expert = ENV_POLICY_MAP[task]()
+        self.expert = scripted_policy(task)
         self.episodes, self.rng = episodes, rng
         gain = HABIT_GAIN / (HABIT_SCALE * math.sqrt(OBSERVATION_DIM))
         self.habit_weights = gain * rng.standard_normal((ACTION_DIM, OBSERVATION_DIM))

@@ -52,7 +52,7 @@ class Chunk(NamedTuple):
     end: int
     steps: dict[str, np.ndarray]  # the store's per-step arrays: the rows of these episodes
     success: np.ndarray  # (end - first,) bool
-    rng_state: dict[str, Any]  # the task's generator: `bit_generator.state`
+    rng_state: Mapping[str, Any]  # the task's generator: `bit_generator.state`
     carried: dict[str, np.ndarray]  # the behaviour's `carried_state()`
 
 
@@ -167,7 +167,8 @@ class PartialTask:
         arrays = {**chunk.steps, _SUCCESS: chunk.success}
         arrays.update({_CARRIED + name: value for name, value in chunk.carried.items()})
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        # numpy's default, named so that mypy does not take **arrays to be able to fill it
+        np.savez(buffer, allow_pickle=True, **arrays)
         data = buffer.getvalue()
         name = f"episodes-{chunk.first:06d}-{chunk.end:06d}.npz"
         entry = {

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from tqdm import tqdm
@@ -436,7 +436,8 @@ def _generate_in_workers(
                     job = (root, task, settings, generator_name(header))
                     receiver, process = start_worker(context, _worker, (*job, task in damage))
                     running[receiver] = (task, process)
-                for receiver in wait(list(running), timeout=_POLL_SECONDS):
+                ready = wait(list(running), timeout=_POLL_SECONDS)  # some of the receivers
+                for receiver in cast("list[Connection]", ready):
                     task, process = running[receiver]
                     try:
                         entry = receiver.recv()

@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -199,7 +200,7 @@ def _read_parameters(path: Path, name: str) -> dict[str, float | int]:
     """{name: value} from a task config, which holds `[{name: number}]` in the release."""
     config = load_numpy_pickle(path)
     entry = config[0] if isinstance(config, list) and len(config) == 1 else None
-    value = entry.get(name) if isinstance(entry, dict) and len(entry) == 1 else None
+    value: Any = entry.get(name) if isinstance(entry, dict) and len(entry) == 1 else None
     if isinstance(value, np.generic) and value.dtype.kind in "iuf":
         value = value.item()
     if type(value) not in (int, float) or not np.isfinite(value):

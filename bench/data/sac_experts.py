@@ -191,6 +191,7 @@ def _load_or_train_expert(path: Path, family: str, steps: int, seed: int, progre
                 env = mujoco_meta.make_env(mujoco_meta.task_name(family, index), seed=seed)
                 observation = env.reset(seed=int(rng.integers(2**31 - 1)))[0]
                 feature = task_feature(family, parameters[index])
+            assert observation is not None  # set with env
             inputs = np.concatenate([observation.astype(np.float32), feature])
             if step < random_steps:
                 action = rng.uniform(-1.0, 1.0, size=action_dim).astype(np.float32)

@@ -164,6 +164,7 @@ def _build_problem(inst: object, state: object) -> str | None:
 
 class _NumpyOnlyUnpickler(pickle._Unpickler):
     dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)  # per opcode: its loader
+    stack: list[Any]  # the base class's, set by load(); typeshed leaves its internals out
 
     def find_class(self, module: str, name: str) -> Any:
         allowed = _ALLOWED.get((module, name))
@@ -175,7 +176,7 @@ class _NumpyOnlyUnpickler(pickle._Unpickler):
         problem = _build_problem(self.stack[-2], self.stack[-1])
         if problem:
             raise _Refused(problem)
-        super().load_build()
+        super().load_build()  # type: ignore[misc]  # typeshed leaves the opcode loaders out
 
     def load_extension(self) -> None:
         raise _Refused("it uses the copyreg extension registry")

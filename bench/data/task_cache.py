@@ -91,7 +91,7 @@ def _read_statistics(folder: Path, key: Mapping[str, str]) -> dict[str, Any]:
 def cached_statistics(
     folder: Path, key: Mapping[str, str], train_steps: int, dim: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    entry = _read_statistics(folder, key).get(str(train_steps))
+    entry: Any = _read_statistics(folder, key).get(str(train_steps))  # checked as it is read
     try:
         mean = np.array(entry["mean"], dtype=np.float32)
         std = np.array(entry["std"], dtype=np.float32)

@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from metaworld.policies.policy import Policy
 
 MAX_EPISODE_STEPS = 500
 OBSERVATION_DIM = 39
@@ -58,6 +62,16 @@ def sample_goals(task: str, num_episodes: int, pool_seed: int, rng: np.random.Ge
     return [pool[i] for i in indices]
 
 
+def scripted_policy(task: str) -> Policy:
+    """A new instance of Meta-World's scripted policy for `task`."""
+    from metaworld.policies import ENV_POLICY_MAP
+
+    # The map's values are concrete classes, typed as their abstract base, which mypy refuses
+    # to instantiate; as factories they are fine.
+    make: Callable[[], Policy] = ENV_POLICY_MAP[task]
+    return make()
+
+
 class ScriptedExpert:
     """Meta-World's scripted expert for one task, with optional exploration noise.
 
@@ -73,9 +87,7 @@ class ScriptedExpert:
         random_prob: float = 0.0,
         noise_std: float = 0.0,
     ) -> None:
-        from metaworld.policies import ENV_POLICY_MAP
-
-        self.expert = ENV_POLICY_MAP[task]()
+        self.expert = scripted_policy(task)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.random_prob = random_prob
         self.noise_std = noise_std
@@ -84,7 +96,8 @@ class ScriptedExpert:
         """The experts are stateless."""
 
     def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
-        actions = np.stack([self.expert.get_action(obs) for obs in observations])
+        # float64 once noise is added; float32 again at the end
+        actions: np.ndarray = np.stack([self.expert.get_action(obs) for obs in observations])
         if self.noise_std > 0:
             actions = actions + self.noise_std * self.rng.standard_normal(actions.shape)
         if self.random_prob > 0:

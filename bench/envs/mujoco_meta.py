@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium
 import numpy as np
 
 from bench.errors import UserError, unknown_choice
+
+if TYPE_CHECKING:
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 
 FAMILIES: tuple[str, ...] = ("cheetah_dir", "cheetah_vel", "ant_dir")
 EPISODE_STEPS = 200  # Prompt-DT's max_ep_len for all three families
@@ -118,8 +121,12 @@ class TaskReward(gymnasium.Wrapper):
             -np.inf, np.inf, shape=(OBSERVATION_DIM[family],), dtype=np.float64
         )
 
+    def _mujoco_data(self) -> Any:
+        """The inner env's MuJoCo state (gymnasium types `unwrapped` as a plain Env)."""
+        return cast("MujocoEnv", self.env.unwrapped).data
+
     def _observation(self) -> np.ndarray:
-        data = self.env.unwrapped.data
+        data = self._mujoco_data()
         if self.family == "ant_dir":
             return np.concatenate([data.qpos[2:], data.qvel])
         # HalfCheetah: Prompt-DT appends the torso's position (x included) to gym's 17 numbers.
@@ -139,7 +146,7 @@ class TaskReward(gymnasium.Wrapper):
         if self.family == "ant_dir":
             direction = (math.cos(self.parameter), math.sin(self.parameter))
             forward = direction[0] * velocity + direction[1] * info["y_velocity"]
-            forces = np.clip(self.env.unwrapped.data.cfrc_ext, -ANT_CONTACT_CLIP, ANT_CONTACT_CLIP)
+            forces = np.clip(self._mujoco_data().cfrc_ext, -ANT_CONTACT_CLIP, ANT_CONTACT_CLIP)
             terms = {
                 "forward_reward": forward,
                 "ctrl_cost": ANT_CTRL_WEIGHT * squared_action,

@@ -77,7 +77,7 @@ def run_perf(
             f"<= {QUIET_CORES}); stop them, or drop --require-quiet to measure anyway"
         )
     ref = _reference(reference, reference_python, stage, settings) if reference else None
-    if stage == "data":
+    if settings is None:  # stage == "data": no method, no run config
         figures = _measure_data(episodes, store)
     else:
         figures = _measure_method(
@@ -120,7 +120,7 @@ def _summary(settings: Settings) -> dict[str, Any]:
         "method": settings.method_name,
         "tasks": settings.suite.name,
         "scale": settings.scale,
-        "precision": settings.config["precision"],
+        "precision": settings.precision,
         "device": settings.device,
         "threads": settings.threads,
         "method_options": dataclasses.asdict(settings.method_config),
@@ -140,7 +140,7 @@ def _measure_method(
     from bench.data.samplers import OfflineData
     from bench.perf.synthetic import write_synthetic_store
     from bench.process_state import seed_everything, set_threads
-    from bench.registry import get_method
+    from bench.registry import build_method
 
     # As the runner starts a run (bench/runner.py), on synthetic data of the configured size.
     set_threads(settings.threads, settings.interop_threads)
@@ -149,12 +149,10 @@ def _measure_method(
     episodes = episodes or 20  # the reference driver's synthetic size
     with tempfile.TemporaryDirectory(prefix="mtbench-perf-") as folder:
         store = write_synthetic_store(Path(folder) / "store", suite.tasks, episodes)
-        data = OfflineData(
-            store, suite.tasks, data_config["fraction"], data_config["prompt_episodes"]
-        )
-        spec = get_method(settings.method_name)
-        method = spec.cls(
-            settings.method_config, suite, data, settings.seed, torch.device(settings.device)
+        data = OfflineData(store, suite.tasks, data_config.fraction, data_config.prompt_episodes)
+        method = build_method(
+            settings.method_name, settings.method_config, suite, data, settings.seed,
+            settings.device,
         )
         figures: dict[str, Any] = {
             "parameters": method.num_parameters(),

@@ -59,3 +59,13 @@ def test_a_harmodt_name_pins_its_variant():
 def test_a_bad_method_option_is_one_user_error(override, message):
     with pytest.raises(UserError, match=message):
         compose_run(["method=mtdt", override])
+
+
+def test_a_preset_typo_in_a_family_section_is_one_user_error(tmp_path, monkeypatch):
+    presets = tmp_path / "configs" / "scale"
+    presets.mkdir(parents=True)
+    preset = "# @package _global_\nscale:\n  name: typo\ndt:\n  n_layers: 3\n"
+    (presets / "typo.yaml").write_text(preset)
+    monkeypatch.setenv("MTBENCH_PLUGINS", str(tmp_path))
+    with pytest.raises(UserError, match=r"unknown option\(s\) n_layers in a preset's dt: section"):
+        compose_run(["method=mtbc", "scale=typo"])

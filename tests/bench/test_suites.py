@@ -13,7 +13,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 from bench.data.prepare import dataset_path
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol
-from bench.suites import BENCHMARKS, SUITES, benchmark_of, get_suite, v2_name, v3_name
+from bench.suites import BENCHMARKS, SUITES, benchmark_of, get_suite, v3_name
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -33,9 +33,9 @@ def test_every_task_is_a_metaworld_v3_environment():
     assert set(SUITES["mt50"].tasks) <= set(ALL_V3_ENVIRONMENTS)
 
 
-def test_name_mapping_round_trips():
-    assert v2_name("peg-insert-side-v3") == "peg-insert-side-v2"
+def test_a_v2_name_maps_to_its_v3_environment():
     assert v3_name("peg-insert-side-v2") == "peg-insert-side-v3"
+    assert v3_name("peg-insert-side-v3") == "peg-insert-side-v3"
 
 
 def test_unknown_suite_lists_the_choices():

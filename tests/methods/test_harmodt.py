@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.config import compose_config
+from bench.config import compose_run
 from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
-from bench.registry import build_method
+from bench.registry import build_method, get_method, make_config
 from bench.suites import META_RL, Suite
 from methods.dt import action_error
 from methods.harmodt_masks import (
@@ -230,10 +230,10 @@ def test_average_harmony_is_definition_3_2_over_defined_terms():
 
 
 def _build(name, suite, store, *overrides, seed=0):
-    config = compose_config([f"method={name}", "scale=smoke", *overrides])
+    config = compose_run([f"method={name}", "scale=smoke", *overrides]).config
     values = {k: v for k, v in config["method"].items() if k != "name"}
     data = OfflineData(store, suite.tasks, fraction=1.0, prompt_episodes=2)
-    return build_method(name, values, suite, data, seed)
+    return build_method(name, make_config(get_method(name), values), suite, data, seed)
 
 
 def test_masks_start_by_erk_at_sparsity_s(tiny_suite, tiny_store):
@@ -535,9 +535,10 @@ def _unseen_task_setup(tmp_path, write_store, name="harmodt_f", **values):
     store = write_store(tmp_path / "store", arrays, episode_length=10)
     suite = Suite("unseen", tasks[:3], benchmark=META_RL, test_tasks=("t1", "t3"))
     data = OfflineData(store, suite.tasks, 1.0, 2, unseen_tasks=suite.unseen_tasks)
-    config = compose_config([f"method={name}", "scale=smoke"])
+    config = compose_run([f"method={name}", "scale=smoke"]).config
     method_values = {k: v for k, v in config["method"].items() if k != "name"}
-    return suite, build_method(name, {**method_values, **values}, suite, data, 0)
+    config = make_config(get_method(name), {**method_values, **values})
+    return suite, build_method(name, config, suite, data, 0)
 
 
 def test_the_policy_on_an_unseen_task_acts_at_exactly_the_vote_mask(tmp_path, write_store):

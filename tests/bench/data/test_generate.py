@@ -303,10 +303,10 @@ def test_a_run_with_an_unknown_generator_is_refused_before_anything_is_made(tmp_
 
 
 def test_a_slurm_generation_job_makes_the_generator_it_was_given(tmp_path):
-    from bench.config import compose_config
+    from bench.config import compose_run
     from bench.slurm import generate_task_job
 
-    data = compose_config(["data.generator=noisy_expert", "data.episodes_per_task=1"])["data"]
+    data = compose_run(["data.generator=noisy_expert", "data.episodes_per_task=1"]).config["data"]
     data = {**data, "root": str(tmp_path)}
     assert generate_task_job(RUN_TASK, data, str(Path.cwd())) == RUN_TASK
     store = DatasetStore(tmp_path / "scripted-ep1")

@@ -479,4 +479,4 @@ def test_the_repair_command_parses_with_a_non_ascii_data_root(tmp_path):
     assert argv[:4] == ["bench", "data", "generate", "--verify"]
     overrides = [f"data.{o}" if o.startswith("episodes_per_task=") else o for o in argv[4:]]
     suite, data, _, _ = load_data_settings(overrides)
-    assert (suite.name, data["root"], data["episodes_per_task"]) == ("mt5", str(data_root), 2)
+    assert (suite.name, data.root, data.episodes_per_task) == ("mt5", str(data_root), 2)

@@ -111,7 +111,7 @@ def test_ratios_come_from_the_reference_json(tmp_path):
     [
         (["warp"], "unknown perf stage 'warp'; choose one of: train, mask-update, eval, data"),
         (["mask-update", "method=mtdt"], "mask-update measures HarmoDT's mask update"),
-        (["train", "method=mtbc", "precision=bf16"], "precision=bf16 is implemented for the"),
+        (["train", "method=mtbc", "precision=bf16"], "bf16 is not implemented for method=mtbc"),
         (["train", "precision=fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
         (["train", "--steps", "0"], "--steps, --eval-tasks and --eval-steps must be >= 1"),
         (["data", "--reference", "x.json"], "the official code has no data-store figure"),
