@@ -183,6 +183,8 @@ def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:
     if not active:
         return "\n".join(lines)
     lines.append(f"  training    {_train_line(active, local)}")
+    caveats = dict.fromkeys(c for w in active if (c := w.settings.method_config.plan_caveat()))
+    lines += [f"  caution     {caveat}" for caveat in caveats]
     lines.append(f"  evaluation  {_eval_line(active)}")
     known = [w.train_seconds for w in active if w.train_seconds is not None]
     total = sum(w.seconds for w in data) + sum(known) + sum(w.eval_seconds for w in active)

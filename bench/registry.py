@@ -79,6 +79,11 @@ class MethodConfig:
     def check_suite(self, suite: Suite) -> None:
         """Raise a UserError where these values cannot run on `suite` (before anything is made)."""
 
+    def plan_caveat(self) -> str | None:
+        """Where the plan's training time, measured on ordinary steps, misleads for these
+        values (steps that cost more in some stage); printed under the plan."""
+        return None
+
 
 @dataclass(frozen=True)
 class MethodSpec:

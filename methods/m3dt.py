@@ -80,6 +80,14 @@ class M3DTConfig(PromptDTConfig):
         }
         check_all("method", problems)
 
+    def plan_caveat(self) -> str | None:
+        experts = self.stage_lengths()[1]
+        return (
+            f"M3DT's expert stage ({experts / self.total_steps:.0%} of the steps) trains every "
+            f"expert (up to {self.num_experts}) each step; the rate above, a typical step's, "
+            "under-estimates that stage"
+        )
+
     def stage_lengths(self) -> tuple[int, int]:
         """(backbone steps, expert steps); the router stage has the rest of total_steps."""
         backbone = self.backbone_steps

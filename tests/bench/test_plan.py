@@ -146,3 +146,11 @@ def test_timed_rates_come_from_a_few_steps_on_synthetic_data(tmp_path):
     assert rates.policy_step is not None and rates.policy_step.value > 0
     assert rates.train.source.startswith("timed now on synthetic data")
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_a_method_whose_stages_cost_more_says_so_under_the_plan(tmp_path):
+    settings = load_settings(["method=m3dt", "tasks=mt5", "scale=smoke", *_roots(tmp_path)])
+    text = plan.describe_plan([settings])
+    assert "caution     M3DT's expert stage (20% of the steps) trains every expert" in text
+    plain = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", *_roots(tmp_path)])
+    assert "caution" not in plan.describe_plan([plain])
