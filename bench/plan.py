@@ -139,8 +139,9 @@ class RunWork:
         return self.steps / self.train.value if self.train else None
 
 
-def run_work(settings: Settings, rates: Rates) -> RunWork:
+def run_work(settings: Settings, book: RateBook) -> RunWork:
     done = not settings.run.restart and (settings.run_dir / RESULT).exists()
+    rates = Rates() if done else book.rates(settings)  # a done run is skipped: nothing to time
     start = steps_done(settings)
     steps = 0 if done else settings.train.steps - start
     evaluations = 0 if done else evaluations_left(settings.train.steps,
@@ -165,7 +166,7 @@ def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:
     run locally past WARN_SECONDS, a warning pointing at the cheaper ways. `local`: the runs
     run on this machine (not Slurm), so its speed may be timed and is what the times are."""
     book = RateBook(allow_timing=local)
-    works = [run_work(settings, book.rates(settings)) for settings in jobs]
+    works = [run_work(settings, book) for settings in jobs]
     stores: dict[Path, tuple[Settings, list[str]]] = {}
     for settings in jobs:  # runs on one store share its data: each store counted once
         store = dataset_path(settings.data.section(), settings.suite)

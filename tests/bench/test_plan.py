@@ -154,3 +154,13 @@ def test_a_method_whose_stages_cost_more_says_so_under_the_plan(tmp_path):
     assert "caution     M3DT's expert stage (20% of the steps) trains every expert" in text
     plain = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", *_roots(tmp_path)])
     assert "caution" not in plan.describe_plan([plain])
+
+
+def test_a_done_run_is_not_timed(tmp_path, capsys):
+    settings = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", "train.steps=5000",
+                              *_roots(tmp_path)])  # fmt: skip
+    settings.run_dir.mkdir(parents=True)
+    (settings.run_dir / "result.json").write_text("{}")
+    text = plan.describe_plan([settings])
+    assert "skipped     the run is done" in text
+    assert "timing" not in capsys.readouterr().err
