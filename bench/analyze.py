@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from bench import results
 from bench.atomic import atomic_file
 from bench.errors import UserError
 from bench.plots import plot_with_chance
+from bench.run_result import read_result
 
 HARMONY_PNG = "harmony.png"
 TSNE_PNG = "mask_tsne.png"
@@ -145,9 +145,8 @@ def _final_masks(run_dir: Path) -> np.ndarray | None:
 
 
 def _task_names(run_dir: Path, count: int) -> list[str]:
-    result = run_dir / results.RESULT
-    if result.exists():
-        return list(json.loads(result.read_text())["tasks"])
+    if (run_dir / results.RESULT).exists():
+        return list(read_result(run_dir).tasks)
     config = run_dir / results.CONFIG
     if config.exists():
         from bench.suites import get_suite

@@ -9,7 +9,6 @@ estimate is never shown without its source.
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 import sys
@@ -23,6 +22,8 @@ from typing import Any
 import yaml
 
 from bench import results
+from bench.errors import UserError
+from bench.run_result import RunResult, read_result
 from bench.settings import Settings
 from bench.suites import Suite
 
@@ -124,7 +125,10 @@ def finished_run_rates(settings: Settings) -> Rates | None:
         if train is None:
             continue
         where = f"the finished run {run_dir}"
-        episode = _episode_seconds(json.loads((run_dir / results.RESULT).read_text()))
+        try:
+            episode = _episode_seconds(read_result(run_dir))
+        except UserError:  # damaged: its status and report say so; its speed is still good
+            episode = None
         return Rates(
             Rate(train, "finished", f"from {where}"),
             Rate(episode, "finished", where) if episode else None,
@@ -132,11 +136,10 @@ def finished_run_rates(settings: Settings) -> Rates | None:
     return None
 
 
-def _episode_seconds(result: Mapping[str, Any]) -> float | None:
+def _episode_seconds(result: RunResult) -> float | None:
     """Seconds per task-episode of a finished run's final evaluation."""
-    seconds = (result.get("wall_time_s") or {}).get("evaluate")
-    episodes = (result.get("protocol") or {}).get("episodes_per_task")
-    tasks = len(result.get("per_task") or {})
+    seconds, episodes = result.wall_time_s.evaluate, result.protocol.episodes_per_task
+    tasks = len(result.per_task)
     return seconds / (episodes * tasks) if seconds and episodes and tasks else None
 
 

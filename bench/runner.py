@@ -43,7 +43,15 @@ from bench.plan import duration
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import ActsOnUnseenTasks, Method, build_method
 from bench.run_lock import RunLock
-from bench.run_result import BestOf, DataInfo, Protocol, RunResult, TaskScore, WallTime
+from bench.run_result import (
+    BestOf,
+    DamagedResult,
+    DataInfo,
+    Protocol,
+    RunResult,
+    TaskScore,
+    WallTime,
+)
 from bench.settings import Settings
 from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import Suite
@@ -87,14 +95,11 @@ def _execute(
         result_path = run_dir / results.RESULT
         if result_path.exists():
             try:
-                result = json.loads(result_path.read_text())
-            except ValueError as error:
+                done = RunResult.from_json(json.loads(result_path.read_text()))
+            except (ValueError, DamagedResult) as error:
                 raise _damaged(result_path, error) from None
-            for key in results.RESULT_KEYS:
-                if not isinstance(result, dict) or key not in result:
-                    raise _damaged(result_path, KeyError(key))
             say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
-            return result
+            return done.to_json()
         if not (run_dir / results.CONFIG).exists():
             results.write_yaml(run_dir / results.CONFIG, _saved_config(settings, repo, launch))
         run = _Run(settings, run_dir, repo, say, launch)

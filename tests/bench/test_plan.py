@@ -58,10 +58,12 @@ def _finished_run(tmp_path: Path, overrides: list[str], steps_per_second: float)
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     tasks = settings.suite.evaluation_tasks
     result = {
+        "method": settings.method_name, "suite": settings.suite.name, "data": {"name": "near"},
+        "scale": settings.scale, "seed": 1, "success_rate": 0.5, "num_parameters": 1,
         "wall_time_s": {"train": 1.0, "evaluate": 3.6 * 50 * len(tasks)},  # 3.6 s per episode
-        "protocol": {"episodes_per_task": 50},
-        "per_task": {task: {} for task in tasks},
-    }
+        "protocol": {"episodes_per_task": 50, "checkpoint": "final"},
+        "per_task": {task: {"success_rate": 0.5, "mean_return": 1.0} for task in tasks},
+    }  # fmt: skip
     (run_dir / "result.json").write_text(json.dumps(result))
     (run_dir / "status").write_text("done\n")
     return run_dir
