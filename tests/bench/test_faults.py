@@ -198,6 +198,11 @@ def test_a_full_disk_while_training_is_one_line_and_the_run_resumes_identically(
     _assert_as_uninterrupted(run_dir, reference)
 
 
+def _default_stop_signals() -> None:
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("seconds", "stop"),
     [(0.1, signal.SIGINT), (0.3, signal.SIGINT), (0.6, signal.SIGINT), (0.3, signal.SIGTERM)],
@@ -208,7 +213,10 @@ def test_a_stop_while_the_command_starts_is_one_line(seconds, stop, tmp_path):
     bench = Path(sys.executable).parent / "bench"  # the console script users type
     command = [str(bench), "run", "method=mtdt", "tasks=mt5", "scale=smoke", "progress=false",
                f"data.root={tmp_path / 'data'}", f"run.root={tmp_path / 'runs'}"]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # As from a terminal: a test session started in the background (`pytest &`) ignores SIGINT,
+    # and a child inherits that until bench routes it, so the earliest Ctrl-C would be lost.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_default_stop_signals)  # fmt: skip
     time.sleep(seconds)
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=120)
