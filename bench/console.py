@@ -142,8 +142,8 @@ def status_curves(root: Path, path: Path) -> str:
             f"--curves {path}: not a .png path (the folder goes first: bench status runs/ --curves)"
         )
     runs = unfinished_runs(root, finished=())  # every run folder its config.yaml places
-    done = runs["run_dir"].map(lambda run_dir: (Path(run_dir) / results.RESULT).exists())
-    done = done.astype(bool)
+    # Done as everywhere else: a whole result.json (a damaged one is drawn as unfinished).
+    done = runs["run_dir"].map(lambda run_dir: results.has_result(Path(run_dir))).astype(bool)
     curves, _ = evaluation_curves(runs[done], runs[~done])
     if curves.empty:
         return f"curves: none drawn, no run below {root} has evaluated yet"
