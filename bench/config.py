@@ -191,24 +191,26 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     _check_groups(parsed)
     from bench import method_section  # the registry: only where a run is composed
 
+    families = method_section.family_sections()
     group_overrides = [_input_line(o) for o in parsed if o.key_or_group in GROUPS]
-    owned = [o for o in parsed if method_section.is_method_owned(o.key_or_group)]
-    hydra_overrides = [_input_line(o) for o in parsed if o not in owned]
+    owned = [o for o in parsed if method_section.is_method_owned(o.key_or_group, families)]
+    others = [o for o in parsed if o not in owned]
+    search = _search_path()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        base = compose("config", overrides=[*_search_path(), *group_overrides])
-        _check_keys(base, [o for o in parsed if o not in owned])
-        method_section.check_owned_overrides(owned, str(base.method.name))
+        base = compose("config", overrides=[*search, *group_overrides])
+        _check_keys(base, others)
+        method_section.check_owned_overrides(owned, str(base.method.name), families)
         try:
-            config = compose("config", overrides=[*_search_path(), *hydra_overrides])
-            method_section.fill(config, owned)
-            method_section.fill(base)
+            config = compose("config", overrides=[*search, *map(_input_line, others)])
+            method_section.fill(config, families, owned)
+            method_section.fill(base, families)
             resolved = cast("dict[str, Any]", OmegaConf.to_container(config, resolve=True))
             defaults = cast("dict[str, Any]", OmegaConf.to_container(base, resolve=True))
         except (HydraException, OmegaConfBaseException) as error:
             raise UserError(_one_line(error)) from None
     assert isinstance(resolved, dict) and isinstance(defaults, dict)
-    method_section.drop_family_sections(resolved)
-    method_section.drop_family_sections(defaults)
+    method_section.drop_family_sections(resolved, families)
+    method_section.drop_family_sections(defaults, families)
     return Composed(resolved, defaults, _interpolation_sources(base), tuple(overrides))
 
 

@@ -39,18 +39,20 @@ def family_sections() -> dict[str, type[MethodConfig]]:
     return sections
 
 
-def is_method_owned(key: str) -> bool:
+Families = dict[str, type[MethodConfig]]  # `family_sections()`, computed once per composition
+
+
+def is_method_owned(key: str, families: Families) -> bool:
     """Whether an override's key is a method option (`method.x`, `dt.x`): this module applies
     those, Hydra the rest."""
     head = key.partition(".")[0]
-    return "." in key and (head == "method" or head in family_sections())
+    return "." in key and (head == "method" or head in families)
 
 
-def check_owned_overrides(overrides: Sequence[Override], method: str) -> None:
+def check_owned_overrides(overrides: Sequence[Override], method: str, families: Families) -> None:
     """Each `method.x=` names a field of `method`'s config, each `<family>.x=` one of the
     family's (which may not be `method`'s: a sweep over methods shares its overrides), with a
     value of the field's type."""
-    families = family_sections()
     for override in overrides:
         key = override.key_or_group
         if override.is_delete():
@@ -67,10 +69,9 @@ def check_owned_overrides(overrides: Sequence[Override], method: str) -> None:
         check_field(key, override.value(), typing.get_type_hints(config_cls)[field_name])
 
 
-def fill(config: DictConfig, overrides: Sequence[Override] = ()) -> None:
+def fill(config: DictConfig, families: Families, overrides: Sequence[Override] = ()) -> None:
     """Replace `config.method` (its YAML: a name and overrides) by every option of the method,
     applying the method-owned `overrides` (see the module's order)."""
-    families = family_sections()
     OmegaConf.set_struct(config, False)
     for override in overrides:
         if override.key_or_group.partition(".")[0] in families:
@@ -100,10 +101,10 @@ def fill(config: DictConfig, overrides: Sequence[Override] = ()) -> None:
             OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
 
 
-def drop_family_sections(resolved: dict[str, Any]) -> None:
+def drop_family_sections(resolved: dict[str, Any], families: Families) -> None:
     """The resolved config without the presets' family sections (the method section holds
     what the method receives)."""
-    for section in family_sections():
+    for section in families:
         resolved.pop(section, None)
 
 

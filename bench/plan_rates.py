@@ -106,7 +106,7 @@ class RateBook:
 
 def finished_run_rates(settings: Settings) -> Rates | None:
     """The rates of the newest finished run with the same speed key under `run.root`."""
-    root = settings.run.root.expanduser()
+    root = settings.run.root
     if not root.is_dir():
         return None
     key, suite, method = speed_key(settings.config), settings.suite.name, settings.method_name

@@ -218,7 +218,8 @@ class _Run:
         suite = settings.suite
         data_config = settings.data
         say(f"run: {self.run_dir}")
-        say(f"data: {dataset_path(data_config.section(), suite)}")
+        store_path = dataset_path(data_config.section(), suite)
+        say(f"data: {store_path}")
         store = open_dataset(data_config.section(), suite, settings.progress)
         # The bytes it trains on, re-hashed before the first step: bench.data.store says why.
         store.verify(suite.data_tasks)
@@ -266,7 +267,7 @@ class _Run:
             dataset_hash=self.dataset_hash,
             dataset_verified=True,  # its files matched dataset_hash's records at the start
             dataset_store={
-                "path": str(dataset_path(data_config.section(), suite)),
+                "path": str(store_path),
                 "hash": results.store_hash(store.manifest),
             },
             scale=settings.scale,

@@ -100,14 +100,14 @@ class LauncherSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    root: Path  # as given: readers expand `~` where they need to
+    root: Path  # `~` expanded
     dir: Path | None  # an explicit run directory, instead of one under `root`
     restart: bool  # discard what the run directory holds and start over
 
     @classmethod
     def from_section(cls, run: Mapping[str, Any]) -> RunSettings:
         folder = run.get("dir")
-        return cls(Path(run["root"]), Path(folder) if folder else None,
+        return cls(Path(run["root"]).expanduser(), Path(folder) if folder else None,
                    bool(run.get("restart", False)))  # fmt: skip
 
 

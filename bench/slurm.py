@@ -297,7 +297,7 @@ def _missing_tasks(store: Path, tasks: Sequence[str]) -> list[str]:
 
 
 def _runs_root(jobs: Sequence[tuple[list[str], Settings]]) -> Path:
-    return jobs[0][1].run.root.expanduser()  # `run.root='~/runs'`: the home folder, not a "~"
+    return jobs[0][1].run.root
 
 
 def _one_launcher(jobs: Sequence[tuple[list[str], Settings]]) -> SlurmOptions:
