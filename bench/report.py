@@ -192,14 +192,15 @@ def _cohort(
             parts.append(render.table(table, fmt, caption, reference))
             continue
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
-        reference = report_reference.paper_rows(suite, DATA_ORDER)
+        shape = _model_shape(runs)
+        reference = report_reference.paper_rows(suite, DATA_ORDER, shape)
         best_of = _best_of_label(runs)
         if reference is not None and best_of:
             # The paper's numbers come from the official code, which reports the best
             # evaluation: they sit in the best-of columns, never beside a final score.
             columns = {data: _best_column(data, best_of) for data in DATA_ORDER}
             reference = reference.rename(columns=columns)
-        source = {"mt50": "Table 1", "mt5": "Table 2", "mt30": "Table 2"}.get(suite)
+        source = report_reference.paper_source(suite, shape)
         checkpoint = f"final checkpoint and {best_of}" if best_of else "final checkpoint"
         caption = f"Table 1 style: {suite}, {checkpoint}" + (
             f"; paper rows from its {source}" if source else ""
@@ -348,6 +349,15 @@ def _best_column(data: str, best_of: str) -> str:
 
 def _suites_table(frame: pd.DataFrame) -> pd.DataFrame:
     return _pivot(_cells(_runs(frame), ["suite", "data"]), ["suite", "data"])
+
+
+def _model_shape(runs: pd.DataFrame) -> tuple[int, int] | None:
+    """The (layers, heads) every transformer run of `runs` shares, if they share one."""
+    shapes = runs[["n_layer", "n_head"]].dropna().drop_duplicates()
+    if len(shapes) != 1:
+        return None
+    layers, heads = shapes.iloc[0]
+    return int(layers), int(heads)
 
 
 def _sizes_table(frame: pd.DataFrame) -> pd.DataFrame | None:

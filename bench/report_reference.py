@@ -1,4 +1,4 @@
-"""The paper's reported numbers as reference rows beside a report's measured ones (Tables 1-2;
+"""The paper's reported numbers as reference rows beside a report's measured ones (Tables 1-3;
 the meta-RL families' Table 4 is in bench/report_unseen.py)."""
 
 from __future__ import annotations
@@ -11,13 +11,36 @@ import yaml
 
 REFERENCE = Path(__file__).with_name("paper_reference.yaml")
 PAPER_LABEL = "paper (their data, their scale)"
+PAPER_SHAPE = (6, 8)  # Table 6's layers and heads: the model of Tables 1 and 2
 
 
-def paper_rows(suite: str, data_order: Sequence[str]) -> pd.DataFrame | None:
-    """The paper's reported rows for a suite (Table 1 for mt50, Table 2 for mt5 / mt30)."""
+def paper_source(suite: str, shape: tuple[int, int] | None = None) -> str | None:
+    """Which table holds the paper's numbers for `suite` at a DT model `shape` (layers, heads):
+    Table 3's row of that size where the shape is not the paper's default, else Table 1
+    (mt50) or Table 2 (mt5, mt30); None where the paper has no Meta-World numbers."""
+    if shape is not None and shape != PAPER_SHAPE and _size_row(suite, shape) is not None:
+        layers, heads = shape
+        return f"Table 3 ({layers} layer{'s' * (layers > 1)}, {heads} heads)"
+    return {"mt50": "Table 1", "mt5": "Table 2", "mt30": "Table 2"}.get(suite)
+
+
+def paper_rows(
+    suite: str, data_order: Sequence[str], shape: tuple[int, int] | None = None
+) -> pd.DataFrame | None:
+    """The paper's reported rows for `suite` from the table `paper_source` names: a smaller
+    model is compared with Table 3's row of its size (near-optimal only), not Tables 1-2."""
     reference = yaml.safe_load(REFERENCE.read_text())
     rows = {}
-    if suite == "mt50":
+    source = paper_source(suite, shape)
+    if source is not None and source.startswith("Table 3") and shape is not None:
+        size = _size_row(suite, shape)
+        assert size is not None
+        for method in ("mtdt", "prompt_dt", "harmodt_f"):
+            rows[f"{method} — {PAPER_LABEL}"] = {
+                data: reported(size[method] if data == "near_optimal" else None)
+                for data in data_order
+            } | {"params": f"{size['params_m']:.2f} M"}
+    elif suite == "mt50":
         for row in reference["table1"]["rows"]:
             rows[f"{row['method']} — {PAPER_LABEL}"] = {
                 data: reported(row.get(data)) for data in data_order
@@ -28,6 +51,12 @@ def paper_rows(suite: str, data_order: Sequence[str]) -> pd.DataFrame | None:
                 data: reported(row[suite].get(data)) for data in data_order
             } | {"params": "—"}
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+
+
+def _size_row(suite: str, shape: tuple[int, int]) -> dict | None:
+    table3 = yaml.safe_load(REFERENCE.read_text())["table3"]["rows"]
+    matches = [r for r in table3 if r["suite"] == suite and (r["layers"], r["heads"]) == shape]
+    return matches[0] if matches else None
 
 
 def reported(value: list[float] | None) -> str:
