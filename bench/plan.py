@@ -71,6 +71,20 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def first_rate_line(settings: Settings, rate: float, done: int) -> str:
+    """What a run's first logged window says of the time left (the runner prints it); where the
+    run's stages cost differently (M3DT), it names the stage it measured instead."""
+    total_steps = settings.train.steps
+    stages = settings.method_config.training_stages(total_steps)
+    if len(stages) == 1:
+        return f"training: {rate:.1f} steps/s, about {duration((total_steps - done) / rate)} to go"
+    stage = next(s for s in reversed(stages) if s.first_step < done)
+    return (
+        f"training: {rate:.1f} steps/s in its {stage.name} stage; its {len(stages)} stages' "
+        "steps cost differently (the plan, `bench run --cfg job ...`, times each)"
+    )
+
+
 def size(count: int) -> str:
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if count >= scale:
@@ -184,8 +198,6 @@ def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:
     if not active:
         return "\n".join(lines)
     lines.append(f"  training    {_train_line(active, local)}")
-    caveats = dict.fromkeys(c for w in active if (c := w.settings.method_config.plan_caveat()))
-    lines += [f"  caution     {caveat}" for caveat in caveats]
     lines.append(f"  evaluation  {_eval_line(active)}")
     known = [w.train_seconds for w in active if w.train_seconds is not None]
     total = sum(w.seconds for w in data) + sum(known) + sum(w.eval_seconds for w in active)

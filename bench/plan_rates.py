@@ -27,14 +27,14 @@ from bench.run_result import RunResult, read_result
 from bench.settings import Settings
 from bench.suites import Suite
 
-# Timing costs a warm-up step, one step timed plain and one timed with a phase clock
-# (bench.perf.train.measure_train's two passes; their mean is the rate) and two policy calls.
-# Below TIMING_MIN_STEPS training steps the run's own first log line ("training: N steps/s,
-# about T to go") comes sooner than timing would pay for itself.
+# Timing costs, per training stage (one for most methods), a warm-up step, one step timed
+# plain and one timed with a phase clock (bench.perf.train.measure_train's two passes; their
+# mean is the rate), and two policy calls. Below TIMING_MIN_STEPS training steps the run's own
+# first log line ("training: N steps/s, about T to go") comes sooner than timing would pay.
+# A step trains one task (round-robin; M3DT's expert step one per expert: `tasks_per_step`),
+# so its cost does not grow with the suite: that many tasks time it, and spare building every
+# task's state (HarmoDT's masks take a second per task).
 TIMING_MIN_STEPS = 1000
-# A step trains one task (round-robin), so its cost does not grow with the suite: one task
-# times it, and spares building every task's state (HarmoDT's masks take a second per task).
-TIMED_TASKS = 1
 # Synthetic episodes only need to hold the sampler's segments and prompts, not 500 steps.
 SYNTHETIC_EPISODE_STEPS = 100
 # The shape of the model and its batch: what sets a step's cost, beside the keys below.
@@ -71,10 +71,20 @@ def speed_key(config: Mapping[str, Any]) -> tuple:
 
 
 def median_train_rate(events: list[dict[str, Any]]) -> float | None:
-    """The median steps/s of a run's `train` events (robust to a window with a slow start)."""
-    rates = [float(e["steps_per_second"]) for e in events if e.get("event") == "train"
-             and e.get("steps_per_second")]  # fmt: skip
-    return statistics.median(rates) if rates else None
+    """The steps/s of a run's `train` events: the median of each training stage's windows
+    (robust to a window with a slow start), the stages weighed by their windows' count."""
+    rates: dict[Any, list[float]] = {}
+    for event in events:
+        if event.get("event") == "train" and event.get("steps_per_second"):
+            rates.setdefault(event.get("stage"), []).append(float(event["steps_per_second"]))
+    windows = sum(len(stage) for stage in rates.values())
+    seconds = sum(len(stage) / statistics.median(stage) for stage in rates.values())
+    return windows / seconds if windows else None
+
+
+def stages_logged(events: list[dict[str, Any]]) -> int:
+    """How many training stages a run's `train` events have reached (1 for most methods)."""
+    return len({e.get("stage") for e in events if e.get("event") == "train"})
 
 
 class RateBook:
@@ -100,7 +110,11 @@ class RateBook:
         """A resuming run's own speed, measured on this data and (likely) this machine."""
         if settings.run.restart or not (settings.run_dir / results.CHECKPOINT).exists():
             return None
-        rate = median_train_rate(results.read_metrics(settings.run_dir))
+        events = results.read_metrics(settings.run_dir)
+        stages = settings.method_config.training_stages(settings.train.steps)
+        if stages_logged(events) < len(stages):  # its costlier stages are still ahead
+            return None
+        rate = median_train_rate(events)
         return Rate(rate, "own", "from this run's metrics.jsonl") if rate else None
 
 
@@ -150,14 +164,16 @@ def timed_rates(settings: Settings) -> Rates:
     from bench.data.samplers import OfflineData
     from bench.perf.load import QUIET_CORES
     from bench.perf.synthetic import write_synthetic_store
-    from bench.perf.train import measure_train
+    from bench.perf.train import measure_stages
     from bench.process_state import set_threads
     from bench.registry import build_method
 
     print("plan: timing a few training steps on synthetic data ...", file=sys.stderr, flush=True)
     set_threads(settings.threads, settings.interop_threads)  # as the run will have them
     data = settings.data
-    suite = Suite(settings.suite.name, settings.suite.tasks[:TIMED_TASKS], settings.suite.benchmark)
+    config, tasks = settings.method_config, settings.suite.tasks
+    suite = Suite(settings.suite.name, tasks[: config.tasks_per_step(len(tasks))],
+                  settings.suite.benchmark)  # fmt: skip
     # Enough episodes that the training fraction keeps one after the prompts.
     episodes = max(4, int((data.prompt_episodes + 2) / data.fraction) + 1)
     with tempfile.TemporaryDirectory(prefix="mtbench-plan-") as folder:
@@ -166,11 +182,11 @@ def timed_rates(settings: Settings) -> Rates:
         )
         offline = OfflineData(store, suite.tasks, data.fraction, data.prompt_episodes)
         method = build_method(
-            settings.method_name, settings.method_config, suite, offline, settings.seed,
-            settings.device,
+            settings.method_name, config, suite, offline, settings.seed, settings.device
         )
-        # A task's first step builds what later ones reuse: a warm-up step.
-        figures = measure_train(method, steps=1, warmup=1)
+        # A task's (a stage's) first step builds what later ones reuse: a warm-up step.
+        stages = config.training_stages(settings.train.steps)
+        figures = measure_stages(method, stages, steps=1, warmup=1)
         policy_seconds = _policy_seconds(method, settings.eval.episodes, offline.obs_dim)
     seconds = (figures["ms_per_step"] + figures["breakdown_ms_per_step"]["total"]) / 2000
     busy = figures["load"]["other_cores_busy"]

@@ -79,10 +79,25 @@ class MethodConfig:
     def check_suite(self, suite: Suite) -> None:
         """Raise a UserError where these values cannot run on `suite` (before anything is made)."""
 
-    def plan_caveat(self) -> str | None:
-        """Where the plan's training time, measured on ordinary steps, misleads for these
-        values (steps that cost more in some stage); printed under the plan."""
-        return None
+    def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
+        """The stretches of a run of `total_steps` whose steps cost alike: one for most
+        methods, M3DT's three. The plan and `bench perf train` time each and weigh them by
+        their length."""
+        return (TrainingStage("train", 0, total_steps),)
+
+    def tasks_per_step(self, num_tasks: int) -> int:
+        """How many tasks' batches one step trains on at most (of a suite of `num_tasks`): a
+        step's cost grows with it, so a timing build needs that many tasks, and no more."""
+        return 1
+
+
+@dataclass(frozen=True)
+class TrainingStage:
+    """Steps `first_step` .. `first_step + steps - 1` of a run, named as its events name them."""
+
+    name: str
+    first_step: int
+    steps: int
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError, damage_reason
 from bench.evaluate import EvalProtocol, evaluate
 from bench.identity import identity_values
-from bench.plan import duration
+from bench.plan import first_rate_line
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import ActsOnUnseenTasks, Method, build_method
 from bench.run_lock import RunLock
@@ -424,8 +424,7 @@ class _Run:
                     bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}")
                     window_start, window_steps = now, 0
                     if not told_duration:
-                        self.say(f"training: {rate:.1f} steps/s, about "
-                                 f"{duration((total_steps - done) / rate)} to go")  # fmt: skip
+                        self.say(first_rate_line(settings, rate, done))
                         told_duration = True
                 if done % train.checkpoint_every == 0 or done == total_steps:
                     self._save_checkpoint(method, done, seconds())

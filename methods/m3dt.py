@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from bench.data.samplers import OfflineData, Segment
 from bench.errors import check_all
-from bench.registry import follows, register
+from bench.registry import TrainingStage, follows, register
 from bench.suites import Suite
 from methods.dt import blocks_of, init_weights
 from methods.m3dt_moe import (
@@ -80,13 +80,20 @@ class M3DTConfig(PromptDTConfig):
         }
         check_all("method", problems)
 
-    def plan_caveat(self) -> str | None:
-        experts = self.stage_lengths()[1]
-        return (
-            f"M3DT's expert stage ({experts / self.total_steps:.0%} of the steps) trains every "
-            f"expert (up to {self.num_experts}) each step; the rate above, a typical step's, "
-            "under-estimates that stage"
+    def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
+        # An expert step trains every expert, a router step runs them all: ~12x and ~4x a
+        # backbone step at scale=small on MT30 (docs/m3dt.md), so each stage is timed apart.
+        backbone, experts = self.stage_lengths()
+        router = total_steps - backbone - experts
+        lengths = (backbone, experts, router)
+        starts = (0, backbone, backbone + experts)
+        return tuple(
+            TrainingStage(STAGE_NAMES[number], start, length)
+            for number, start, length in zip((1, 2, 3), starts, lengths, strict=True)
         )
+
+    def tasks_per_step(self, num_tasks: int) -> int:
+        return min(self.num_experts, num_tasks)  # an expert step: one batch per expert's group
 
     def stage_lengths(self) -> tuple[int, int]:
         """(backbone steps, expert steps); the router stage has the rest of total_steps."""
@@ -251,14 +258,20 @@ class M3DT(PromptDT):
         losses, norms = [], []
         for expert, group in enumerate(self.groups):
             task = self.data.task_data[group[local_step % len(group)]]
-            segment, prompt = self.sample_batch(task, self.rng)
-            loss = self.action_loss(segment, prompt, task.task_id)
-            loss.backward()
-            weights = [p for layer in self.moe_layers for p in layer.experts[expert].parameters()]
-            norms.append(float(nn.utils.clip_grad_norm_(weights, self.config.grad_clip)))
+            with self.phase("sampling"):
+                segment, prompt = self.sample_batch(task, self.rng)
+            with self.phase("forward"):
+                loss = self.action_loss(segment, prompt, task.task_id)
+            with self.phase("backward"):
+                loss.backward()
+            with self.phase("optimizer"):
+                layers = self.moe_layers
+                weights = [p for layer in layers for p in layer.experts[expert].parameters()]
+                norms.append(float(nn.utils.clip_grad_norm_(weights, self.config.grad_clip)))
             losses.append(float(loss.detach()))
-        self.optimizer.step()
-        self.scheduler.step()
+        with self.phase("optimizer"):
+            self.optimizer.step()
+            self.scheduler.step()
         return {
             "loss": float(np.mean(losses)),
             "grad_norm": float(np.mean(norms)),

@@ -160,9 +160,10 @@ def _measure_method(
             "synthetic_episodes_per_task": episodes,
         }
         if stage == "train":
-            from bench.perf.train import measure_train
+            from bench.perf.train import measure_stages
 
-            figures.update(measure_train(method, steps, warmup, op_steps))
+            stages = settings.method_config.training_stages(settings.train.steps)
+            figures.update(measure_stages(method, stages, steps, warmup, op_steps))
         elif stage == "mask-update":
             from bench.perf.train import measure_mask_update
 

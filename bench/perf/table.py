@@ -22,6 +22,13 @@ def perf_table(result: Mapping[str, Any]) -> str:
         unit = "ms per step" if stage == "train" else "seconds"
         parts = [[name, value] for name, value in breakdown.items()]
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
+    stages = figures.get("stages")
+    if stages:
+        rows = [[name, f["first_step"], f["steps_in_run"], f["ms_per_step"], f["steps_per_s"]]
+                for name, f in stages.items()]  # fmt: skip
+        headers = ["training stage", "first step", "steps in the run", "ms per step", "steps/s"]
+        lines += ["", "the figures above weigh each stage by its steps in the run:"]
+        lines.append(tabulate(rows, headers=headers, floatfmt=".4g", intfmt=","))
     profile = figures.get("op_profile")
     if profile:
         per = profile["unit"]  # a training step or a policy call

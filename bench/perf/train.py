@@ -4,6 +4,7 @@ Training is timed twice, as the reference driver (../shared/harmodt-ref) does: a
 for steps/s, then a pass with a `PhaseClock` in the method for the breakdown (the clock's own
 cost stays out of the headline figure). The mask update is HarmoDT's Algorithm 2 at mid-
 training (t = E/2, where Eq. 12 swaps the most weights), both gradients of every task included.
+A method whose stages cost differently (M3DT) has each stage timed from its first step.
 """
 
 from __future__ import annotations
@@ -11,32 +12,35 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from bench.perf.load import LoadMeter, peak_rss_mib
 from bench.perf.ops import cpu_profiler, top_ops
 from bench.perf.phases import PhaseClock
-from bench.registry import Method
+from bench.registry import Method, TrainingStage
 
 TRAIN_PHASES = ("sampling", "forward", "backward", "masking", "optimizer")
 
 
-def measure_train(method: Method, steps: int, warmup: int, op_steps: int = 0) -> dict[str, Any]:
-    """ms per step and steps/s over `steps` steps after `warmup`, and a per-phase breakdown
-    (ms per step) from a second pass of `steps` steps; with `op_steps`, a third pass of that
-    many steps under torch's profiler, op by op."""
-    for step in range(warmup):
+def measure_train(
+    method: Method, steps: int, warmup: int, op_steps: int = 0, first_step: int = 0
+) -> dict[str, Any]:
+    """ms per step and steps/s over `steps` steps after `warmup` (from step `first_step`), and
+    a per-phase breakdown (ms per step) from a second pass of `steps` steps; with `op_steps`,
+    a third pass of that many steps under torch's profiler, op by op."""
+    for step in range(first_step, first_step + warmup):
         method.train_step(step)
     durations = []
+    timed = first_step + warmup
     with LoadMeter() as load:
-        for step in range(warmup, warmup + steps):
+        for step in range(timed, timed + steps):
             start = time.perf_counter()
             method.train_step(step)
             durations.append(time.perf_counter() - start)
     seconds = sum(durations)
-    breakdown, breakdown_load = _timed_pass(method, range(warmup + steps, warmup + 2 * steps))
-    first_profiled = warmup + 2 * steps
+    breakdown, breakdown_load = _timed_pass(method, range(timed + steps, timed + 2 * steps))
+    first_profiled = timed + 2 * steps
     ops = op_profile(method, range(first_profiled, first_profiled + op_steps)) if op_steps else None
     return {
         "steps": steps,
@@ -50,6 +54,54 @@ def measure_train(method: Method, steps: int, warmup: int, op_steps: int = 0) ->
         "peak_rss_mib": peak_rss_mib(),
         **({"op_profile": ops} if ops else {}),
     }
+
+
+def measure_stages(
+    method: Method, stages: Sequence[TrainingStage], steps: int, warmup: int, op_steps: int = 0
+) -> dict[str, Any]:
+    """`measure_train` of each training stage from its first step (the method's
+    `training_stages`), and the run's mean step: the stages' figures weighted by their length.
+    A method of one stage gets `measure_train`'s figures unchanged."""
+    if len(stages) == 1:
+        return measure_train(method, steps, warmup, op_steps)
+    per_stage = {
+        stage.name: {
+            "first_step": stage.first_step,
+            "steps_in_run": stage.steps,
+            **measure_train(method, steps, warmup, op_steps, first_step=stage.first_step),
+        }
+        for stage in stages
+    }
+    total = sum(stage.steps for stage in stages)
+
+    def weighted(*path: str) -> float:  # a figure (`path` into each stage's) weighed by steps
+        return sum(_dig(f, path) * f["steps_in_run"] for f in per_stage.values()) / total
+
+    parts = next(iter(per_stage.values()))["breakdown_ms_per_step"]
+    ms_per_step = weighted("ms_per_step")
+
+    def busiest(key: str) -> dict[str, Any]:
+        loads = (figures[key] for figures in per_stage.values())
+        return max(loads, key=lambda load: load["other_cores_busy"])
+
+    return {
+        "steps": steps,
+        "warmup": warmup,
+        "ms_per_step": ms_per_step,
+        "ms_per_step_median": weighted("ms_per_step_median"),
+        "steps_per_s": 1000 / ms_per_step,
+        "breakdown_ms_per_step": {part: weighted("breakdown_ms_per_step", part) for part in parts},
+        "load": busiest("load"),
+        "breakdown_load": busiest("breakdown_load"),
+        "peak_rss_mib": peak_rss_mib(),
+        "stages": per_stage,
+    }
+
+
+def _dig(figures: Mapping[str, Any], path: Sequence[str]) -> float:
+    for key in path[:-1]:
+        figures = figures[key]
+    return float(figures[path[-1]])
 
 
 def op_profile(method: Method, steps: range) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from bench import plan
 from bench.cli import main
 from bench.data.generate import generate_task
 from bench.data.store import bytes_per_step, write_task
-from bench.plan_rates import timed_rates
+from bench.plan_rates import RateBook, median_train_rate, stages_logged, timed_rates
 from bench.settings import load_settings
 
 
@@ -150,12 +150,32 @@ def test_timed_rates_come_from_a_few_steps_on_synthetic_data(tmp_path):
     assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
 
 
-def test_a_method_whose_stages_cost_more_says_so_under_the_plan(tmp_path):
-    settings = load_settings(["method=m3dt", "tasks=mt5", "scale=smoke", *_roots(tmp_path)])
-    text = plan.describe_plan([settings])
-    assert "caution     M3DT's expert stage (20% of the steps) trains every expert" in text
-    plain = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", *_roots(tmp_path)])
-    assert "caution" not in plan.describe_plan([plain])
+def test_a_runs_rate_weighs_each_training_stage_by_its_windows():
+    backbone = [{"event": "train", "stage": 1.0, "steps_per_second": r} for r in (9, 10, 11, 50)]
+    experts = [{"event": "train", "stage": 2.0, "steps_per_second": 1.0}]
+    # 5 windows of equal steps: 4 at stage 1's median 10.5 steps/s, 1 at 1 step/s.
+    assert median_train_rate(backbone + experts) == pytest.approx(5 / (4 / 10.5 + 1 / 1.0))
+    assert stages_logged(backbone + experts) == 2
+    plain = [{"event": "train", "steps_per_second": r} for r in (9, 10, 11, 50)]
+    assert median_train_rate(plain) == pytest.approx(10.5) and stages_logged(plain) == 1
+
+
+def test_a_resumed_run_short_of_its_costlier_stages_is_not_rated_by_its_own_windows(tmp_path):
+    settings = load_settings(["method=m3dt", "tasks=mt5", "scale=smoke", "train.steps=5000",
+                              *_roots(tmp_path)])  # fmt: skip
+    settings.run_dir.mkdir(parents=True)
+    (settings.run_dir / "checkpoint.pt").write_bytes(b"")
+    window = {"event": "train", "stage": 1.0, "steps_per_second": 100.0}
+    (settings.run_dir / "metrics.jsonl").write_text(json.dumps(window) + "\n")
+    assert RateBook._own_rate(settings) is None  # stage 1 of 3: the plan times all three
+    window = {"event": "train", "steps_per_second": 100.0}
+    prompt = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", "train.steps=5000",
+                            *_roots(tmp_path)])  # fmt: skip
+    prompt.run_dir.mkdir(parents=True)
+    (prompt.run_dir / "checkpoint.pt").write_bytes(b"")
+    (prompt.run_dir / "metrics.jsonl").write_text(json.dumps(window) + "\n")
+    own = RateBook._own_rate(prompt)
+    assert own is not None and own.value == 100.0
 
 
 def test_a_done_run_is_not_timed(tmp_path, capsys):
@@ -166,3 +186,14 @@ def test_a_done_run_is_not_timed(tmp_path, capsys):
     text = plan.describe_plan([settings])
     assert "skipped     the run is done" in text
     assert "timing" not in capsys.readouterr().err
+
+
+def test_the_first_progress_line_promises_a_time_left_only_where_steps_cost_alike(tmp_path):
+    prompt = load_settings(["method=prompt_dt", "tasks=mt5", "scale=smoke", "train.steps=5000",
+                            *_roots(tmp_path)])  # fmt: skip
+    assert plan.first_rate_line(prompt, 50.0, 1000) == "training: 50.0 steps/s, about 80 s to go"
+    m3dt = load_settings(["method=m3dt", "tasks=mt5", "scale=smoke", "train.steps=5000",
+                          *_roots(tmp_path)])  # fmt: skip
+    line = plan.first_rate_line(m3dt, 50.0, 1000)
+    assert line.startswith("training: 50.0 steps/s in its backbone stage") and "to go" not in line
+    assert "in its router stage" in plan.first_rate_line(m3dt, 5.0, 4000)

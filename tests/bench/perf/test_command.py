@@ -61,6 +61,24 @@ def test_a_method_without_phases_gets_its_total_only(tmp_path):
     assert set(result["figures"]["breakdown_ms_per_step"]) == {"other", "total"}
 
 
+def test_a_method_of_several_stages_has_each_timed_from_its_first_step(tmp_path, capsys):
+    code, result = _perf(tmp_path, "train", "method=m3dt", "--steps", "2", "--warmup", "1",
+                         "--episodes", "4")  # fmt: skip
+    assert code == 0
+    figures = result["figures"]
+    stages = figures["stages"]
+    assert list(stages) == ["backbone", "experts", "router"]
+    lengths = [stages[name]["steps_in_run"] for name in stages]
+    assert [stages[name]["first_step"] for name in stages] == [0, lengths[0], sum(lengths[:2])]
+    weighted = sum(s["ms_per_step"] * s["steps_in_run"] for s in stages.values()) / sum(lengths)
+    assert figures["ms_per_step"] == pytest.approx(weighted)
+    assert figures["breakdown_ms_per_step"]["total"] == pytest.approx(
+        sum(s["breakdown_ms_per_step"]["total"] * s["steps_in_run"] for s in stages.values())
+        / sum(lengths)
+    )
+    assert "training stage" in capsys.readouterr().out
+
+
 def test_mask_update_times_both_gradients_and_the_mask_generation(tmp_path):
     code, result = _perf(tmp_path, "mask-update", "method=harmodt_m", "--episodes", "4")
     assert code == 0
