@@ -134,7 +134,7 @@ def status_curves(root: Path, path: Path) -> str:
     `bench report` draws them (the unfinished labelled apart); the line that says where, or
     that no run has evaluated yet. A run without an evaluation is not in the figure."""
     from bench import plots
-    from bench.report import evaluation_curves
+    from bench.report_figures import evaluation_curves
     from bench.result_table import unfinished_runs
 
     if path.suffix.lower() != ".png":

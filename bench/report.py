@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench import (
-    plots,
-    report_ablations,
+    report_figures,
     report_partial,
     report_provenance,
     report_reference,
@@ -29,7 +27,9 @@ from bench import (
 )
 from bench import report_render as render
 from bench.errors import UserError, unknown_choice
-from bench.result_table import COHORT, load_results, training_curves, unfinished_runs
+from bench.report_figures import cell_label
+from bench.report_power import detectability_note
+from bench.result_table import COHORT, load_results, unfinished_runs
 from bench.suites import SUITES
 
 FORMATS = ("md", "latex", "csv", "json")
@@ -107,7 +107,7 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
     for _, cohort in frame.groupby(COHORT, sort=True):
         for suite, runs in cohort.groupby("suite", sort=False):
             table = (
-                report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
+                report_unseen.unseen_task_table(runs.assign(label=runs.apply(cell_label, axis=1)))
                 if report_unseen.is_unseen_task_suite(str(suite))
                 else _suite_table(runs)
             )
@@ -185,7 +185,8 @@ def _cohort(
                     accounts.items()]  # fmt: skip
         warnings += _missing_seed_warnings(runs, accounts)
         if report_unseen.is_unseen_task_suite(suite):
-            table = report_unseen.unseen_task_table(runs.assign(label=runs.apply(_label, axis=1)))
+            labelled = runs.assign(label=runs.apply(cell_label, axis=1))
+            table = report_unseen.unseen_task_table(labelled)
             label = report_reference.PAPER_LABEL
             reference = report_unseen.paper_rows(suite, label, list(table.columns))
             caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
@@ -194,7 +195,7 @@ def _cohort(
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
         shape = _model_shape(runs)
         reference = report_reference.paper_rows(suite, DATA_ORDER, shape)
-        best_of = _best_of_label(runs)
+        best_of = _best_ofcell_label(runs)
         if reference is not None and best_of:
             # The paper's numbers come from the official code, which reports the best
             # evaluation: they sit in the best-of columns, never beside a final score.
@@ -226,35 +227,13 @@ def _cohort(
 # Tables ------------------------------------------------------------------------------------------
 
 
-def _label(row: pd.Series) -> str:
-    return row["method"] if row["variant"] == "default" else f"{row['method']} [{row['variant']}]"
-
-
-def evaluation_curves(
-    finished: pd.DataFrame, unfinished: pd.DataFrame
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The evaluations (periodic and final) of the `finished` runs and of the `unfinished` ones,
-    labelled by method and variant, the unfinished apart (live curves: never in a table); and
-    the finished runs' harmony scores. A run without an evaluation has no row. `bench report`
-    and `bench status --curves` draw the first with `plots.learning_curves`."""
-    curves, harmony = training_curves(finished)
-    curves = curves.assign(label=curves.apply(_label, axis=1) if len(curves) else "")
-    if not unfinished.empty:
-        live, _ = training_curves(unfinished)
-        if not live.empty:
-            live = live.assign(label=live.apply(_label, axis=1) + " (unfinished)")
-            drawn = [part for part in (curves, live) if not part.empty]
-            curves = pd.concat(drawn, ignore_index=True)
-    return curves, harmony
-
-
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its cell, seed and mean success rate over tasks."""
     return _labelled(frame.drop_duplicates("run_dir"))
 
 
 def _labelled(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs.assign(label=runs.apply(_label, axis=1) if len(runs) else pd.Series(dtype=str))
+    return runs.assign(label=runs.apply(cell_label, axis=1) if len(runs) else pd.Series(dtype=str))
 
 
 def _cells(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -314,7 +293,7 @@ def _suite_table(
         d for d in table.columns if d not in DATA_ORDER
     ]
     params = runs.groupby("label")["num_parameters"].first() / 1e6
-    best_of = _best_of_label(runs)
+    best_of = _best_ofcell_label(runs)
     if best_of:
         periodic = runs[runs["best_evaluations"] > 1]
         best = _pivot(
@@ -333,7 +312,7 @@ def _suite_table(
     return table[ordered].fillna("—").assign(params=params.map("{:.2f} M".format))
 
 
-def _best_of_label(runs: pd.DataFrame) -> str | None:
+def _best_ofcell_label(runs: pd.DataFrame) -> str | None:
     """'best of N evaluations' for the runs that evaluated more than once (N as a range where
     runs differ), None when none did."""
     counts = sorted(set(runs.loc[runs["best_evaluations"] > 1, "best_evaluations"]))
@@ -376,7 +355,7 @@ def _sizes_table(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def _per_task(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.assign(label=frame.apply(_label, axis=1))
+    frame = frame.assign(label=frame.apply(cell_label, axis=1))
     return frame.pivot_table(index="label", columns="task", values="success_rate", aggfunc="mean")
 
 
@@ -408,7 +387,7 @@ def _missing_seed_warnings(
 def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.DataFrame) -> str:
     fmt, reps = output.fmt, output.reps
     suite, data, scale = frame["suite"].iloc[0], frame["data"].iloc[0], frame["scale"].iloc[0]
-    labelled = frame.assign(label=frame.apply(_label, axis=1))
+    labelled = frame.assign(label=frame.apply(cell_label, axis=1))
     matrices = statistics.score_matrices(labelled, by="label")
     estimates = statistics.interval_estimates(matrices, reps=reps)
     table = pd.DataFrame(
@@ -422,7 +401,8 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
         index=estimates["method"],
     )
     parts = [
-        render.table(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)")
+        render.table(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)"),
+        render.note(fmt, detectability_note(matrices, int(frame["eval_episodes"].iloc[0]))),
     ]
     if REFERENCE_METHOD in matrices and len(matrices) > 1:
         improvement = statistics.probability_of_improvement(matrices, REFERENCE_METHOD, reps=reps)
@@ -447,69 +427,11 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
     parts.append(f"<details>{summary}\n\n{details}\n\n</details>" if fmt == "md" else details)
     if output.assets is not None and fmt == "md":
         title = f"{suite} {data}, scale={scale}"
-        parts.append(_figures(frame, matrices, per_task, output, name, title, unfinished))
+        made = report_figures.figures(
+            frame, matrices, per_task, output.assets, output.reps, name, title, unfinished
+        )
+        parts.append("\n\n".join(f"![{p.stem}]({render.link(p, output.base)})" for p in made))
     return "\n\n".join(parts)
-
-
-def _figures(
-    frame: pd.DataFrame,
-    matrices: dict[str, np.ndarray],
-    per_task: pd.DataFrame,
-    output: _Output,
-    name: str,
-    title: str,
-    unfinished: pd.DataFrame,
-) -> str:
-    assets, base = output.assets, output.base
-    assert assets is not None
-    made = [
-        plots.success_heatmap(
-            per_task, assets / f"{name}-per-task.png", f"Per-task success: {title}"
-        )
-    ]
-    thresholds = np.linspace(0.0, 1.0, 21)
-    profiles, intervals = statistics.performance_profiles(matrices, thresholds, reps=output.reps)
-    made.append(
-        plots.performance_profiles(
-            profiles,
-            intervals,
-            thresholds,
-            assets / f"{name}-profile.png",
-            f"Performance profile: {title}",
-        )
-    )
-    curves, harmony = evaluation_curves(frame, unfinished)
-    if curves["step"].nunique() > 1:
-        made.append(
-            plots.learning_curves(
-                curves, assets / f"{name}-curves.png", f"Evaluation during training: {title}"
-            )
-        )
-    if not harmony.empty:
-        made.append(
-            plots.harmony_curves(harmony, assets / f"{name}-harmony.png", f"Harmony score: {title}")
-        )
-    runs = _runs(frame)
-    points = report_ablations.ablation_points(runs)
-    if points:
-        references = {
-            method: 100 * group["run_success_rate"].mean()
-            for method, group in runs[runs["variant"] == "default"].groupby("method")
-            if method in report_ablations.ABLATION_REFERENCES
-        }
-        figure = assets / f"{name}-ablations.png"
-        heading = f"Hyper-parameter ablations (Fig. 4): {title}"
-        made.append(
-            plots.ablation_curves(
-                points,
-                report_ablations.ABLATIONS,
-                report_ablations.ABLATED_METHOD,
-                references,
-                figure,
-                heading,
-            )
-        )
-    return "\n\n".join(f"![{path.stem}]({render.link(path, base)})" for path in made)
 
 
 def _ci(point: float, low: float, high: float) -> str:

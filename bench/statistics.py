@@ -129,3 +129,39 @@ def performance_profiles(
         )
         profiles[name], bands[name] = profile[name], band[name]
     return profiles, bands
+
+
+# How small a difference the runs can show (Colas et al. 2018, "How Many Random Seeds?") ----------
+
+
+def pooled_seed_std(matrices: Mapping[str, np.ndarray]) -> tuple[float, int] | None:
+    """The seed-to-seed std of a run's mean success over tasks, within each method, pooled over
+    the methods with two runs or more, and its degrees of freedom; None without such a method."""
+    squares, dof = 0.0, 0
+    for scores in matrices.values():
+        run_means = scores.mean(axis=1)
+        if len(run_means) >= 2:
+            squares += float(((run_means - run_means.mean()) ** 2).sum())
+            dof += len(run_means) - 1
+    return (float(np.sqrt(squares / dof)), dof) if dof else None
+
+
+def episode_noise(scores: np.ndarray, episodes_per_task: int) -> float:
+    """The std of a run's mean success over tasks that its finite evaluation episodes alone
+    cause: each task's success a binomial of `episodes_per_task` draws at its observed rate,
+    averaged over the (runs, tasks) `scores`' runs."""
+    tasks = scores.shape[1]
+    per_run = (scores * (1 - scores) / episodes_per_task).sum(axis=1) / tasks**2
+    return float(np.sqrt(per_run.mean()))
+
+
+def detectable_difference(
+    std: float, seeds: int, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest true difference between two methods' mean success, `seeds` runs each with
+    run-to-run `std`, that a two-sided two-sample t-test at `alpha` finds with probability
+    `power` (statsmodels' exact power of the t-test, solved for the effect size)."""
+    from statsmodels.stats.power import TTestIndPower
+
+    effect = TTestIndPower().solve_power(nobs1=seeds, alpha=alpha, power=power, ratio=1.0)
+    return float(effect) * std

@@ -38,3 +38,33 @@ def test_the_intervals_do_not_depend_on_numpys_global_state(matrices):
     first = statistics.interval_estimates(matrices)
     np.random.seed(2)
     assert statistics.interval_estimates(matrices).equals(first)
+
+
+def test_the_detectable_difference_is_found_as_often_as_the_power_says():
+    from scipy.stats import ttest_ind
+
+    rng = np.random.default_rng(0)
+    difference = statistics.detectable_difference(std=1.0, seeds=3, alpha=0.05, power=0.8)
+    a = rng.normal(0.0, 1.0, (20_000, 3))
+    b = rng.normal(difference, 1.0, (20_000, 3))
+    found = (ttest_ind(a, b, axis=1).pvalue < 0.05).mean()
+    assert found == pytest.approx(0.8, abs=0.01)
+    assert statistics.detectable_difference(1.0, 5) < difference  # more seeds, finer
+
+
+def test_episode_noise_is_the_spread_finite_episodes_give_a_runs_mean():
+    rng = np.random.default_rng(1)
+    rates = np.array([[0.0, 0.1, 0.5, 0.9, 1.0]])
+    runs = rng.binomial(50, rates, size=(20_000, 5)) / 50  # many evaluations of one policy
+    assert statistics.episode_noise(rates, 50) == pytest.approx(runs.mean(axis=1).std(), rel=0.03)
+
+
+def test_the_seed_spread_is_pooled_within_methods_and_needs_two_runs():
+    matrices = {
+        "a": np.array([[0.1, 0.3], [0.3, 0.5]]),  # run means 0.2, 0.4: squares 0.02, 1 dof
+        "b": np.array([[0.9, 0.9], [0.5, 0.5], [0.7, 0.7]]),  # 0.9, 0.5, 0.7: 0.08, 2 dof
+        "c": np.array([[0.5, 0.5]]),  # one run: no spread of its own
+    }
+    std, dof = statistics.pooled_seed_std(matrices)
+    assert dof == 3 and std == pytest.approx(np.sqrt(0.10 / 3))
+    assert statistics.pooled_seed_std({"c": matrices["c"]}) is None

@@ -1,0 +1,45 @@
+"""The smallest difference a cohort's runs can show: a report's answer to "could these seeds and
+episodes have told the methods apart?" (Colas et al. 2018, "How Many Random Seeds?").
+
+The spread that matters is seed to seed: a run's mean success over tasks moves from one training
+seed to the next. It is pooled within methods (each method's runs about their own mean), so every
+method's runs count towards it, and a two-sample t-test with the seeds a method has then needs a
+true difference of `detectable_difference` to find it 80 % of the time. Part of that spread is
+the evaluation's own: finite episodes per task (binomial), stated beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from bench import statistics
+
+ALPHA, POWER = 0.05, 0.8
+
+
+def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: int) -> str:
+    """One paragraph for a cohort's (runs x tasks) success matrices, in points (%)."""
+    scores = np.concatenate([m for m in matrices.values()], axis=0)
+    noise = 100 * statistics.episode_noise(scores, episodes_per_task)
+    evaluation = (
+        f"Evaluation with {episodes_per_task} episodes per task alone makes a run's mean "
+        f"success vary by about {noise:.1f} points (binomial, at the observed rates)."
+    )
+    pooled = statistics.pooled_seed_std(matrices)
+    seeds = min(len(m) for m in matrices.values())
+    if pooled is None or seeds < 2:
+        return (
+            "Smallest detectable difference: not stated, as some method has a single run "
+            "(the seed-to-seed spread it needs is measured from two runs or more of each "
+            f"method). {evaluation}"
+        )
+    std, dof = pooled
+    difference = 100 * statistics.detectable_difference(std, seeds, ALPHA, POWER)
+    return (
+        f"Smallest detectable difference: a run's mean success varies by {100 * std:.1f} points "
+        f"from seed to seed (pooled within methods, {dof} degrees of freedom); with {seeds} "
+        f"seeds per method a two-sided t-test at level {ALPHA} finds a true difference of "
+        f"{difference:.1f} points {POWER:.0%} of the time (Colas et al. 2018). {evaluation}"
+    )

@@ -1,0 +1,24 @@
+"""The report's smallest-detectable-difference paragraph."""
+
+import numpy as np
+
+from bench.report_power import detectability_note
+
+
+def test_it_is_stated_from_the_seed_spread_with_the_episodes_share_beside_it():
+    matrices = {
+        "harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8], [0.4, 0.6]]),
+        "mtdt": np.array([[0.2, 0.4], [0.3, 0.3], [0.1, 0.5]]),
+    }
+    text = detectability_note(matrices, 50)
+    # run means 0.6, 0.7, 0.5 and 0.3, 0.3, 0.3: squares 0.02 + 0, 4 dof -> std 7.1 points
+    assert "varies by 7.1 points from seed to seed (pooled within methods, 4 degrees" in text
+    assert "with 3 seeds per method" in text and "21.7 points 80% of the time" in text
+    assert "50 episodes per task alone" in text
+
+
+def test_a_single_run_of_some_method_leaves_it_unstated():
+    matrices = {"harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8]]), "mtdt": np.array([[0.2, 0.4]])}
+    text = detectability_note(matrices, 50)
+    assert text.startswith("Smallest detectable difference: not stated")
+    assert "about" in text and "points (binomial" in text
