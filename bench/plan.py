@@ -81,7 +81,7 @@ def first_rate_line(settings: Settings, rate: float, done: int) -> str:
     stage = next(s for s in reversed(stages) if s.first_step < done)
     return (
         f"training: {rate:.1f} steps/s in its {stage.name} stage; its {len(stages)} stages' "
-        "steps cost differently (the plan, `bench run --cfg job ...`, times each)"
+        "steps cost differently (the plan printed before the run weighs each stage's rate)"
     )
 
 

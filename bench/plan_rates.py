@@ -191,7 +191,10 @@ def timed_rates(settings: Settings) -> Rates:
     seconds = (figures["ms_per_step"] + figures["breakdown_ms_per_step"]["total"]) / 2000
     busy = figures["load"]["other_cores_busy"]
     busy_note = f"; other processes kept {busy:.1f} cores busy" if busy >= QUIET_CORES else ""
-    source = f"timed now on synthetic data{busy_note}"
+    rates = ", ".join(f"{name} {1000 / stage['ms_per_step']:.3g}"
+                      for name, stage in figures.get("stages", {}).items())  # fmt: skip
+    stages_note = f"; its stages weighed by their steps: {rates} steps/s" if rates else ""
+    source = f"timed now on synthetic data{stages_note}{busy_note}"
     return Rates(
         train=Rate(1 / seconds, "timed", source),
         policy_step=Rate(policy_seconds, "timed", source),

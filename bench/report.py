@@ -5,7 +5,7 @@ different scale presets, dataset stores or evaluation protocols form separate co
 never averaged together; within a cohort a cell is one configuration (method, variant, suite,
 data) averaged over its seeds, and a cell with fewer seeds than the most complete one says so.
 The tables report the final checkpoint; the paper's own numbers appear only in rows labelled
-"paper (their data, their scale)".
+"HarmoDT paper, Table N (their data, ...)".
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ TABLE4_SUITES = tuple(name for name, suite in SUITES.items() if suite.benchmark.
 SUITE_ORDER = ("mt5", "mt30", "mt50", *TABLE4_SUITES)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 SMOKE = "smoke"
+NO_INTERVAL = "(1 run: no interval)"
 SMOKE_BANNER = (
     "**scale=smoke: a check that everything runs end to end (50 steps, 2 episodes per task). "
     "These scores mean nothing; nothing is bold.**"
@@ -130,7 +131,9 @@ def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
         )
     for number, ((scale, episodes, store), cohort) in enumerate(cohorts, start=1):
         name = f"{scale}-ep{episodes}-{str(store)[:8]}" if len(cohorts) > 1 else str(scale)
-        heading = f"scale={scale}, {episodes} evaluation episodes per task, store {str(store)[:12]}"
+        heading = (
+            f"scale={scale}, {episodes} evaluation episodes per task, data store {str(store)[:12]}"
+        )
         pending = output.pending
         pending = pending[(pending["scale"] == scale) & (pending["eval_episodes"] == episodes)]
         body, cohort_warnings, cohort_partial = _cohort(cohort, output, name, pending)
@@ -187,15 +190,18 @@ def _cohort(
         if report_unseen.is_unseen_task_suite(suite):
             labelled = runs.assign(label=runs.apply(cell_label, axis=1))
             table = report_unseen.unseen_task_table(labelled)
-            label = report_reference.PAPER_LABEL
+            label = report_reference.PAPER_LABEL.format(table="Table 4")
             reference = report_unseen.paper_rows(suite, label, list(table.columns))
-            caption = f"Table 4 style: {suite}, mean return, final checkpoint; paper rows: Table 4"
+            caption = (
+                f"Table 4 style: {suite}, mean return, final checkpoint; HarmoDT paper rows: "
+                "Table 4"
+            )
             parts.append(render.table(table, fmt, caption, reference))
             continue
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
         shape = _model_shape(runs)
         reference = report_reference.paper_rows(suite, DATA_ORDER, shape)
-        best_of = _best_ofcell_label(runs)
+        best_of = _best_of_label(runs)
         if reference is not None and best_of:
             # The paper's numbers come from the official code, which reports the best
             # evaluation: they sit in the best-of columns, never beside a final score.
@@ -204,7 +210,7 @@ def _cohort(
         source = report_reference.paper_source(suite, shape)
         checkpoint = f"final checkpoint and {best_of}" if best_of else "final checkpoint"
         caption = f"Table 1 style: {suite}, {checkpoint}" + (
-            f"; paper rows from its {source}" if source else ""
+            f"; HarmoDT paper rows from its {source}" if source else ""
         )
         parts.append(render.table(table, fmt, caption, reference))
     returns = cohort["suite"].map(report_unseen.scored_by_return)
@@ -262,17 +268,15 @@ def _pivot(
         account = accounts.get((cell["label"], cell.get("data")))
         if account is not None:
             return f" ({account})"
-        return f" (n={int(cell['n'])})" if cell["n"] < full else ""
+        if cell["n"] < full:
+            return f" (n={int(cell['n'])})"
+        return " (1 seed)" if cell["n"] == 1 else ""
 
-    text = cells.apply(
-        lambda c: (
-            (
-                "**{:.2f} ± {:.2f}**" if bold and c["mean"] == best[c.name] else "{:.2f} ± {:.2f}"
-            ).format(c["mean"], c["std"])
-            + seeds(c)
-        ),
-        axis=1,
-    )
+    def score(cell: pd.Series) -> str:  # one seed has no spread to show: no "± 0.00"
+        text = f"{cell['mean']:.2f}" + (f" ± {cell['std']:.2f}" if cell["n"] > 1 else "")
+        return f"**{text}**" if bold and cell["mean"] == best[cell.name] else text
+
+    text = cells.apply(lambda cell: score(cell) + seeds(cell), axis=1)
     table = cells.assign(text=text).pivot_table(
         index="label", columns=columns, values="text", aggfunc="first"
     )
@@ -293,7 +297,7 @@ def _suite_table(
         d for d in table.columns if d not in DATA_ORDER
     ]
     params = runs.groupby("label")["num_parameters"].first() / 1e6
-    best_of = _best_ofcell_label(runs)
+    best_of = _best_of_label(runs)
     if best_of:
         periodic = runs[runs["best_evaluations"] > 1]
         best = _pivot(
@@ -312,7 +316,7 @@ def _suite_table(
     return table[ordered].fillna("—").assign(params=params.map("{:.2f} M".format))
 
 
-def _best_ofcell_label(runs: pd.DataFrame) -> str | None:
+def _best_of_label(runs: pd.DataFrame) -> str | None:
     """'best of N evaluations' for the runs that evaluated more than once (N as a range where
     runs differ), None when none did."""
     counts = sorted(set(runs.loc[runs["best_evaluations"] > 1, "best_evaluations"]))
@@ -390,13 +394,14 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
     labelled = frame.assign(label=frame.apply(cell_label, axis=1))
     matrices = statistics.score_matrices(labelled, by="label")
     estimates = statistics.interval_estimates(matrices, reps=reps)
+    rows = list(estimates.itertuples())
     table = pd.DataFrame(
         {
             "runs x tasks": [
                 f"{len(matrices[m])} x {matrices[m].shape[1]}" for m in estimates["method"]
             ],
-            "IQM (95% CI)": [_ci(r.iqm, r.iqm_low, r.iqm_high) for r in estimates.itertuples()],
-            "mean (95% CI)": [_ci(r.mean, r.mean_low, r.mean_high) for r in estimates.itertuples()],
+            "IQM (95% CI)": [_ci(r.iqm, r.iqm_low, r.iqm_high, r.runs) for r in rows],
+            "mean (95% CI)": [_ci(r.mean, r.mean_low, r.mean_high, r.runs) for r in rows],
         },
         index=estimates["method"],
     )
@@ -411,6 +416,8 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
             {
                 f"P({REFERENCE_METHOD} > method) (95% CI)": [
                     f"{r.probability:.2f} [{r.low:.2f}, {r.high:.2f}]"
+                    if min(len(matrices[REFERENCE_METHOD]), len(matrices[str(r.Index)])) > 1
+                    else f"{r.probability:.2f} {NO_INTERVAL}"
                     for r in improvement.itertuples()
                 ]
             },
@@ -434,5 +441,7 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
     return "\n\n".join(parts)
 
 
-def _ci(point: float, low: float, high: float) -> str:
+def _ci(point: float, low: float, high: float, runs: int) -> str:
+    if runs < 2:  # resampling one run gives it back: an interval of zero width says nothing
+        return f"{100 * point:.2f} {NO_INTERVAL}"
     return f"{100 * point:.2f} [{100 * low:.2f}, {100 * high:.2f}]"

@@ -21,25 +21,33 @@ ALPHA, POWER = 0.05, 0.8
 
 def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: int) -> str:
     """One paragraph for a cohort's (runs x tasks) success matrices, in points (%)."""
-    scores = np.concatenate([m for m in matrices.values()], axis=0)
+    scores = np.concatenate(list(matrices.values()), axis=0)
     noise = 100 * statistics.episode_noise(scores, episodes_per_task)
     evaluation = (
-        f"Evaluation with {episodes_per_task} episodes per task alone makes a run's mean "
-        f"success vary by about {noise:.1f} points (binomial, at the observed rates)."
+        f"Evaluation with {episodes_per_task} episodes per task alone gives a run's mean success "
+        f"a standard deviation of about {noise:.1f} points (binomial, at the observed rates)"
     )
     pooled = statistics.pooled_seed_std(matrices)
     seeds = min(len(m) for m in matrices.values())
     if pooled is None or seeds < 2:
+        which = "every method has" if pooled is None else "some method has"
         return (
-            "Smallest detectable difference: not stated, as some method has a single run "
-            "(the seed-to-seed spread it needs is measured from two runs or more of each "
-            f"method). {evaluation}"
+            f"Smallest detectable difference: not stated, as {which} a single run; it needs the "
+            "seed-to-seed spread of two runs or more of each method (3 seeds or more "
+            f"recommended). {evaluation}."
         )
     std, dof = pooled
+    if std == 0:
+        return (
+            "Smallest detectable difference: not stated, as every method's runs scored alike "
+            f"(no seed-to-seed spread to scale it by). {evaluation}."
+        )
     difference = 100 * statistics.detectable_difference(std, seeds, ALPHA, POWER)
+    share = min(1.0, (noise / (100 * std)) ** 2)
     return (
-        f"Smallest detectable difference: a run's mean success varies by {100 * std:.1f} points "
-        f"from seed to seed (pooled within methods, {dof} degrees of freedom); with {seeds} "
-        f"seeds per method a two-sided t-test at level {ALPHA} finds a true difference of "
-        f"{difference:.1f} points {POWER:.0%} of the time (Colas et al. 2018). {evaluation}"
+        f"Smallest detectable difference: a run's mean success has a standard deviation of "
+        f"{100 * std:.1f} points from seed to seed (pooled within methods, {dof} degrees of "
+        f"freedom); with {seeds} seeds per method a two-sided t-test at level {ALPHA} finds a "
+        f"true difference of {difference:.1f} points {POWER:.0%} of the time (Colas et al. "
+        f"2018). {evaluation}, about {share:.0%} of the seed-to-seed variance."
     )

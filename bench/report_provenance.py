@@ -27,7 +27,8 @@ def provenance(frame: pd.DataFrame, fmt: str) -> str:
         f"seeds: {', '.join(map(str, sorted(set(runs['seed']))))}",
         *evaluation,
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
-        "dataset manifest hashes: " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
+        "dataset hashes (the suite's tasks in the store's manifest; the heading names the whole "
+        "store's): " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
         *["data generators: " + ", ".join(sorted(set(runs["generator"].dropna())))]
         * bool(runs["generator"].notna().any()),
         "code commits: " + ", ".join(commits),

@@ -10,7 +10,9 @@ import pandas as pd
 import yaml
 
 REFERENCE = Path(__file__).with_name("paper_reference.yaml")
-PAPER_LABEL = "paper (their data, their scale)"
+# A reference row says whose numbers they are, from which table, and what differs from ours.
+PAPER_LABEL = "HarmoDT paper, {table} (their data, their scale)"
+SAME_SIZE_LABEL = "HarmoDT paper, {table} (their data, 1e6 steps)"  # Table 3 at our model's size
 PAPER_SHAPE = (6, 8)  # Table 6's layers and heads: the model of Tables 1 and 2
 
 
@@ -32,22 +34,26 @@ def paper_rows(
     reference = yaml.safe_load(REFERENCE.read_text())
     rows = {}
     source = paper_source(suite, shape)
-    if source is not None and source.startswith("Table 3") and shape is not None:
+    if source is None:
+        return None
+    label = PAPER_LABEL.format(table=source.split(" (")[0])
+    if source.startswith("Table 3") and shape is not None:
         size = _size_row(suite, shape)
         assert size is not None
+        label = SAME_SIZE_LABEL.format(table="Table 3")
         for method in ("mtdt", "prompt_dt", "harmodt_f"):
-            rows[f"{method} — {PAPER_LABEL}"] = {
+            rows[f"{method} — {label}"] = {
                 data: reported(size[method] if data == "near_optimal" else None)
                 for data in data_order
             } | {"params": f"{size['params_m']:.2f} M"}
     elif suite == "mt50":
         for row in reference["table1"]["rows"]:
-            rows[f"{row['method']} — {PAPER_LABEL}"] = {
+            rows[f"{row['method']} — {label}"] = {
                 data: reported(row.get(data)) for data in data_order
             } | {"params": f"{row['params_m']:.2f} M"}
     elif suite in ("mt5", "mt30"):
         for row in reference["table2"]["rows"]:
-            rows[f"{row['method']} — {PAPER_LABEL}"] = {
+            rows[f"{row['method']} — {label}"] = {
                 data: reported(row[suite].get(data)) for data in data_order
             } | {"params": "—"}
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None

@@ -147,7 +147,10 @@ def _saved_config(
 def check_claimable(settings: Settings) -> None:
     """Refuse, before anything runs, a run directory that holds another config's progress."""
     differences = _config_differences(settings)
-    progress = (settings.run_dir / results.CHECKPOINT).exists()
+    # A result is progress too: a finished run kept without its checkpoint (the committed
+    # reports' runs) must never be cleared for another config.
+    kept = (results.CHECKPOINT, results.RESULT)
+    progress = any((settings.run_dir / name).exists() for name in kept)
     if differences and not settings.run.restart and progress:
         raise UserError(
             f"{settings.run_dir} holds a run of a different config with progress: {differences}; "

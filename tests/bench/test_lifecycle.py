@@ -191,6 +191,21 @@ def test_a_different_config_with_progress_needs_run_restart(smoke_data_root, tmp
     assert json.loads((run_dir / "result.json").read_text())["steps"] == 60
 
 
+def test_a_finished_run_without_its_checkpoint_is_never_cleared_for_another_config(
+    smoke_data_root, tmp_path, capsys
+):
+    """As the committed reports keep their runs: config.yaml, metrics.jsonl, result.json."""
+    run_dir = tmp_path / "the-run"
+    args = _args(smoke_data_root, tmp_path / "runs", f"run.dir={run_dir}")
+    assert main(args) == 0
+    (run_dir / "checkpoint.pt").unlink()
+    result = (run_dir / "result.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "train.steps=60"]) == 2
+    assert "different config with progress: train.steps (50 -> 60)" in capsys.readouterr().err
+    assert (run_dir / "result.json").read_text() == result
+
+
 def test_resuming_onto_a_changed_dataset_is_refused(smoke_data_root, tmp_path, capsys, write_store):
     other = tmp_path / "other-store"
     rng = np.random.default_rng(1)

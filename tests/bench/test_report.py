@@ -98,7 +98,7 @@ def test_table_1_cells_are_the_mean_and_std_over_seeds(runs, tmp_path):
     assert _cell("mtdt") in mtdt_row and "**" not in mtdt_row and "(n=" not in mtdt_row
     heading = text.split("## ")[0]  # warnings come before the first section
     assert "harmodt_f on mt5 near_optimal lacks seed(s) 2" in heading
-    assert "harmodt_f — paper (their data, their scale)" in quick  # Table 2's MT5 row, labelled
+    assert "harmodt_f — HarmoDT paper, Table 2 (their data, their scale)" in quick  # labelled
 
 
 def test_presets_and_stores_are_separate_sections(runs, template):
@@ -106,11 +106,11 @@ def test_presets_and_stores_are_separate_sections(runs, template):
     assert text.count("\n## ") == 3 and "3 groups of runs differ" in text
     smoke = _section(text, 3)
     assert smoke.startswith("3. scale=smoke")
-    real = f"| {100 * template['success_rate']:.2f} ± 0.00 "  # smoke bolds nothing
+    real = f"| {100 * template['success_rate']:.2f} (1 seed) "  # smoke bolds nothing
     assert real in next(line for line in smoke.splitlines() if line.startswith("| mtdt "))
     assert "These scores mean nothing" in smoke and "**Table" in smoke
     elsewhere = _section(text, 2)
-    assert "**0.00 ± 0.00**" in elsewhere and "(n=" not in elsewhere
+    assert "**0.00** (1 seed)" in elsewhere and "(n=" not in elsewhere
 
 
 def test_iqm_and_mean_match_an_independent_computation(runs):
@@ -202,7 +202,7 @@ def test_best_of_n_evaluations_sits_beside_the_final_score_never_in_it(template,
         assert f"{np.mean(finals):.2f} ± {np.std(finals, ddof=1):.2f}" in final_cell
         assert f"{np.mean(bests):.2f} ± {np.std(bests, ddof=1):.2f}" in best_cell
     # The paper's numbers (the official code's best-of protocol) sit in the best-of column.
-    paper = next(line for line in table.splitlines() if "paper (their data" in line)
+    paper = next(line for line in table.splitlines() if "HarmoDT paper, Table" in line)
     assert paper.split("|")[2].strip() == "—" and paper.split("|")[3].strip() != "—"
     assert "final checkpoint and best of 5 evaluations" in text
 
@@ -222,8 +222,9 @@ def test_an_unreadable_result_is_named_and_the_rest_reported(template, tmp_path,
     assert f"not included: {truncated}: cannot read it" in captured.err
     assert f"not included: {foreign}: not a run's result (no 'method')" in captured.err
     assert "## Not included" in captured.out and str(truncated) in captured.out
-    seed0 = f"{100 * np.mean(SCORES['mtdt', 0]):.2f} ± 0.00"
+    seed0 = f"**{100 * np.mean(SCORES['mtdt', 0]):.2f}** (1 seed)"
     assert seed0 in captured.out  # the readable run, reported alone
+    assert "| mtdt | 1 x 4          | 30.00 (1 run: no interval) |" in captured.out
     assert main(["report", str(root), "--strict"]) == 2
     assert str(foreign) in capsys.readouterr().err  # the first one found stops it
 

@@ -12,13 +12,21 @@ def test_it_is_stated_from_the_seed_spread_with_the_episodes_share_beside_it():
     }
     text = detectability_note(matrices, 50)
     # run means 0.6, 0.7, 0.5 and 0.3, 0.3, 0.3: squares 0.02 + 0, 4 dof -> std 7.1 points
-    assert "varies by 7.1 points from seed to seed (pooled within methods, 4 degrees" in text
+    assert "deviation of 7.1 points from seed to seed (pooled within methods, 4 degrees" in text
     assert "with 3 seeds per method" in text and "21.7 points 80% of the time" in text
-    assert "50 episodes per task alone" in text
+    assert "50 episodes per task alone" in text and "of the seed-to-seed variance" in text
 
 
 def test_a_single_run_of_some_method_leaves_it_unstated():
     matrices = {"harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8]]), "mtdt": np.array([[0.2, 0.4]])}
     text = detectability_note(matrices, 50)
-    assert text.startswith("Smallest detectable difference: not stated")
+    assert text.startswith("Smallest detectable difference: not stated, as some method has a")
+    alone = detectability_note({"mtdt": np.array([[0.2, 0.4]])}, 50)
+    assert alone.startswith("Smallest detectable difference: not stated, as every method has a")
     assert "about" in text and "points (binomial" in text
+
+
+def test_runs_that_score_alike_leave_it_unstated_rather_than_zero():
+    same = np.array([[0.5, 0.7], [0.5, 0.7]])
+    text = detectability_note({"harmodt_f": same, "mtdt": same / 2}, 50)
+    assert text.startswith("Smallest detectable difference: not stated, as every method's runs")
