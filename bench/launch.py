@@ -41,7 +41,7 @@ def plan(overrides: Sequence[str]) -> list[tuple[list[str], Settings]]:
 
 def check_jobs(job_list: Sequence[list[str]]) -> list[tuple[list[str], Settings]]:
     """Each job's checked settings, once no two share a run directory."""
-    from bench.runner import check_claimable
+    from bench.run_claim import check_claimable
 
     jobs = [(list(job), load_settings(job)) for job in job_list]
     owners: dict[str, list[str]] = {}

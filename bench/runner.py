@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-import yaml
 from tqdm import tqdm
 
 from bench import results
@@ -36,12 +35,12 @@ from bench.atomic import write_json
 from bench.data.generate import generator_name
 from bench.data.prepare import dataset_path, open_dataset
 from bench.data.samplers import OfflineData
-from bench.errors import Interrupted, UserError, damage_reason
+from bench.errors import Interrupted, UserError
 from bench.evaluate import EvalProtocol, evaluate
-from bench.identity import identity_values
 from bench.plan import first_rate_line
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import ActsOnUnseenTasks, Method, build_method
+from bench.run_claim import claim_directory, damaged
 from bench.run_lock import RunLock
 from bench.run_result import (
     BestOf,
@@ -91,13 +90,13 @@ def _execute(
     lock.acquire()
     try:
         results.remove_stale_temporaries(run_dir)
-        _claim_directory(settings, run_dir, say)
+        claim_directory(settings, run_dir, say)
         result_path = run_dir / results.RESULT
         if result_path.exists():
             try:
                 done = RunResult.from_json(json.loads(result_path.read_text()))
             except (ValueError, DamagedResult) as error:
-                raise _damaged(result_path, error) from None
+                raise damaged(result_path, error) from None
             say(f"skipped: {run_dir} is done (run.restart=true runs it again)")
             return done.to_json()
         if not (run_dir / results.CONFIG).exists():
@@ -142,55 +141,6 @@ def _saved_config(
         "versions": results.versions(),
         **({"launch": dict(launch)} if launch else {}),
     }
-
-
-def check_claimable(settings: Settings) -> None:
-    """Refuse, before anything runs, a run directory that holds another config's progress."""
-    differences = _config_differences(settings)
-    # A result is progress too: a finished run kept without its checkpoint (the committed
-    # reports' runs) must never be cleared for another config.
-    kept = (results.CHECKPOINT, results.RESULT)
-    progress = any((settings.run_dir / name).exists() for name in kept)
-    if differences and not settings.run.restart and progress:
-        raise UserError(
-            f"{settings.run_dir} holds a run of a different config with progress: {differences}; "
-            "run.restart=true discards it and starts over (or undo the change to resume it)"
-        )
-
-
-def _damaged(path: Path, error: Exception) -> UserError:
-    return UserError(f"{path} is damaged ({damage_reason(error)}); {results.RESTART}")
-
-
-def _config_differences(settings: Settings) -> str | None:
-    """The result-affecting values in which the run directory's saved config differs."""
-    config_path = settings.run_dir / results.CONFIG
-    if not config_path.exists():
-        return None
-    try:
-        saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
-    except (yaml.YAMLError, KeyError, TypeError) as error:
-        raise _damaged(config_path, error) from None
-    new = identity_values(settings.config)
-    # A key only one side has comes from another code version's config: not a difference.
-    differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
-    if not differing:
-        return None
-    return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])
-
-
-def _claim_directory(settings: Settings, run_dir: Path, say: Say) -> None:
-    """Make `run_dir` this config's: start over on request, replace a failed start, refuse a
-    different config that made progress."""
-    if settings.run.restart and any(p.name != ".lock" for p in run_dir.iterdir()):
-        results.clear_run(run_dir)
-        say(f"run.restart=true: cleared {run_dir}")
-        return
-    check_claimable(settings)
-    differences = _config_differences(settings)
-    if differences:
-        results.clear_run(run_dir)
-        say(f"replacing the run in {run_dir}, which made no progress: {differences}")
 
 
 class _Run:
@@ -410,6 +360,10 @@ class _Run:
         window_start, window_steps = session_start, 0
         told_duration = False
         seconds = lambda: train_seconds + time.perf_counter() - session_start - paused
+        if self._evaluation_lost(start):
+            # The run stopped in the periodic evaluation that follows its checkpoint: that
+            # evaluation is made now, at the same weights, so none of a run's N is lost.
+            paused += self._periodic_evaluation(method, start, protocol)
         bar = tqdm(total=total_steps, initial=start, desc="train", disable=not settings.progress)
         with bar, stop.deferred():
             for step in range(start, total_steps):
@@ -436,15 +390,27 @@ class _Run:
                         self._save_checkpoint(method, done, seconds())
                     raise self.interrupted(stop)
                 if train.eval_every and done % train.eval_every == 0 and done < total_steps:
-                    eval_start = time.perf_counter()
-                    self.enter(results.evaluating(done))
-                    scores = evaluate(settings.suite, method.policy, protocol, progress=False)
-                    event = {"event": "eval", "step": done, "final": False, **_scores_only(scores)}
-                    self._record(event)
-                    self.enter(results.TRAINING)
-                    paused += time.perf_counter() - eval_start
+                    paused += self._periodic_evaluation(method, done, protocol)
                     # A new rate window: the evaluation's time and steps are not training's.
                     window_start, window_steps = time.perf_counter(), 0
+
+    def _evaluation_lost(self, start: int) -> bool:
+        """Whether a resumed run's checkpoint step is due a periodic evaluation that
+        metrics.jsonl lacks (the process ended during it)."""
+        every, total_steps = self.settings.train.eval_every, self.settings.train.steps
+        if not (every and 0 < start < total_steps and start % every == 0):
+            return False
+        events = results.read_metrics(self.run_dir)
+        return not any(e.get("event") == "eval" and e.get("step") == start for e in events)
+
+    def _periodic_evaluation(self, method: Method, done: int, protocol: EvalProtocol) -> float:
+        """An evaluation during training, recorded as an `eval` event; its seconds."""
+        eval_start = time.perf_counter()
+        self.enter(results.evaluating(done))
+        scores = evaluate(self.settings.suite, method.policy, protocol, progress=False)
+        self._record({"event": "eval", "step": done, "final": False, **_scores_only(scores)})
+        self.enter(results.TRAINING)
+        return time.perf_counter() - eval_start
 
 
 def _check_finite(logs: Mapping[str, float], step: int) -> None:

@@ -138,7 +138,7 @@ def test_bench_status_names_the_phase_a_run_was_killed_or_stopped_in(
     row = _status_row(tmp_path, capsys)
     assert "| interrupted (its process is gone) while evaluating at step 20 |" in row
 
-    stopped = _bench(args)  # resumed from step 20; Ctrl-C in the final evaluation
+    stopped = _bench(args)  # resumed from step 20 (its evaluation first); Ctrl-C in the final
     _wait_for_status(run_dir, "running: evaluating the final checkpoint", stopped)
     os.killpg(stopped.pid, signal.SIGINT)
     _, stderr = stopped.communicate(timeout=120)
@@ -149,7 +149,10 @@ def test_bench_status_names_the_phase_a_run_was_killed_or_stopped_in(
 
     assert main(args) == 0  # trained to the end: only the final evaluation is left
     assert "| done " in _status_row(tmp_path, capsys)
-    assert [e["step"] for e in read_metrics(run_dir) if e["event"] == "eval"] == [40, 50]
+    # The evaluation killed at step 20 was made again on resuming: none of the 3 is lost.
+    assert [e["step"] for e in read_metrics(run_dir) if e["event"] == "eval"] == [20, 40, 50]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["best_of_evaluations"]["evaluations"] == 3
 
 
 def _nan_store(root: Path, write_store) -> Path:

@@ -1,0 +1,63 @@
+"""Whose a run directory is: a run claims it before anything is written, and never clears
+another config's progress (a checkpoint or a result) unless `run.restart=true` says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from bench import results
+from bench.errors import UserError, damage_reason
+from bench.identity import identity_values
+from bench.settings import Settings
+
+
+def check_claimable(settings: Settings) -> None:
+    """Refuse, before anything runs, a run directory that holds another config's progress."""
+    differences = _config_differences(settings)
+    # A result is progress too: a finished run kept without its checkpoint (the committed
+    # reports' runs) must never be cleared for another config.
+    kept = (results.CHECKPOINT, results.RESULT)
+    progress = any((settings.run_dir / name).exists() for name in kept)
+    if differences and not settings.run.restart and progress:
+        raise UserError(
+            f"{settings.run_dir} holds a run of a different config with progress: {differences}; "
+            "run.restart=true discards it and starts over (or undo the change to resume it)"
+        )
+
+
+def damaged(path: Path, error: Exception) -> UserError:
+    return UserError(f"{path} is damaged ({damage_reason(error)}); {results.RESTART}")
+
+
+def _config_differences(settings: Settings) -> str | None:
+    """The result-affecting values in which the run directory's saved config differs."""
+    config_path = settings.run_dir / results.CONFIG
+    if not config_path.exists():
+        return None
+    try:
+        saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
+    except (yaml.YAMLError, KeyError, TypeError) as error:
+        raise damaged(config_path, error) from None
+    new = identity_values(settings.config)
+    # A key only one side has comes from another code version's config: not a difference.
+    differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
+    if not differing:
+        return None
+    return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])
+
+
+def claim_directory(settings: Settings, run_dir: Path, say: Callable[[str], None]) -> None:
+    """Make `run_dir` this config's: start over on request, replace a failed start, refuse a
+    different config that made progress."""
+    if settings.run.restart and any(p.name != ".lock" for p in run_dir.iterdir()):
+        results.clear_run(run_dir)
+        say(f"run.restart=true: cleared {run_dir}")
+        return
+    check_claimable(settings)
+    differences = _config_differences(settings)
+    if differences:
+        results.clear_run(run_dir)
+        say(f"replacing the run in {run_dir}, which made no progress: {differences}")
