@@ -81,7 +81,7 @@ class M3DTConfig(PromptDTConfig):
         check_all("method", problems)
 
     def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
-        # An expert step trains every expert, a router step runs them all: ~12x and ~4x a
+        # An expert step trains every expert, a router step runs them all: ~17x and ~7x a
         # backbone step at scale=small on MT30 (docs/m3dt.md), so each stage is timed apart.
         backbone, experts = self.stage_lengths()
         router = total_steps - backbone - experts
