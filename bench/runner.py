@@ -6,9 +6,10 @@ The lifecycle of a run directory (bench.results has the files):
 - a run whose result.json exists is done and is skipped; `run.restart=true` starts it over;
 - a run with a checkpoint resumes from it bit-for-bit: the method's state, every global
   generator (bench.process_state) and the step live in the checkpoint, and resuming onto a
-  dataset whose manifest changed is refused;
+  dataset whose manifest changed is refused; a periodic evaluation due at the checkpoint's
+  step that metrics.jsonl lacks (the run stopped in it) is made first;
 - a directory holding a different config is replaced when it made no progress (a failed
-  start), and refused with a way out when it did;
+  start), and refused with a way out when it did (bench.run_claim);
 - its status says the phase it is in (`running: training`) and, once stopped, the one it
   stopped in;
 - Ctrl-C or SIGTERM stops after the current step with a checkpoint, status `interrupted`,
