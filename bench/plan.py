@@ -22,6 +22,7 @@ from bench.data.prepare import dataset_path
 from bench.data.store import read_manifest, task_file_bytes
 from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM
 from bench.plan_rates import Rate, RateBook, Rates, steps_done
+from bench.registry import TrainingStage
 from bench.results import RESULT
 from bench.settings import Settings
 
@@ -148,9 +149,7 @@ class RunWork:
     eval_basis: str  # how eval_seconds was reached
     eval_at_least: bool  # the policy's time is missing from eval_seconds
 
-    @property
-    def train_seconds(self) -> float | None:
-        return self.steps / self.train.value if self.train else None
+    train_seconds: float | None  # None: no rate known
 
 
 def run_work(settings: Settings, book: RateBook) -> RunWork:
@@ -171,8 +170,22 @@ def run_work(settings: Settings, book: RateBook) -> RunWork:
     else:
         each, at_least = episode_seconds(episode_steps, 0.0), True
         basis = "the simulator's time from docs/performance.md; the policy's not timed"
+    stages = settings.method_config.training_stages(settings.train.steps)
+    seconds = train_seconds_left(rates.train, stages, start) if rates.train and steps else None
     return RunWork(settings, done, steps, rates.train, evaluations, task_episodes * each,
-                   basis, at_least)  # fmt: skip
+                   basis, at_least, 0.0 if steps == 0 else seconds)  # fmt: skip
+
+
+def train_seconds_left(rate: Rate, stages: Sequence[TrainingStage], start: int) -> float:
+    """Seconds to train from step `start` to the end: each stage's steps left at its own
+    rate where the rate has one per stage (M3DT's), else every step at the mean rate."""
+    if len(rate.stage_seconds) != len(stages):
+        last = stages[-1]
+        return (last.first_step + last.steps - start) / rate.value
+    return sum(
+        max(0, stage.first_step + stage.steps - max(start, stage.first_step)) * seconds
+        for stage, seconds in zip(stages, rate.stage_seconds, strict=True)
+    )
 
 
 def describe_plan(jobs: Sequence[Settings], local: bool = True) -> str:

@@ -50,6 +50,10 @@ class Rate:
     value: float
     kind: str
     source: str
+    # Training rates of a method whose stages cost differently (M3DT): seconds per step of
+    # each of its `training_stages`, in order, so a resumed run is timed by the stages it has
+    # left (bench.plan.train_seconds_left); empty where its steps cost alike.
+    stage_seconds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,24 @@ def speed_key(config: Mapping[str, Any]) -> tuple:
 def median_train_rate(events: list[dict[str, Any]]) -> float | None:
     """The steps/s of a run's `train` events: the median of each training stage's windows
     (robust to a window with a slow start), the stages weighed by their windows' count."""
-    rates: dict[Any, list[float]] = {}
-    for event in events:
-        if event.get("event") == "train" and event.get("steps_per_second"):
-            rates.setdefault(event.get("stage"), []).append(float(event["steps_per_second"]))
+    rates = _stage_rates(events)
     windows = sum(len(stage) for stage in rates.values())
     seconds = sum(len(stage) / statistics.median(stage) for stage in rates.values())
     return windows / seconds if windows else None
+
+
+def stage_seconds(events: list[dict[str, Any]]) -> tuple[float, ...]:
+    """Seconds per step of each training stage the events reached, in the order they did
+    (the median window of each)."""
+    return tuple(1 / statistics.median(stage) for stage in _stage_rates(events).values())
+
+
+def _stage_rates(events: list[dict[str, Any]]) -> dict[Any, list[float]]:
+    rates: dict[Any, list[float]] = {}  # insertion order: the order the stages ran in
+    for event in events:
+        if event.get("event") == "train" and event.get("steps_per_second"):
+            rates.setdefault(event.get("stage"), []).append(float(event["steps_per_second"]))
+    return rates
 
 
 def stages_logged(events: list[dict[str, Any]]) -> int:
@@ -115,7 +130,8 @@ class RateBook:
         if stages_logged(events) < len(stages):  # its costlier stages are still ahead
             return None
         rate = median_train_rate(events)
-        return Rate(rate, "own", "from this run's metrics.jsonl") if rate else None
+        source = "from this run's metrics.jsonl"
+        return Rate(rate, "own", source, _staged(events, stages)) if rate else None
 
 
 def finished_run_rates(settings: Settings) -> Rates | None:
@@ -135,19 +151,27 @@ def finished_run_rates(settings: Settings) -> Rates | None:
             if config.get("method") and speed_key(config) == key:
                 finished.append((result_path.stat().st_mtime, run_dir))
     for _, run_dir in sorted(finished, reverse=True):
-        train = median_train_rate(results.read_metrics(run_dir))
+        events = results.read_metrics(run_dir)
+        train = median_train_rate(events)
         if train is None:
             continue
+        stages = settings.method_config.training_stages(settings.train.steps)
         where = f"the finished run {run_dir}"
         try:
             episode = _episode_seconds(read_result(run_dir))
         except UserError:  # damaged: its status and report say so; its speed is still good
             episode = None
         return Rates(
-            Rate(train, "finished", f"from {where}"),
+            Rate(train, "finished", f"from {where}", _staged(events, stages)),
             Rate(episode, "finished", where) if episode else None,
         )
     return None
+
+
+def _staged(events: list[dict[str, Any]], stages: tuple[Any, ...]) -> tuple[float, ...]:
+    """Per-stage seconds where the method has several stages and the events hold them all."""
+    seconds = stage_seconds(events)
+    return seconds if len(stages) > 1 and len(seconds) == len(stages) else ()
 
 
 def _episode_seconds(result: RunResult) -> float | None:
@@ -195,8 +219,10 @@ def timed_rates(settings: Settings) -> Rates:
                       for name, stage in figures.get("stages", {}).items())  # fmt: skip
     stages_note = f"; its stages weighed by their steps: {rates} steps/s" if rates else ""
     source = f"timed now on synthetic data{stages_note}{busy_note}"
+    per_stage = tuple((f["ms_per_step"] + f["breakdown_ms_per_step"]["total"]) / 2000
+                      for f in figures.get("stages", {}).values())  # fmt: skip
     return Rates(
-        train=Rate(1 / seconds, "timed", source),
+        train=Rate(1 / seconds, "timed", source, per_stage),
         policy_step=Rate(policy_seconds, "timed", source),
     )
 

@@ -365,6 +365,7 @@ class _Run:
             # The run stopped in the periodic evaluation that follows its checkpoint: that
             # evaluation is made now, at the same weights, so none of a run's N is lost.
             paused += self._periodic_evaluation(method, start, protocol)
+            window_start = time.perf_counter()  # the first rate window is training's alone
         bar = tqdm(total=total_steps, initial=start, desc="train", disable=not settings.progress)
         with bar, stop.deferred():
             for step in range(start, total_steps):

@@ -110,7 +110,9 @@ def probability_of_improvement(
     for pair in pairs:
         low, high = np.ravel(intervals[pair])
         point = float(np.ravel(points[pair])[0])
-        rows.append({"method": pair.split(",")[1], "probability": point, "low": low, "high": high})
+        # removeprefix, not split: a variant's label may hold commas (`[a=1,b=2]`)
+        other = pair.removeprefix(f"{reference},")
+        rows.append({"method": other, "probability": point, "low": low, "high": high})
     return pd.DataFrame(rows)
 
 

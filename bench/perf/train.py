@@ -80,11 +80,20 @@ def measure_stages(
     parts = next(iter(per_stage.values()))["breakdown_ms_per_step"]
     ms_per_step = weighted("ms_per_step")
 
+    def weighted_ms(figures: dict[str, Any]) -> float:  # a stage's share of the run's time
+        return float(figures["ms_per_step"] * figures["steps_in_run"])
+
     def busiest(key: str) -> dict[str, Any]:
         loads = (figures[key] for figures in per_stage.values())
         return max(loads, key=lambda load: load["other_cores_busy"])
 
+    # The op table shows the stage that costs the run most (each stage's is in "stages").
+    costliest = max(per_stage, key=lambda name: weighted_ms(per_stage[name]))
+    ops = per_stage[costliest].get("op_profile")
+    if ops:
+        ops = {**ops, "unit": f"{costliest}-stage training step"}
     return {
+        **({"op_profile": ops} if ops else {}),
         "steps": steps,
         "warmup": warmup,
         "ms_per_step": ms_per_step,

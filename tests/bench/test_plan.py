@@ -13,7 +13,15 @@ from bench import plan
 from bench.cli import main
 from bench.data.generate import generate_task
 from bench.data.store import bytes_per_step, write_task
-from bench.plan_rates import RateBook, median_train_rate, stages_logged, timed_rates
+from bench.plan_rates import (
+    Rate,
+    RateBook,
+    median_train_rate,
+    stage_seconds,
+    stages_logged,
+    timed_rates,
+)
+from bench.registry import TrainingStage
 from bench.settings import load_settings
 
 
@@ -156,6 +164,7 @@ def test_a_runs_rate_weighs_each_training_stage_by_its_windows():
     # 5 windows of equal steps: 4 at stage 1's median 10.5 steps/s, 1 at 1 step/s.
     assert median_train_rate(backbone + experts) == pytest.approx(5 / (4 / 10.5 + 1 / 1.0))
     assert stages_logged(backbone + experts) == 2
+    assert stage_seconds(backbone + experts) == pytest.approx((1 / 10.5, 1.0))
     plain = [{"event": "train", "steps_per_second": r} for r in (9, 10, 11, 50)]
     assert median_train_rate(plain) == pytest.approx(10.5) and stages_logged(plain) == 1
 
@@ -197,3 +206,15 @@ def test_the_first_progress_line_promises_a_time_left_only_where_steps_cost_alik
     line = plan.first_rate_line(m3dt, 50.0, 1000)
     assert line.startswith("training: 50.0 steps/s in its backbone stage") and "to go" not in line
     assert "in its router stage" in plan.first_rate_line(m3dt, 5.0, 4000)
+
+
+def test_a_resumed_run_is_timed_by_the_stages_it_has_left():
+    stages = (TrainingStage("backbone", 0, 400), TrainingStage("experts", 400, 200),
+              TrainingStage("router", 600, 400))  # fmt: skip
+    staged = Rate(5.0, "timed", "", stage_seconds=(0.02, 0.36, 0.15))
+    assert plan.train_seconds_left(staged, stages, 0) == pytest.approx(8 + 72 + 60)
+    # Half-way through the expert stage: 100 expert steps and the router stage are left.
+    assert plan.train_seconds_left(staged, stages, 500) == pytest.approx(36 + 60)
+    assert plan.train_seconds_left(staged, stages, 1000) == 0
+    plain = Rate(5.0, "timed", "")  # no per-stage figures: every step at the mean rate
+    assert plan.train_seconds_left(plain, stages, 500) == pytest.approx(500 / 5.0)

@@ -68,3 +68,9 @@ def test_the_seed_spread_is_pooled_within_methods_and_needs_two_runs():
     std, dof = statistics.pooled_seed_std(matrices)
     assert dof == 3 and std == pytest.approx(np.sqrt(0.10 / 3))
     assert statistics.pooled_seed_std({"c": matrices["c"]}) is None
+
+
+def test_a_label_with_commas_keeps_its_name_in_the_probability_of_improvement(matrices):
+    named = {"harmodt_f": matrices["harmodt_f"], "harmodt_f [a=1,b=2]": matrices["mtdt"]}
+    table = statistics.probability_of_improvement(named, "harmodt_f", reps=50)
+    assert list(table["method"]) == ["harmodt_f [a=1,b=2]"]

@@ -63,7 +63,7 @@ def test_a_method_without_phases_gets_its_total_only(tmp_path):
 
 def test_a_method_of_several_stages_has_each_timed_from_its_first_step(tmp_path, capsys):
     code, result = _perf(tmp_path, "train", "method=m3dt", "--steps", "2", "--warmup", "1",
-                         "--episodes", "4")  # fmt: skip
+                         "--episodes", "4", "--ops", "1")  # fmt: skip
     assert code == 0
     figures = result["figures"]
     stages = figures["stages"]
@@ -76,7 +76,11 @@ def test_a_method_of_several_stages_has_each_timed_from_its_first_step(tmp_path,
         sum(s["breakdown_ms_per_step"]["total"] * s["steps_in_run"] for s in stages.values())
         / sum(lengths)
     )
-    assert "training stage" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "training stage" in printed
+    costliest = max(stages, key=lambda n: stages[n]["ms_per_step"] * stages[n]["steps_in_run"])
+    assert figures["op_profile"]["unit"] == f"{costliest}-stage training step"
+    assert f"profiled {costliest}-stage training steps" in printed
 
 
 def test_mask_update_times_both_gradients_and_the_mask_generation(tmp_path):
