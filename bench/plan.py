@@ -171,9 +171,11 @@ def run_work(settings: Settings, book: RateBook) -> RunWork:
         each, at_least = episode_seconds(episode_steps, 0.0), True
         basis = "the simulator's time from docs/performance.md; the policy's not timed"
     stages = settings.method_config.training_stages(settings.train.steps)
-    seconds = train_seconds_left(rates.train, stages, start) if rates.train and steps else None
+    seconds = 0.0 if steps == 0 else None  # nothing left to train takes no time at any rate
+    if steps and rates.train:
+        seconds = train_seconds_left(rates.train, stages, start)
     return RunWork(settings, done, steps, rates.train, evaluations, task_episodes * each,
-                   basis, at_least, 0.0 if steps == 0 else seconds)  # fmt: skip
+                   basis, at_least, seconds)  # fmt: skip
 
 
 def train_seconds_left(rate: Rate, stages: Sequence[TrainingStage], start: int) -> float:

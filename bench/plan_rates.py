@@ -97,11 +97,6 @@ def _stage_rates(events: list[dict[str, Any]]) -> dict[Any, list[float]]:
     return rates
 
 
-def stages_logged(events: list[dict[str, Any]]) -> int:
-    """How many training stages a run's `train` events have reached (1 for most methods)."""
-    return len({e.get("stage") for e in events if e.get("event") == "train"})
-
-
 class RateBook:
     """Rates per speed key, gathered once: a sweep's runs of one config share them."""
 
@@ -127,7 +122,7 @@ class RateBook:
             return None
         events = results.read_metrics(settings.run_dir)
         stages = settings.method_config.training_stages(settings.train.steps)
-        if stages_logged(events) < len(stages):  # its costlier stages are still ahead
+        if len(stage_seconds(events)) < len(stages):  # its costlier stages are still ahead
             return None
         rate = median_train_rate(events)
         source = "from this run's metrics.jsonl"
@@ -212,17 +207,16 @@ def timed_rates(settings: Settings) -> Rates:
         stages = config.training_stages(settings.train.steps)
         figures = measure_stages(method, stages, steps=1, warmup=1)
         policy_seconds = _policy_seconds(method, settings.eval.episodes, offline.obs_dim)
-    seconds = (figures["ms_per_step"] + figures["breakdown_ms_per_step"]["total"]) / 2000
+    step_seconds = lambda f: (f["ms_per_step"] + f["breakdown_ms_per_step"]["total"]) / 2000
     busy = figures["load"]["other_cores_busy"]
     busy_note = f"; other processes kept {busy:.1f} cores busy" if busy >= QUIET_CORES else ""
     rates = ", ".join(f"{name} {1000 / stage['ms_per_step']:.3g}"
                       for name, stage in figures.get("stages", {}).items())  # fmt: skip
     stages_note = f"; its stages weighed by their steps: {rates} steps/s" if rates else ""
     source = f"timed now on synthetic data{stages_note}{busy_note}"
-    per_stage = tuple((f["ms_per_step"] + f["breakdown_ms_per_step"]["total"]) / 2000
-                      for f in figures.get("stages", {}).values())  # fmt: skip
+    per_stage = tuple(step_seconds(f) for f in figures.get("stages", {}).values())
     return Rates(
-        train=Rate(1 / seconds, "timed", source, per_stage),
+        train=Rate(1 / step_seconds(figures), "timed", source, per_stage),
         policy_step=Rate(policy_seconds, "timed", source),
     )
 

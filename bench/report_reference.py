@@ -3,8 +3,10 @@ the meta-RL families' Table 4 is in bench/report_unseen.py)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -31,7 +33,7 @@ def paper_rows(
 ) -> pd.DataFrame | None:
     """The paper's reported rows for `suite` from the table `paper_source` names: a smaller
     model is compared with Table 3's row of its size (near-optimal only), not Tables 1-2."""
-    reference = yaml.safe_load(REFERENCE.read_text())
+    reference = _reference()
     rows = {}
     source = paper_source(suite, shape)
     if source is None:
@@ -59,8 +61,13 @@ def paper_rows(
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
+@functools.cache
+def _reference() -> dict[str, Any]:
+    return yaml.safe_load(REFERENCE.read_text())
+
+
 def _size_row(suite: str, shape: tuple[int, int]) -> dict | None:
-    table3 = yaml.safe_load(REFERENCE.read_text())["table3"]["rows"]
+    table3 = _reference()["table3"]["rows"]
     matches = [r for r in table3 if r["suite"] == suite and (r["layers"], r["heads"]) == shape]
     return matches[0] if matches else None
 

@@ -16,7 +16,10 @@ from bench.settings import Settings
 
 def check_claimable(settings: Settings) -> None:
     """Refuse, before anything runs, a run directory that holds another config's progress."""
-    differences = _config_differences(settings)
+    _refuse_progress(settings, _config_differences(settings))
+
+
+def _refuse_progress(settings: Settings, differences: str | None) -> None:
     # A result is progress too: a finished run kept without its checkpoint (the committed
     # reports' runs) must never be cleared for another config.
     kept = (results.CHECKPOINT, results.RESULT)
@@ -56,8 +59,8 @@ def claim_directory(settings: Settings, run_dir: Path, say: Callable[[str], None
         results.clear_run(run_dir)
         say(f"run.restart=true: cleared {run_dir}")
         return
-    check_claimable(settings)
     differences = _config_differences(settings)
+    _refuse_progress(settings, differences)
     if differences:
         results.clear_run(run_dir)
         say(f"replacing the run in {run_dir}, which made no progress: {differences}")

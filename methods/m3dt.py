@@ -124,8 +124,8 @@ class M3DT(PromptDT):
         # plan's one-task timing build) each task is its own group; the events say so.
         self.num_experts = min(config.num_experts, data.num_tasks)
         super().__init__(config, suite, data, seed, device)
-        backbone, experts = config.stage_lengths()
-        self.expert_start, self.router_start = backbone, backbone + experts
+        _, experts, router = config.training_stages(config.total_steps)
+        self.expert_start, self.router_start = experts.first_step, router.first_step
         # (Streams, beside methods/dt.py's: 6 expert and router init, 7 grouping batches,
         # 8 grouping draws.)
         self.group_rng = np.random.Generator(np.random.PCG64([seed, 7]))
