@@ -23,7 +23,7 @@ from bench.data.store import read_manifest, task_file_bytes
 from bench.envs.metaworld import ACTION_DIM, MAX_EPISODE_STEPS, OBSERVATION_DIM
 from bench.plan_rates import Rate, RateBook, Rates, steps_done
 from bench.registry import TrainingStage
-from bench.results import RESULT
+from bench.results import RESULT, periodic_evaluation_lost
 from bench.settings import Settings
 
 # Measured on this machine kind (2 cores):
@@ -157,8 +157,10 @@ def run_work(settings: Settings, book: RateBook) -> RunWork:
     rates = Rates() if done else book.rates(settings)  # a done run is skipped: nothing to time
     start = steps_done(settings)
     steps = 0 if done else settings.train.steps - start
-    evaluations = 0 if done else evaluations_left(settings.train.steps,
-                                                  settings.train.eval_every, start)  # fmt: skip
+    train = settings.train
+    # A periodic evaluation the process ended in is made again first on resuming.
+    lost = periodic_evaluation_lost(settings.run_dir, start, train.eval_every, train.steps)
+    evaluations = 0 if done else evaluations_left(train.steps, train.eval_every, start) + lost
     task_episodes = evaluations * settings.eval.episodes * len(settings.suite.evaluation_tasks)
     episode_steps = settings.suite.benchmark.episode_steps
     at_least = False

@@ -66,11 +66,15 @@ class Rates:
 
 
 def speed_key(config: Mapping[str, Any]) -> tuple:
-    """What a run's speed depends on: method, suite, scale, model size (and batch), precision,
-    device and threads."""
+    """What a run's speed depends on: method, suite, scale, model size (and batch), the
+    method's own `speed_fields` (M3DT's expert count), precision, device and threads."""
+    from bench.registry import get_method, registered
+
     method = config["method"]
-    shape = tuple(str(method.get(key)) for key in _SHAPE_KEYS)
-    return (method["name"], config["tasks"]["name"], config["scale"]["name"], shape,
+    name = method["name"]
+    own = get_method(name).config_cls.speed_fields if name in registered() else ()
+    shape = tuple(str(method.get(key)) for key in _SHAPE_KEYS + own)
+    return (name, config["tasks"]["name"], config["scale"]["name"], shape,
             config.get("precision"), str(config.get("device")), config.get("threads"))  # fmt: skip
 
 

@@ -75,6 +75,9 @@ class MethodConfig:
     # Whether the method can act on a task it never trained on (the unseen-task suites). One
     # that can states how in its `unseen_task_rule`, which the result records.
     acts_on_unseen_tasks: ClassVar[bool] = False
+    # Fields beyond the model's shape and batch (bench.plan_rates.speed_key) that a training
+    # step's cost depends on: a plan reuses a finished run's speed only where they match.
+    speed_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_suite(self, suite: Suite) -> None:
         """Raise a UserError where these values cannot run on `suite` (before anything is made)."""

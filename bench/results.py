@@ -237,6 +237,15 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
+def periodic_evaluation_lost(run_dir: Path, start: int, eval_every: int, total_steps: int) -> bool:
+    """Whether a run resuming at checkpoint step `start` is due a periodic evaluation that its
+    metrics.jsonl lacks (the process ended during it): the runner makes it first."""
+    if not (eval_every and 0 < start < total_steps and start % eval_every == 0):
+        return False
+    events = read_metrics(run_dir)
+    return not any(e.get("event") == "eval" and e.get("step") == start for e in events)
+
+
 BEST_OF_RULE = (
     "the official code's protocol (best_suc in its main.py): the highest mean score over the "
     "run's evaluations, periodic and final, each with the same episodes per task"

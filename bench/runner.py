@@ -307,7 +307,11 @@ class _Run:
         step = int(checkpoint["step"])
         self.checkpoint_step = step
         self.checkpoint_train_seconds = float(checkpoint["train_seconds"])
-        results.truncate_metrics(self.run_dir, lambda event: event.get("step", 0) <= step)
+        # A final evaluation recorded before the process ended (before result.json) is made
+        # again: kept, it would count twice among the best-of's evaluations.
+        results.truncate_metrics(
+            self.run_dir, lambda event: event.get("step", 0) <= step and not event.get("final")
+        )
         event = {
             "event": "resume",
             "step": step,
@@ -361,7 +365,7 @@ class _Run:
         window_start, window_steps = session_start, 0
         told_duration = False
         seconds = lambda: train_seconds + time.perf_counter() - session_start - paused
-        if self._evaluation_lost(start):
+        if results.periodic_evaluation_lost(self.run_dir, start, train.eval_every, total_steps):
             # The run stopped in the periodic evaluation that follows its checkpoint: that
             # evaluation is made now, at the same weights, so none of a run's N is lost.
             paused += self._periodic_evaluation(method, start, protocol)
@@ -395,15 +399,6 @@ class _Run:
                     paused += self._periodic_evaluation(method, done, protocol)
                     # A new rate window: the evaluation's time and steps are not training's.
                     window_start, window_steps = time.perf_counter(), 0
-
-    def _evaluation_lost(self, start: int) -> bool:
-        """Whether a resumed run's checkpoint step is due a periodic evaluation that
-        metrics.jsonl lacks (the process ended during it)."""
-        every, total_steps = self.settings.train.eval_every, self.settings.train.steps
-        if not (every and 0 < start < total_steps and start % every == 0):
-            return False
-        events = results.read_metrics(self.run_dir)
-        return not any(e.get("event") == "eval" and e.get("step") == start for e in events)
 
     def _periodic_evaluation(self, method: Method, done: int, protocol: EvalProtocol) -> float:
         """An evaluation during training, recorded as an `eval` event; its seconds."""

@@ -49,6 +49,7 @@ class M3DTConfig(PromptDTConfig):
     stage3_router_train.py); docs/m3dt.md says where each comes from."""
 
     preset_section: ClassVar[str | None] = "m3dt"
+    speed_fields: ClassVar[tuple[str, ...]] = ("num_experts",)  # an expert step trains each
 
     num_experts: int = 16  # official --group_num / --expert_num default (MT160 README: 48)
     grouping: GroupingRule = "gradient"  # gradient | random (the paper's ablation)

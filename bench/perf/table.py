@@ -24,9 +24,10 @@ def perf_table(result: Mapping[str, Any]) -> str:
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
     stages = figures.get("stages")
     if stages:
-        rows = [[name, f["first_step"], f["steps_in_run"], f["ms_per_step"], f["steps_per_s"]]
-                for name, f in stages.items()]  # fmt: skip
-        headers = ["training stage", "first step", "steps in the run", "ms per step", "steps/s"]
+        rows = [[name, f["first_step"], f["steps_in_run"], f["steps"], f["ms_per_step"],
+                 f["steps_per_s"]] for name, f in stages.items()]  # fmt: skip
+        headers = ["training stage", "first step", "steps in the run", "timed", "ms per step",
+                   "steps/s"]  # fmt: skip
         lines += ["", "the figures above weigh each stage by its steps in the run:"]
         lines.append(tabulate(rows, headers=headers, floatfmt=".4g", intfmt=","))
     profile = figures.get("op_profile")

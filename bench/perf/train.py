@@ -64,21 +64,27 @@ def measure_stages(
     A method of one stage gets `measure_train`'s figures unchanged."""
     if len(stages) == 1:
         return measure_train(method, steps, warmup, op_steps)
-    per_stage = {
-        stage.name: {
-            "first_step": stage.first_step,
-            "steps_in_run": stage.steps,
-            **measure_train(method, steps, warmup, op_steps, first_step=stage.first_step),
-        }
-        for stage in stages
-    }
+    per_stage = {}
+    for stage in stages:
+        passes = fitted_passes(stage.steps, steps, warmup, op_steps)
+        figures = measure_train(method, *passes, first_step=stage.first_step)
+        per_stage[stage.name] = {"first_step": stage.first_step, "steps_in_run": stage.steps,
+                                 **figures}  # fmt: skip
     total = sum(stage.steps for stage in stages)
 
     def weighted(*path: str) -> float:  # a figure (`path` into each stage's) weighed by steps
         return sum(_dig(f, path) * f["steps_in_run"] for f in per_stage.values()) / total
 
-    parts = next(iter(per_stage.values()))["breakdown_ms_per_step"]
+    # Every stage's parts: a phase that one stage lacks counts 0 in that stage.
+    parts = dict.fromkeys(part for f in per_stage.values() for part in f["breakdown_ms_per_step"])
     ms_per_step = weighted("ms_per_step")
+
+    def weighted_part(part: str) -> float:
+        shares = (
+            f["breakdown_ms_per_step"].get(part, 0.0) * f["steps_in_run"]
+            for f in per_stage.values()
+        )
+        return sum(shares) / total
 
     def weighted_ms(figures: dict[str, Any]) -> float:  # a stage's share of the run's time
         return float(figures["ms_per_step"] * figures["steps_in_run"])
@@ -99,12 +105,22 @@ def measure_stages(
         "ms_per_step": ms_per_step,
         "ms_per_step_median": weighted("ms_per_step_median"),
         "steps_per_s": 1000 / ms_per_step,
-        "breakdown_ms_per_step": {part: weighted("breakdown_ms_per_step", part) for part in parts},
+        "breakdown_ms_per_step": {part: weighted_part(part) for part in parts},
         "load": busiest("load"),
         "breakdown_load": busiest("breakdown_load"),
         "peak_rss_mib": peak_rss_mib(),
         "stages": per_stage,
     }
+
+
+def fitted_passes(stage_steps: int, steps: int, warmup: int, op_steps: int) -> tuple[int, int, int]:
+    """`steps`, `warmup` and `op_steps` cut so that the warm-up, the two timed passes and the
+    profiled steps all stay inside a stage of `stage_steps` (a short stage at a small scale):
+    a step of the next stage costs differently. The timed passes keep a step each at least,
+    so a stage of under 2 steps (plus its profiled ones) is still timed past its end."""
+    steps = max(1, min(steps, (stage_steps - op_steps) // 2))
+    warmup = max(0, min(warmup, stage_steps - 2 * steps - op_steps))
+    return steps, warmup, max(0, min(op_steps, stage_steps - 2 * steps))
 
 
 def _dig(figures: Mapping[str, Any], path: Sequence[str]) -> float:
@@ -129,7 +145,12 @@ def _timed_pass(method: Any, steps: range) -> tuple[dict[str, float], LoadMeter]
         total = 1000 * (time.perf_counter() - start) / len(steps)
     per_step: dict[str, float] = {}
     if hasattr(method, "phase"):  # the d3rlpy learners have no phases: their total only
-        per_step = {name: 1000 * clock.seconds.get(name, 0.0) / len(steps) for name in TRAIN_PHASES}
+        # Only phases the method has: MTBC's step shows no "masking 0".
+        per_step = {
+            name: 1000 * clock.seconds[name] / len(steps)
+            for name in TRAIN_PHASES
+            if clock.calls[name]
+        }
     return {**per_step, "other": total - sum(per_step.values()), "total": total}, load
 
 

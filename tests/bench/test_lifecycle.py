@@ -155,6 +155,20 @@ def test_bench_status_names_the_phase_a_run_was_killed_or_stopped_in(
     assert result["best_of_evaluations"]["evaluations"] == 3
 
 
+def test_a_final_evaluation_recorded_before_the_result_is_made_again_not_counted_twice(
+    smoke_data_root, tmp_path
+):
+    args = _args(smoke_data_root, tmp_path, "train.eval_every=20")
+    run_dir = load_settings(args[1:]).run_dir
+    assert main(args) == 0
+    # The process ended between the final evaluation's event and result.json.
+    (run_dir / "result.json").unlink()
+    assert main(args) == 0
+    assert [e["step"] for e in read_metrics(run_dir) if e["event"] == "eval"] == [20, 40, 50]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["best_of_evaluations"]["evaluations"] == 3
+
+
 def _nan_store(root: Path, write_store) -> Path:
     rng = np.random.default_rng(0)
     observations = rng.standard_normal((100, OBSERVATION_DIM))

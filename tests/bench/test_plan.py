@@ -17,6 +17,7 @@ from bench.plan_rates import (
     Rate,
     RateBook,
     median_train_rate,
+    speed_key,
     stage_seconds,
     timed_rates,
 )
@@ -138,6 +139,21 @@ def test_a_resumed_run_plans_its_remaining_steps_at_its_own_rate(tmp_path):
     assert "300 steps, about 30 s (10 steps/s, from this run's metrics.jsonl)" in text
 
 
+def test_a_resumed_run_plans_the_evaluation_its_process_ended_in(tmp_path):
+    settings = load_settings(["tasks=mt5", "scale=smoke", "train.steps=500", "train.eval_every=100",
+                              *_roots(tmp_path)])  # fmt: skip
+    settings.run_dir.mkdir(parents=True)
+    (settings.run_dir / "checkpoint.pt").write_bytes(b"")
+    (settings.run_dir / "status").write_text("interrupted at step 200\n")
+    events = [{"event": "eval", "step": 100}, {"event": "train", "step": 200}]
+    (settings.run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    book = RateBook(allow_timing=False)
+    assert plan.run_work(settings, book).evaluations == 4  # 200 again, 300, 400 and the final
+    events.append({"event": "eval", "step": 200})
+    (settings.run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert plan.run_work(settings, book).evaluations == 3
+
+
 def test_a_meta_rl_suite_plans_its_sac_experts(tmp_path):
     settings = load_settings(["method=prompt_dt", "tasks=cheetah_vel", "scale=smoke",
                               *_roots(tmp_path)])  # fmt: skip
@@ -184,6 +200,16 @@ def test_a_resumed_run_short_of_its_costlier_stages_is_not_rated_by_its_own_wind
     (prompt.run_dir / "metrics.jsonl").write_text(json.dumps(window) + "\n")
     own = RateBook._own_rate(prompt)
     assert own is not None and own.value == 100.0
+
+
+def test_a_method_s_own_speed_fields_keep_apart_runs_whose_steps_cost_differently(tmp_path):
+    def key(*overrides: str) -> tuple:
+        return speed_key(load_settings(["tasks=mt5", "scale=smoke", *overrides]).config)
+
+    # An M3DT expert step trains every expert: 48 cost about 3x as much as 16.
+    assert key("method=m3dt") != key("method=m3dt", "method.num_experts=4")
+    assert key("method=m3dt", "seed=1") == key("method=m3dt", "seed=2")
+    assert key("method=prompt_dt") != key("method=prompt_dt", "method.embed_dim=64")
 
 
 def test_a_done_run_is_not_timed(tmp_path, capsys):

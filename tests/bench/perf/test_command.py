@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bench.cli import main
+from bench.perf.train import fitted_passes
 
 TINY = ["tasks=mt5", "scale=smoke", "threads=1"]
 
@@ -40,6 +41,9 @@ def test_ops_profiles_training_op_by_op(tmp_path, capsys):
     code, result = _perf(tmp_path, "train", "method=prompt_dt", "--steps", "1", "--warmup", "0",
                          "--episodes", "4", "--ops", "2")  # fmt: skip
     assert code == 0
+    # Only the phases Prompt-DT has: HarmoDT's masking is no part of its step.
+    parts = result["figures"]["breakdown_ms_per_step"]
+    assert set(parts) == {"sampling", "forward", "backward", "optimizer", "other", "total"}
     _check_op_profile(result["figures"]["op_profile"], "training step", 2)
     assert "top ops over 2 profiled training steps" in capsys.readouterr().out
 
@@ -76,6 +80,9 @@ def test_a_method_of_several_stages_has_each_timed_from_its_first_step(tmp_path,
         sum(s["breakdown_ms_per_step"]["total"] * s["steps_in_run"] for s in stages.values())
         / sum(lengths)
     )
+    # The stages' phases, each weighed by its stage's length; none of them masks.
+    assert {"sampling", "forward", "backward", "optimizer"} <= set(figures["breakdown_ms_per_step"])
+    assert "masking" not in figures["breakdown_ms_per_step"]
     printed = capsys.readouterr().out
     assert "training stage" in printed
     costliest = max(stages, key=lambda n: stages[n]["ms_per_step"] * stages[n]["steps_in_run"])
@@ -147,3 +154,17 @@ def test_bad_input_is_one_line_and_exit_2_with_no_json(tmp_path, capsys, args, m
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
     assert result is None
+
+
+@pytest.mark.parametrize(
+    ("stage_steps", "asked", "fitted"),
+    [
+        (1000, (50, 5, 0), (50, 5, 0)),  # a long stage: as asked
+        (80, (50, 5, 0), (40, 0, 0)),  # two passes of 40, no warm-up left
+        (40, (50, 5, 2), (19, 0, 2)),  # the profiled steps kept
+        (1, (50, 5, 0), (1, 0, 0)),  # too short to stay inside: a step per pass still
+    ],
+)
+def test_a_short_stage_is_timed_inside_itself(stage_steps, asked, fitted):
+    assert fitted_passes(stage_steps, *asked) == fitted
+
