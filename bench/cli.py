@@ -447,14 +447,23 @@ def _perf(args: argparse.Namespace) -> int:
 def _add_analyze(commands: _Commands) -> None:
     analyze = commands.add_parser(
         "analyze",
-        help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a",
+        help="a run's harmony scores and task-mask t-SNE (PNG); `conflicts`: the paper's Fig. 2a; "
+        "`conditioning`: what a trained DT's actions depend on",
         epilog="examples:\n  bench analyze runs/mt5/near_optimal/harmodt_f/seed0\n"
         "  bench analyze conflicts tasks=mt5,mt30 scale=quick train.steps=2000 "
-        "--out reports/conflicts.md",
+        "--out reports/conflicts.md\n"
+        "  bench analyze conditioning runs/mt5/near_optimal/prompt_dt/seed0 [data.root=...]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    analyze.add_argument("target", help="a run directory (holding metrics.jsonl), or `conflicts`")
-    analyze.add_argument("overrides", nargs="*", help="conflicts: Hydra overrides (tasks=mt5,mt30)")
+    analyze.add_argument(
+        "target", help="a run directory (holding metrics.jsonl), `conflicts` or `conditioning`"
+    )
+    analyze.add_argument(
+        "overrides",
+        nargs="*",
+        help="conflicts: Hydra overrides (tasks=mt5,mt30); conditioning: the run directory, "
+        "then overrides its saved ones need here (data.root=...)",
+    )
     analyze.add_argument(
         "--sparsities", default="0.1,0.2,0.3,0.4,0.5", help="conflicts: random-mask sparsities"
     )
@@ -474,8 +483,19 @@ def _analyze(args: argparse.Namespace) -> int:
         text = analyze_conflicts(args.overrides, sparsities, args.out)
         print(f"{args.out}: written" if args.out else text)
         return 0
+    if args.target == "conditioning":
+        from bench.conditioning import analyze_conditioning
+
+        if not args.overrides:
+            raise UserError("bench analyze conditioning needs a run directory")
+        run_dir, *overrides = args.overrides
+        print(analyze_conditioning(Path(run_dir), overrides))
+        return 0
     if args.overrides:
-        raise UserError(f"overrides are for `bench analyze conflicts`, got {args.overrides[0]!r}")
+        raise UserError(
+            f"overrides are for `bench analyze conflicts` and `conditioning`, got "
+            f"{args.overrides[0]!r}"
+        )
     from bench.analyze import analyze
 
     for path in analyze(Path(args.target)):

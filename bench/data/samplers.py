@@ -236,6 +236,22 @@ def sample_segments(
     return _segment(task, rows, valid, timesteps, return_scale, max_timestep)
 
 
+def episode_openings(
+    task: TaskData,
+    episodes: int,
+    steps: int,
+    length: int,
+    return_scale: float,
+    max_timestep: int,
+) -> Segment:
+    """The first `steps` steps of the task's latest `episodes` training episodes, left-padded to
+    `length`: the context an evaluation acts from at its step `steps` (bench/conditioning.py)."""
+    starts = task.train_starts[-episodes:]
+    ends = np.minimum(starts + steps, task.train_ends[-episodes:])
+    rows, valid, timesteps = _window(starts, starts, ends, length)
+    return _segment(task, rows, valid, timesteps, return_scale, max_timestep)
+
+
 def prompt_segments(
     task: TaskData,
     episodes: np.ndarray,

@@ -11,6 +11,7 @@ import pytest
 
 from bench.data.samplers import (
     OfflineData,
+    episode_openings,
     prompt_segments,
     sample_prompts,
     sample_segments,
@@ -84,6 +85,19 @@ def test_segments_are_left_padded_at_episode_ends(data):
         assert not segment.states[row][~valid].any() and not segment.actions[row][~valid].any()
     starts = set(np.rint(raw[:, -1].numpy()).astype(int))
     assert starts <= set(range(8))  # only training rows, and prompt rows never
+
+
+def test_episode_openings_are_an_evaluation_s_first_contexts(data):
+    task = data.task_data[0]
+    for steps in (1, 2, 3):  # the training episodes are 3 and 5 steps long; the context 4
+        opening = episode_openings(task, 2, steps, 4, 10.0, 1000)
+        valid = opening.mask.numpy()
+        assert (valid.sum(axis=1) == steps).all() and valid[:, -1].all()  # left-padded
+        raw = opening.states[:, :, 0] * task.state_std[0] + task.state_mean[0]
+        last = np.rint(raw[:, -1].numpy()).astype(int)
+        # The latest two training episodes, at their step `steps` (its index steps - 1).
+        assert last.tolist() == (task.train_starts[-2:] + steps - 1).tolist()
+        assert opening.timesteps[:, -1].tolist() == [steps - 1, steps - 1]
 
 
 def test_prompts_come_only_from_prompt_episodes(data):

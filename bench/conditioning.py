@@ -1,0 +1,119 @@
+"""`bench analyze conditioning <run_dir>`: what a trained Decision Transformer's actions depend on.
+
+A DT is told what to do by its conditioning: the return-to-go it is asked for, and (Prompt-DT,
+HarmoDT, M3DT) a prompt from the task. Whether the trained network listens is measured, not
+assumed, from the run's checkpoint, on its own training data, dropout off:
+
+- `prompt effect`: mean |action with the task's evaluation prompt - action with the next task's
+  prompt| over a task's training windows (HarmoDT keeps the task's own mask: only the prompt
+  changes). Near 0: the prompt does not steer the policy.
+- `return effect`: the same between the evaluation's target return and a return-to-go of 0.
+- `first steps`: an evaluation starts from a context of 1, 2, ... steps, left-padded. Training
+  windows start anywhere and pad only at an episode's end (as the official code's `get_batch`),
+  so those contexts are never trained on. The mean |action| predicted there is set beside the
+  data's, on each task's latest (most expert) training episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from tabulate import tabulate
+
+from bench import results
+from bench.data.prepare import open_dataset
+from bench.data.samplers import OfflineData, Segment, TaskData, episode_openings, sample_segments
+from bench.errors import UserError
+from bench.registry import build_method
+from bench.settings import load_settings
+
+WINDOWS = 128  # training windows per task
+LATEST_EPISODES = 20  # per task, for the first-steps contexts
+FIRST_STEPS = (1, 5, 20)
+
+
+def analyze_conditioning(run_dir: Path, overrides: Sequence[str] = ()) -> str:
+    """The table of one run's conditioning measures, per task and their mean."""
+    method = _trained_method(run_dir, overrides)
+    if not hasattr(method, "evaluation_prompt"):
+        raise UserError(f"{run_dir} is not a Decision Transformer run: conditioning is a DT's")
+    method.network.eval()
+    rng = np.random.default_rng(0)
+    tasks = method.data.task_data
+    rows = {}
+    with torch.no_grad():
+        for index, task in enumerate(tasks):
+            rows[task.task] = task_measures(method, task, tasks[(index + 1) % len(tasks)], rng)
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.loc["mean"] = frame.mean()
+    title = f"conditioning of {run_dir} (its checkpoint, its training data, dropout off)"
+    return title + "\n" + tabulate(frame, headers="keys", floatfmt=".3f", missingval="—")
+
+
+def task_measures(
+    method: Any, task: TaskData, other: TaskData, rng: np.random.Generator
+) -> dict[str, float]:
+    config = method.config
+    windows = sample_segments(
+        task, WINDOWS, config.context_length, rng, config.return_scale, config.max_timestep
+    )
+
+    def act(segment: Segment, prompt_task: TaskData) -> torch.Tensor:
+        prompt = method.evaluation_prompt(prompt_task)
+        if prompt is not None:
+            prompt = _batch_of(prompt, len(segment.mask))
+        return method.predict(segment, prompt, task.task_id)
+
+    own = act(windows, task)
+    valid = windows.mask
+    measures = {"action error": float(((own - windows.actions)[valid] ** 2).mean())}
+    if method.evaluation_prompt(task) is not None:
+        measures["prompt effect"] = _mean_change(own, act(windows, other), valid)
+    target = config.target_return / config.return_scale
+    returns = windows.returns_to_go
+    asked = dataclasses.replace(windows, returns_to_go=torch.full_like(returns, target))
+    nothing = dataclasses.replace(windows, returns_to_go=torch.zeros_like(returns))
+    measures["return effect"] = _mean_change(act(asked, task), act(nothing, task), valid)
+    for steps in FIRST_STEPS:
+        first = episode_openings(task, LATEST_EPISODES, steps, config.context_length,
+                                 config.return_scale, config.max_timestep)  # fmt: skip
+        predicted = act(first, task)[:, -1]
+        measures[f"|a| first {steps}"] = float(predicted.abs().mean())
+        measures[f"data |a| first {steps}"] = float(first.actions[:, -1].abs().mean())
+    return measures
+
+
+def _mean_change(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> float:
+    return float((a - b)[valid].abs().mean())
+
+
+def _batch_of(segment: Segment, batch: int) -> Segment:
+    return Segment(**{k: v.expand(batch, *v.shape[1:]) for k, v in segment.__dict__.items()})
+
+
+def _trained_method(run_dir: Path, overrides: Sequence[str]) -> Any:
+    """The run's method at its checkpoint, built from its saved overrides (plus `overrides`)."""
+    config_path, checkpoint = run_dir / results.CONFIG, run_dir / results.CHECKPOINT
+    if not config_path.exists():
+        raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
+    if not checkpoint.exists():
+        raise UserError(
+            f"{run_dir} has no {results.CHECKPOINT}: conditioning needs the trained weights "
+            "(committed report runs keep their records only)"
+        )
+    saved = yaml.safe_load(config_path.read_text()) or {}
+    settings = load_settings([*saved.get("overrides", []), *overrides])
+    store = open_dataset(settings.data.section(), settings.suite, False)
+    data = settings.data
+    offline = OfflineData(store, settings.suite.tasks, data.fraction, data.prompt_episodes)
+    method = build_method(settings.method_name, settings.method_config, settings.suite, offline,
+                          settings.seed, settings.device)  # fmt: skip
+    method.load_state_dict(results.load_checkpoint(checkpoint)["method"])
+    return method
