@@ -10,8 +10,8 @@ assumed, from the run's checkpoint, on its own training data, dropout off:
 - `return effect`: the same between the evaluation's target return and a return-to-go of 0.
 - `first steps`: an evaluation starts from a context of 1, 2, ... steps, left-padded. Training
   windows start anywhere and pad only at an episode's end (as the official code's `get_batch`),
-  so those contexts are never trained on. The mean |action| predicted there is set beside the
-  data's, on each task's latest (most expert) training episodes.
+  so those contexts are never trained on. The mean |action| predicted there (asked for the
+  target return) is set beside the data's, on each task's latest (most expert) episodes.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def task_measures(
     def act(segment: Segment, prompt_task: TaskData) -> torch.Tensor:
         prompt = method.evaluation_prompt(prompt_task)
         if prompt is not None:
-            prompt = _batch_of(prompt, len(segment.mask))
+            prompt = prompt.expand(len(segment.mask))
         return method.predict(segment, prompt, task.task_id)
 
     own = act(windows, task)
@@ -84,6 +84,8 @@ def task_measures(
     for steps in FIRST_STEPS:
         first = episode_openings(task, LATEST_EPISODES, steps, config.context_length,
                                  config.return_scale, config.max_timestep)  # fmt: skip
+        # Asked for the target return, as an evaluation asks (padding keeps its 0).
+        first = dataclasses.replace(first, returns_to_go=first.mask[..., None] * target)
         predicted = act(first, task)[:, -1]
         measures[f"|a| first {steps}"] = float(predicted.abs().mean())
         measures[f"data |a| first {steps}"] = float(first.actions[:, -1].abs().mean())
@@ -92,10 +94,6 @@ def task_measures(
 
 def _mean_change(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> float:
     return float((a - b)[valid].abs().mean())
-
-
-def _batch_of(segment: Segment, batch: int) -> Segment:
-    return Segment(**{k: v.expand(batch, *v.shape[1:]) for k, v in segment.__dict__.items()})
 
 
 def _trained_method(run_dir: Path, overrides: Sequence[str]) -> Any:

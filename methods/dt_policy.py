@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from methods.dt import DecisionTransformerMethod
 
 
-def _expand(segment: Segment, batch: int) -> Segment:
-    return Segment(**{k: v.expand(batch, *v.shape[1:]) for k, v in segment.__dict__.items()})
-
-
 class DTPolicy:
     """Acts for n parallel episodes of one task with a rolling context of the last K steps."""
 
@@ -39,7 +35,7 @@ class DTPolicy:
         self.states, self.actions, self.returns_to_go = zeros(obs_dim), zeros(act_dim), zeros(1)
         self.timesteps = torch.zeros(num_episodes, context, dtype=torch.long, device=self.device)
         self.mask = torch.zeros(num_episodes, context, dtype=torch.bool, device=self.device)
-        self.prompt_batch = None if self.prompt is None else _expand(self.prompt, num_episodes)
+        self.prompt_batch = None if self.prompt is None else self.prompt.expand(num_episodes)
         self.acting = self.method.acting_network(self.task.task_id)
         # What a task embedding reads: an unseen task has none of its own (OfflineData).
         self.embedding_task_id = self.method.data.nearest_training_task(self.task.task_id)

@@ -32,6 +32,11 @@ class Segment:
     mask: torch.Tensor  # (B, L) bool, False on left padding
     task_ids: torch.Tensor  # (B,) long
 
+    def expand(self, batch: int) -> Segment:
+        """A batch of one window `batch` times over (a view: no copy), e.g. one prompt per row."""
+        fields = self.__dict__.items()
+        return Segment(**{name: value.expand(batch, *value.shape[1:]) for name, value in fields})
+
 
 @dataclass(frozen=True)
 class Transitions:
