@@ -28,10 +28,11 @@ import yaml
 from tabulate import tabulate
 
 from bench import results
-from bench.data.prepare import open_dataset
+from bench.data.prepare import dataset_path
 from bench.data.samplers import OfflineData, Segment, TaskData, episode_openings, sample_segments
+from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError
-from bench.registry import build_method
+from bench.registry import build_method, get_method
 from bench.settings import load_settings
 
 WINDOWS = 128  # training windows per task
@@ -42,19 +43,17 @@ FIRST_STEPS = (1, 5, 20)
 def analyze_conditioning(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     """The table of one run's conditioning measures, per task and their mean."""
     method = _trained_method(run_dir, overrides)
-    if not hasattr(method, "evaluation_prompt"):
-        raise UserError(f"{run_dir} is not a Decision Transformer run: conditioning is a DT's")
     method.network.eval()
     rng = np.random.default_rng(0)
     tasks = method.data.task_data
     rows = {}
-    with torch.no_grad():
+    with torch.no_grad(), method.autocast():
         for index, task in enumerate(tasks):
             rows[task.task] = task_measures(method, task, tasks[(index + 1) % len(tasks)], rng)
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.loc["mean"] = frame.mean()
     title = f"conditioning of {run_dir} (its checkpoint, its training data, dropout off)"
-    return title + "\n" + tabulate(frame, headers="keys", floatfmt=".3f", missingval="—")
+    return title + "\n" + tabulate(frame, headers="keys", floatfmt=".4f", missingval="—")
 
 
 def task_measures(
@@ -63,17 +62,17 @@ def task_measures(
     config = method.config
     windows = sample_segments(
         task, WINDOWS, config.context_length, rng, config.return_scale, config.max_timestep
-    )
+    ).to(method.device)
 
     def act(segment: Segment, prompt_task: TaskData) -> torch.Tensor:
         prompt = method.evaluation_prompt(prompt_task)
         if prompt is not None:
-            prompt = prompt.expand(len(segment.mask))
-        return method.predict(segment, prompt, task.task_id)
+            prompt = prompt.to(method.device).expand(len(segment.mask))
+        return method.predict(segment, prompt, task.task_id).float()
 
     own = act(windows, task)
     valid = windows.mask
-    measures = {"action error": float(((own - windows.actions)[valid] ** 2).mean())}
+    measures = {"action MSE": float(((own - windows.actions)[valid] ** 2).mean())}
     if method.evaluation_prompt(task) is not None:
         measures["prompt effect"] = _mean_change(own, act(windows, other), valid)
     target = config.target_return / config.return_scale
@@ -84,12 +83,20 @@ def task_measures(
     for steps in FIRST_STEPS:
         first = episode_openings(task, LATEST_EPISODES, steps, config.context_length,
                                  config.return_scale, config.max_timestep)  # fmt: skip
-        # Asked for the target return, as an evaluation asks (padding keeps its 0).
-        first = dataclasses.replace(first, returns_to_go=first.mask[..., None] * target)
-        predicted = act(first, task)[:, -1]
+        first = first.to(method.device)
+        predicted = act(_asking_for(first, target), task)[:, -1]
         measures[f"|a| first {steps}"] = float(predicted.abs().mean())
         measures[f"data |a| first {steps}"] = float(first.actions[:, -1].abs().mean())
     return measures
+
+
+def _asking_for(opening: Segment, target: float) -> Segment:
+    """The opening's returns-to-go as an evaluation's: the target, less what was earned since
+    the episode's first step (padding keeps its 0)."""
+    returns = opening.returns_to_go  # (B, L, 1), left-padded: the first valid step is at
+    first = returns.gather(1, (~opening.mask).sum(1).view(-1, 1, 1))  # the padding's length
+    asked = torch.where(opening.mask[..., None], target - (first - returns), 0.0)
+    return dataclasses.replace(opening, returns_to_go=asked)
 
 
 def _mean_change(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> float:
@@ -97,21 +104,36 @@ def _mean_change(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> float
 
 
 def _trained_method(run_dir: Path, overrides: Sequence[str]) -> Any:
-    """The run's method at its checkpoint, built from its saved overrides (plus `overrides`)."""
+    """The run's DT method at its checkpoint, rebuilt from its saved overrides (plus
+    `overrides`), on the run's store as it is: one that is not there is an error, never made."""
     config_path, checkpoint = run_dir / results.CONFIG, run_dir / results.CHECKPOINT
     if not config_path.exists():
         raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
+    saved = yaml.safe_load(config_path.read_text()) or {}
+    settings = load_settings([*saved.get("overrides", []), *overrides])
+    name = settings.method_name
+    if not hasattr(get_method(name).cls, "evaluation_prompt"):
+        raise UserError(
+            f"{run_dir} is a {name} run: conditioning measures a Decision Transformer "
+            "(mtdt, prompt_dt, harmodt_*, m3dt)"
+        )
     if not checkpoint.exists():
         raise UserError(
             f"{run_dir} has no {results.CHECKPOINT}: conditioning needs the trained weights "
             "(committed report runs keep their records only)"
         )
-    saved = yaml.safe_load(config_path.read_text()) or {}
-    settings = load_settings([*saved.get("overrides", []), *overrides])
-    store = open_dataset(settings.data.section(), settings.suite, False)
     data = settings.data
-    offline = OfflineData(store, settings.suite.tasks, data.fraction, data.prompt_episodes)
-    method = build_method(settings.method_name, settings.method_config, settings.suite, offline,
-                          settings.seed, settings.device)  # fmt: skip
+    store_path = dataset_path(data.section(), settings.suite)
+    tasks = settings.suite.data_tasks
+    stored = read_manifest(store_path)["tasks"] if (store_path / MANIFEST_NAME).exists() else {}
+    if any(task not in stored for task in tasks):
+        raise UserError(
+            f"{store_path} does not hold this run's data; pass where it is: data.root=<folder> "
+            "(or data.path=<store>)"
+        )
+    offline = OfflineData(DatasetStore(store_path), settings.suite.tasks, data.fraction,
+                          data.prompt_episodes)  # fmt: skip
+    method = build_method(name, settings.method_config, settings.suite, offline, settings.seed,
+                          settings.device)  # fmt: skip
     method.load_state_dict(results.load_checkpoint(checkpoint)["method"])
     return method

@@ -30,10 +30,10 @@ from bench.settings import Settings
 GENERATION_STEPS_PER_SECOND = 1930  # a scripted-expert env step per CPU-second, harmonic mean
 GENERATION_SOURCE = "~1930 env steps/s per worker, shared/notes/metaworld-v3.md"  # over MT50
 SAC_STEPS_PER_SECOND = 70  # d3rlpy SAC, an update per env step (shared/notes/d3rlpy.md)
-# docs/performance.md, "Evaluation": an env-step with the evaluator's bookkeeping, and making
-# and resetting an episode's env (8.8 s per task of 50 episodes).
+# docs/performance.md: an env-step with the evaluator's bookkeeping ("Evaluation"), and making
+# and resetting an episode's env (3.0 s per task of 50 episodes, "Making the environments").
 EVAL_SIMULATOR_SECONDS = 0.65e-3
-EVAL_SETUP_SECONDS = 0.18
+EVAL_SETUP_SECONDS = 0.06
 WARN_SECONDS = 3 * 3600  # longer than an afternoon: worth a smaller preset or a cluster
 
 
@@ -157,10 +157,11 @@ def run_work(settings: Settings, book: RateBook) -> RunWork:
     rates = Rates() if done else book.rates(settings)  # a done run is skipped: nothing to time
     start = steps_done(settings)
     steps = 0 if done else settings.train.steps - start
-    train = settings.train
-    # A periodic evaluation the process ended in is made again first on resuming.
-    lost = periodic_evaluation_lost(settings.run_dir, start, train.eval_every, train.steps)
-    evaluations = 0 if done else evaluations_left(train.steps, train.eval_every, start) + lost
+    train, evaluations = settings.train, 0
+    if not done:
+        # A periodic evaluation the process ended in is made again first on resuming.
+        lost = periodic_evaluation_lost(settings.run_dir, start, train.eval_every, train.steps)
+        evaluations = evaluations_left(train.steps, train.eval_every, start) + lost
     task_episodes = evaluations * settings.eval.episodes * len(settings.suite.evaluation_tasks)
     episode_steps = settings.suite.benchmark.episode_steps
     at_least = False

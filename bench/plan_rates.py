@@ -68,11 +68,14 @@ class Rates:
 def speed_key(config: Mapping[str, Any]) -> tuple:
     """What a run's speed depends on: method, suite, scale, model size (and batch), the
     method's own `speed_fields` (M3DT's expert count), precision, device and threads."""
-    from bench.registry import get_method, registered
+    from bench.registry import get_method
 
     method = config["method"]
     name = method["name"]
-    own = get_method(name).config_cls.speed_fields if name in registered() else ()
+    try:
+        own = get_method(name).config_cls.speed_fields
+    except UserError:  # a run of a method no longer registered: its shape still compares
+        own = ()
     shape = tuple(str(method.get(key)) for key in _SHAPE_KEYS + own)
     return (name, config["tasks"]["name"], config["scale"]["name"], shape,
             config.get("precision"), str(config.get("device")), config.get("threads"))  # fmt: skip

@@ -386,7 +386,8 @@ class DecisionTransformerMethod:
         never changes the training batches.
         """
         segment = self.sample_segment(task, rng)
-        return segment, self.training_prompt(task, self.config.batch_size, rng)
+        prompt = self.training_prompt(task, self.config.batch_size, rng)
+        return segment, None if prompt is None else prompt.to(self.device)  # the CPU: no copy
 
     def harmony(self) -> tuple[float, float]:
         """Averaged harmony score of one batch per task at the current weights (dropout off),
@@ -427,7 +428,7 @@ class DecisionTransformerMethod:
             self.config.return_scale,
             self.config.max_timestep,
         )
-        return _to_device(segment, self.device)
+        return segment.to(self.device)
 
     def action_loss(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
         """Mean squared action error over the non-padded steps (the reference loss), in fp32."""
@@ -447,7 +448,7 @@ class DecisionTransformerMethod:
 
         task = self.data.task(task_id)  # an unseen test task too: its prompt and statistics
         prompt = self.evaluation_prompt(task)
-        return DTPolicy(self, task, None if prompt is None else _to_device(prompt, self.device))
+        return DTPolicy(self, task, None if prompt is None else prompt.to(self.device))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
@@ -477,7 +478,3 @@ def action_error(predicted: Tensor, segment: Segment) -> Tensor:
     return F.mse_loss(predicted[segment.mask].float(), segment.actions[segment.mask])
 
 
-def _to_device(segment: Segment, device: torch.device) -> Segment:
-    if device.type == "cpu":
-        return segment
-    return Segment(**{k: v.to(device) for k, v in segment.__dict__.items()})

@@ -32,6 +32,12 @@ class Segment:
     mask: torch.Tensor  # (B, L) bool, False on left padding
     task_ids: torch.Tensor  # (B,) long
 
+    def to(self, device: torch.device) -> Segment:
+        """The batch on `device` (itself where it is there: the CPU copies nothing)."""
+        if device.type == "cpu":
+            return self
+        return Segment(**{name: value.to(device) for name, value in self.__dict__.items()})
+
     def expand(self, batch: int) -> Segment:
         """A batch of one window `batch` times over (a view: no copy), e.g. one prompt per row."""
         fields = self.__dict__.items()

@@ -5,8 +5,9 @@ Every episode runs on its own goal drawn from the task's goal pool. Pools come f
 randomness and seeding the pool is what makes an evaluation reproducible
 (shared/notes/metaworld-v3.md, pitfalls 2 and 6).
 
-The stack, from inside out: the raw v3 environment (`ml.train_classes[task]()`), `set_task(goal)`,
-and its own 500-step truncation. Nothing else wraps it: success is read from `info["success"]`.
+The stack, from inside out: the raw v3 environment (its class from `ALL_V3_ENVIRONMENTS`, on a
+copy of the task's once-compiled MuJoCo model), `set_task(goal)`, and its own 500-step
+truncation. Nothing else wraps it: success is read from `info["success"]`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def goal_pool(task: str, seed: int) -> tuple[Any, ...]:
     return tuple(metaworld.MT1(task, seed=seed).train_tasks)
 
 
-@functools.lru_cache(maxsize=64)
+# One model (~21 MB) is kept: an evaluation makes all of a task's envs before the next task's,
+# so a larger cache would only hold memory (~630 MB for MT30) to save ~5 s per evaluation.
+@functools.lru_cache(maxsize=1)
 def _compiled_model(path: str) -> Any:
     """The task's model, compiled once per process; never simulated itself, only copied."""
     import mujoco
@@ -48,7 +51,9 @@ def _compiled_model(path: str) -> Any:
 
 
 def _initialize_from_compiled(self: Any) -> tuple[Any, Any]:
-    """gymnasium's `MujocoEnv._initialize_simulation`, on a copy of the once-compiled model.
+    """gymnasium's `MujocoEnv._initialize_simulation` as 1.4 (installed here) writes it, on a copy
+    of the once-compiled model; its offwidth/offheight lines only size the offscreen render
+    buffer, which evaluation never uses.
 
     Each env gets its own copy because Meta-World edits its model (`eq_data` at init, `body_pos`
     at reset in lever-pull). A copy is bit-identical to a fresh compile: all 50 MT50 tasks give
@@ -68,7 +73,8 @@ def _env_class(task: str) -> type:
 
     Compiling is 175 of the ~190 ms it takes to make an env, and an evaluation makes one env
     per episode: 50 per task, so about 6 min per MT30 evaluation. A copy takes ~14 ms. The
-    subclass keeps the class's name, which Meta-World reads as `task_name`.
+    subclass keeps the class's name, which Meta-World reads as `task_name`. Made at run time, it
+    cannot be pickled by reference: nothing here pickles an env (data workers get task names).
     """
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 

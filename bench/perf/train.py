@@ -75,8 +75,9 @@ def measure_stages(
     def weighted(*path: str) -> float:  # a figure (`path` into each stage's) weighed by steps
         return sum(_dig(f, path) * f["steps_in_run"] for f in per_stage.values()) / total
 
-    # Every stage's parts: a phase that one stage lacks counts 0 in that stage.
-    parts = dict.fromkeys(part for f in per_stage.values() for part in f["breakdown_ms_per_step"])
+    # Every stage's parts, phases first: a phase that one stage lacks counts 0 in that stage.
+    named = [part for f in per_stage.values() for part in f["breakdown_ms_per_step"]]
+    parts = dict.fromkeys([p for p in named if p not in ("other", "total")] + ["other", "total"])
     ms_per_step = weighted("ms_per_step")
 
     def weighted_part(part: str) -> float:
@@ -98,10 +99,8 @@ def measure_stages(
     ops = per_stage[costliest].get("op_profile")
     if ops:
         ops = {**ops, "unit": f"{costliest}-stage training step"}
-    return {
+    return {  # the steps timed and the warm-up are each stage's own (`fitted_passes`)
         **({"op_profile": ops} if ops else {}),
-        "steps": steps,
-        "warmup": warmup,
         "ms_per_step": ms_per_step,
         "ms_per_step_median": weighted("ms_per_step_median"),
         "steps_per_s": 1000 / ms_per_step,

@@ -4,8 +4,11 @@ and its actions in an evaluation's first contexts, from a real (smoke) run's che
 from __future__ import annotations
 
 import pytest
+import torch
 
 from bench.cli import main
+from bench.conditioning import _asking_for
+from bench.data.samplers import Segment
 from bench.settings import load_settings
 
 
@@ -29,8 +32,12 @@ def test_a_trained_runs_conditioning_is_measured_per_task(
     assert "return effect" in header and "|a| first 1" in header and "data |a| first 20" in header
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
     assert len(rows) == 6 and "mean" in rows  # five tasks and their mean
-    values = [float(v) for v in rows["mean"]]
-    assert all(v >= 0 for v in values) and values[0] > 0  # an action error, never exactly 0
+    mean = dict(zip(_columns(header), rows["mean"], strict=True))
+    assert float(mean["action MSE"]) > 0 and float(mean["data |a| first 1"]) > 0
+
+
+def _columns(header: str) -> list[str]:
+    return [name.strip() for name in header.split("  ") if name.strip()]
 
 
 def test_a_run_without_its_checkpoint_is_a_one_line_error(tmp_path, capsys):
@@ -44,3 +51,28 @@ def test_a_run_without_its_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert "no config.yaml" in capsys.readouterr().err
     assert main(["analyze", "conditioning"]) == 2
     assert "needs a run directory" in capsys.readouterr().err
+
+
+def test_a_non_dt_run_and_a_missing_store_are_refused_without_making_data(tmp_path, capsys):
+    mtbc = tmp_path / "mtbc"
+    mtbc.mkdir()
+    (mtbc / "config.yaml").write_text("overrides: [method=mtbc]\n")
+    assert main(["analyze", "conditioning", str(mtbc)]) == 2
+    assert "is a mtbc run" in capsys.readouterr().err
+    run, empty = tmp_path / "prompt_dt", tmp_path / "empty"
+    run.mkdir()
+    empty.mkdir()
+    (run / "config.yaml").write_text(f"overrides: [method=prompt_dt, data.root={empty}]\n")
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert main(["analyze", "conditioning", str(run)]) == 2
+    assert "does not hold this run's data" in capsys.readouterr().err
+    assert not any(empty.iterdir())  # nothing generated
+
+
+def test_an_opening_asks_for_the_target_less_what_it_earned():
+    mask = torch.tensor([[False, False, True, True, True]])
+    returns = torch.tensor([[0.0, 0.0, 5.0, 3.0, 2.5]])[..., None]  # earned 2, then 0.5
+    steps = torch.zeros(1, 5, dtype=torch.long)
+    opening = Segment(torch.zeros(1, 5, 2), torch.zeros(1, 5, 1), returns, steps, mask, steps[:, 0])
+    asked = _asking_for(opening, 10.0).returns_to_go[0, :, 0]
+    assert asked.tolist() == [0.0, 0.0, 10.0, 8.0, 7.5]

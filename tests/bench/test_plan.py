@@ -46,7 +46,7 @@ def test_times_from_counts_and_rates():
     assert plan.evaluations_left(20_000, 5000, done=12_000) == 2
     assert plan.evaluations_left(50, 0) == 1
     assert plan.evaluations_left(20_000, 5000, done=20_000) == 1  # trained, not yet evaluated
-    assert plan.episode_seconds(500, 0.0) == pytest.approx(0.18 + 500 * 0.65e-3)
+    assert plan.episode_seconds(500, 0.0) == pytest.approx(0.06 + 500 * 0.65e-3)
     durations = [plan.duration(s) for s in (45, 600, 3 * 3600, 5 * 86400)]
     assert durations == ["45 s", "10 min", "3.0 h", "5.0 days"]
 
@@ -111,7 +111,7 @@ def test_a_smoke_run_prints_a_short_plan_first_and_no_warning(tmp_path, capsys, 
     assert len(out.splitlines()) == 5  # heading, data, training, evaluation, total
     assert "5 task(s) to make, 30 episodes, 2.7 MB" in out
     assert "50 steps (short: not timed" in out
-    assert "1 x 2 episodes x 5 tasks, at least 5 s" in out
+    assert "1 x 2 episodes x 5 tasks, at least 4 s" in out
     assert "warning" not in out and "timing" not in err
     # A sweep's child runs print nothing: the sweep's plan covered them.
     assert main([args[0], "--no-plan", *args[1:]]) == 0

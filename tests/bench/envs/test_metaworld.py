@@ -38,5 +38,7 @@ def test_an_env_on_a_copied_model_matches_a_fresh_compile_bit_for_bit(task):
 
     np.testing.assert_array_equal(_trajectory(env, pool[3], task), expected)
     assert env.model is not earlier.model
+    template = metaworld._compiled_model(env.fullpath)
+    assert not np.shares_memory(env.model.body_pos, template.body_pos)  # a copy, not a view
     assert isinstance(env, ALL_V3_ENVIRONMENTS[task])
     assert env.task_name == fresh.task_name

@@ -167,4 +167,3 @@ def test_bad_input_is_one_line_and_exit_2_with_no_json(tmp_path, capsys, args, m
 )
 def test_a_short_stage_is_timed_inside_itself(stage_steps, asked, fitted):
     assert fitted_passes(stage_steps, *asked) == fitted
-
