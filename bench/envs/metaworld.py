@@ -44,7 +44,7 @@ def goal_pool(task: str, seed: int) -> tuple[Any, ...]:
 # so a larger cache would only hold memory (~630 MB for MT30) to save ~5 s per evaluation.
 @functools.lru_cache(maxsize=1)
 def _compiled_model(path: str) -> Any:
-    """The task's model, compiled once per process; never simulated itself, only copied."""
+    """The task's model, compiled once for its envs made in a row; never simulated, only copied."""
     import mujoco
 
     return mujoco.MjModel.from_xml_path(path)
