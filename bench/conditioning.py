@@ -64,27 +64,31 @@ def task_measures(
         task, WINDOWS, config.context_length, rng, config.return_scale, config.max_timestep
     ).to(method.device)
 
-    def act(segment: Segment, prompt_task: TaskData) -> torch.Tensor:
-        prompt = method.evaluation_prompt(prompt_task)
+    own_prompt, other_prompt = method.evaluation_prompt(task), method.evaluation_prompt(other)
+
+    def act(segment: Segment, prompt: Segment | None = own_prompt) -> torch.Tensor:
         if prompt is not None:
             prompt = prompt.to(method.device).expand(len(segment.mask))
         return method.predict(segment, prompt, task.task_id).float()
 
-    own = act(windows, task)
+    own = act(windows)
     valid = windows.mask
-    measures = {"action MSE": float(((own - windows.actions)[valid] ** 2).mean())}
-    if method.evaluation_prompt(task) is not None:
-        measures["prompt effect"] = _mean_change(own, act(windows, other), valid)
+    # The methods' own loss (methods/dt.py), written here: bench/ reaches methods only through
+    # the registry (tests/bench/test_architecture.py).
+    error = torch.nn.functional.mse_loss(own[valid], windows.actions[valid])
+    measures = {"action MSE": float(error)}
+    if own_prompt is not None:
+        measures["prompt effect"] = _mean_change(own, act(windows, other_prompt), valid)
     target = config.target_return / config.return_scale
     returns = windows.returns_to_go
     asked = dataclasses.replace(windows, returns_to_go=torch.full_like(returns, target))
     nothing = dataclasses.replace(windows, returns_to_go=torch.zeros_like(returns))
-    measures["return effect"] = _mean_change(act(asked, task), act(nothing, task), valid)
+    measures["return effect"] = _mean_change(act(asked), act(nothing), valid)
     for steps in FIRST_STEPS:
         first = episode_openings(task, LATEST_EPISODES, steps, config.context_length,
                                  config.return_scale, config.max_timestep)  # fmt: skip
         first = first.to(method.device)
-        predicted = act(_asking_for(first, target), task)[:, -1]
+        predicted = act(_asking_for(first, target))[:, -1]
         measures[f"|a| first {steps}"] = float(predicted.abs().mean())
         measures[f"data |a| first {steps}"] = float(first.actions[:, -1].abs().mean())
     return measures

@@ -476,5 +476,3 @@ class DecisionTransformerMethod:
 def action_error(predicted: Tensor, segment: Segment) -> Tensor:
     """Mean squared error of predicted actions over the segment's non-padded steps, in fp32."""
     return F.mse_loss(predicted[segment.mask].float(), segment.actions[segment.mask])
-
-

@@ -56,8 +56,9 @@ def _initialize_from_compiled(self: Any) -> tuple[Any, Any]:
     buffer, which evaluation never uses.
 
     Each env gets its own copy because Meta-World edits its model (`eq_data` at init, `body_pos`
-    at reset in lever-pull). A copy is bit-identical to a fresh compile: all 50 MT50 tasks give
-    the same 500-step trajectories (tests/bench/envs/test_metaworld.py).
+    at reset in lever-pull). A copy is bit-identical to a fresh compile: all 50 MT50 tasks gave
+    the same 500-step trajectories (checked once, docs/performance.md "Bit-identity"); three
+    tasks are checked by tests/bench/envs/test_metaworld.py.
     """
     import mujoco
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from bench.perf.load import LoadMeter, peak_rss_mib
@@ -72,8 +72,8 @@ def measure_stages(
                                  **figures}  # fmt: skip
     total = sum(stage.steps for stage in stages)
 
-    def weighted(*path: str) -> float:  # a figure (`path` into each stage's) weighed by steps
-        return sum(_dig(f, path) * f["steps_in_run"] for f in per_stage.values()) / total
+    def weighted(key: str) -> float:  # a stage figure weighed by the stage's steps
+        return sum(f[key] * f["steps_in_run"] for f in per_stage.values()) / total
 
     # Every stage's parts, phases first: a phase that one stage lacks counts 0 in that stage.
     named = [part for f in per_stage.values() for part in f["breakdown_ms_per_step"]]
@@ -122,12 +122,6 @@ def fitted_passes(stage_steps: int, steps: int, warmup: int, op_steps: int) -> t
     return steps, warmup, max(0, min(op_steps, stage_steps - 2 * steps))
 
 
-def _dig(figures: Mapping[str, Any], path: Sequence[str]) -> float:
-    for key in path[:-1]:
-        figures = figures[key]
-    return float(figures[path[-1]])
-
-
 def op_profile(method: Method, steps: range) -> dict[str, Any]:
     """The top torch ops by self time over `steps` training steps (bench/perf/ops.py)."""
     with cpu_profiler() as profiler:
@@ -144,7 +138,7 @@ def _timed_pass(method: Any, steps: range) -> tuple[dict[str, float], LoadMeter]
         total = 1000 * (time.perf_counter() - start) / len(steps)
     per_step: dict[str, float] = {}
     if hasattr(method, "phase"):  # the d3rlpy learners have no phases: their total only
-        # Only phases the method has: MTBC's step shows no "masking 0".
+        # Only phases the method enters: Prompt-DT's step shows no "masking 0".
         per_step = {
             name: 1000 * clock.seconds[name] / len(steps)
             for name in TRAIN_PHASES
