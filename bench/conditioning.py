@@ -7,6 +7,9 @@ assumed, from the run's checkpoint, on its own training data, dropout off:
 - `prompt effect`: mean |action with the task's evaluation prompt - action with the next task's
   prompt| over a task's training windows (HarmoDT keeps the task's own mask: only the prompt
   changes). Near 0: the prompt does not steer the policy.
+- `task effect`: the same with everything that names the task swapped for the next task's:
+  the prompt and the task id (MTDT's task embedding, HarmoDT's mask, M3DT's route). How much
+  the policy is told the task at all, beyond what the states show; comparable across methods.
 - `return effect`: the same between the evaluation's target return and a return-to-go of 0.
 - `first steps`: an evaluation starts from a context of 1, 2, ... steps, left-padded. Training
   windows start anywhere and pad only at an episode's end (as the official code's `get_batch`),
@@ -66,10 +69,14 @@ def task_measures(
 
     own_prompt, other_prompt = method.evaluation_prompt(task), method.evaluation_prompt(other)
 
-    def act(segment: Segment, prompt: Segment | None = own_prompt) -> torch.Tensor:
+    def act(
+        segment: Segment, prompt: Segment | None = own_prompt, task_id: int = task.task_id
+    ) -> torch.Tensor:
         if prompt is not None:
             prompt = prompt.to(method.device).expand(len(segment.mask))
-        return method.predict(segment, prompt, task.task_id).float()
+        # The task id travels twice: as predict's argument and in the segment (MTDT's embedding).
+        segment = dataclasses.replace(segment, task_ids=torch.full_like(segment.task_ids, task_id))
+        return method.predict(segment, prompt, task_id).float()
 
     own = act(windows)
     valid = windows.mask
@@ -79,6 +86,8 @@ def task_measures(
     measures = {"action MSE": float(error)}
     if own_prompt is not None:
         measures["prompt effect"] = _mean_change(own, act(windows, other_prompt), valid)
+    told_other = act(windows, other_prompt, other.task_id)
+    measures["task effect"] = _mean_change(own, told_other, valid)
     target = config.target_return / config.return_scale
     returns = windows.returns_to_go
     asked = dataclasses.replace(windows, returns_to_go=torch.full_like(returns, target))
