@@ -32,10 +32,10 @@ from tabulate import tabulate
 
 from bench import results
 from bench.data.prepare import dataset_path
-from bench.data.samplers import OfflineData, Segment, TaskData, episode_openings, sample_segments
+from bench.data.samplers import Segment, TaskData, episode_openings, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError
-from bench.registry import build_method, get_method
+from bench.registry import build_for_run, get_method
 from bench.settings import load_settings
 
 WINDOWS = 128  # training windows per task
@@ -144,9 +144,6 @@ def _trained_method(run_dir: Path, overrides: Sequence[str]) -> Any:
             f"{store_path} does not hold this run's data; pass where it is: data.root=<folder> "
             "(or data.path=<store>)"
         )
-    offline = OfflineData(DatasetStore(store_path), settings.suite.tasks, data.fraction,
-                          data.prompt_episodes)  # fmt: skip
-    method = build_method(name, settings.method_config, settings.suite, offline, settings.seed,
-                          settings.device)  # fmt: skip
+    _, method = build_for_run(settings, DatasetStore(store_path))
     method.load_state_dict(results.load_checkpoint(checkpoint)["method"])
     return method

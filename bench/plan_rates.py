@@ -187,12 +187,11 @@ def timed_rates(settings: Settings) -> Rates:
     """A few training steps and policy calls of this config, timed on a synthetic store of its
     shapes (bench/perf: speed depends on shapes, not values)."""
 
-    from bench.data.samplers import OfflineData
     from bench.perf.load import QUIET_CORES
     from bench.perf.synthetic import write_synthetic_store
     from bench.perf.train import measure_stages
     from bench.process_state import set_threads
-    from bench.registry import build_method
+    from bench.registry import build_for_run
 
     print("plan: timing a few training steps on synthetic data ...", file=sys.stderr, flush=True)
     set_threads(settings.threads, settings.interop_threads)  # as the run will have them
@@ -206,10 +205,7 @@ def timed_rates(settings: Settings) -> Rates:
         store = write_synthetic_store(
             Path(folder), suite.tasks, episodes, episode_steps=SYNTHETIC_EPISODE_STEPS
         )
-        offline = OfflineData(store, suite.tasks, data.fraction, data.prompt_episodes)
-        method = build_method(
-            settings.method_name, config, suite, offline, settings.seed, settings.device
-        )
+        offline, method = build_for_run(settings, store, suite)
         # A task's (a stage's) first step builds what later ones reuse: a warm-up step.
         stages = config.training_stages(settings.train.steps)
         figures = measure_stages(method, stages, steps=1, warmup=1)

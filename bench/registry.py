@@ -22,7 +22,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
@@ -31,6 +31,10 @@ from bench.errors import UserError, unknown_choice
 from bench.plugins import plugin_folders
 from bench.policy import Policy
 from bench.suites import Suite
+
+if TYPE_CHECKING:
+    from bench.data.store import DatasetStore
+    from bench.settings import Settings
 
 
 class Method(Protocol):
@@ -206,6 +210,21 @@ def task_masks(method_state: Mapping[str, Any]) -> torch.Tensor | None:
     return None
 
 
+def build_for_run(
+    settings: Settings, store: DatasetStore, suite: Suite | None = None
+) -> tuple[OfflineData, Method]:
+    """A run's data and method from its settings, on `store`: the one way the runner, the
+    plan, `bench perf` and `bench analyze` build them. `suite` stands in for the run's where a
+    timing build uses a few of its tasks (on a synthetic store of those alone)."""
+    suite = suite or settings.suite
+    data_config = settings.data
+    data = OfflineData(store, suite.tasks, data_config.fraction, data_config.prompt_episodes,
+                       unseen_tasks=suite.unseen_tasks)  # fmt: skip
+    method = build_method(settings.method_name, settings.method_config, suite, data,
+                          settings.seed, settings.device)  # fmt: skip
+    return data, method
+
+
 def build_method(
     name: str,
     config: MethodConfig,
@@ -214,6 +233,5 @@ def build_method(
     seed: int,
     device: str = "cpu",
 ) -> Method:
-    """Method `name` from its typed config (`make_config`): how the runner, the plan and
-    `bench perf` build one."""
+    """Method `name` from its typed config (`make_config`); a run's: `build_for_run`."""
     return get_method(name).cls(config, suite, data, seed, torch.device(device))

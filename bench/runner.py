@@ -35,12 +35,11 @@ from bench import results
 from bench.atomic import write_json
 from bench.data.generate import generator_name
 from bench.data.prepare import dataset_path, open_dataset
-from bench.data.samplers import OfflineData
 from bench.errors import Interrupted, UserError
 from bench.evaluate import EvalProtocol, evaluate
 from bench.plan import first_rate_line
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
-from bench.registry import ActsOnUnseenTasks, Method, build_method
+from bench.registry import ActsOnUnseenTasks, Method, build_for_run
 from bench.run_claim import claim_directory, damaged
 from bench.run_lock import RunLock
 from bench.run_result import (
@@ -177,19 +176,9 @@ class _Run:
         store = open_dataset(data_config.section(), suite, settings.progress)
         # The bytes it trains on, re-hashed before the first step: bench.data.store says why.
         store.verify(suite.data_tasks)
-        data = OfflineData(
-            store,
-            suite.tasks,
-            data_config.fraction,
-            data_config.prompt_episodes,
-            unseen_tasks=suite.unseen_tasks,
-        )
+        data, method = build_for_run(settings, store)
         self.dataset_hash = results.dataset_hash(store.manifest, suite.data_tasks)
         self.commit = results.git_commit(self.repo)
-        method = build_method(
-            settings.method_name, settings.method_config, suite, data, settings.seed,
-            settings.device,
-        )
         protocol = eval_protocol(settings, store.manifest)
         start, train_seconds = self._resume(method)
         self.enter(results.TRAINING)
@@ -420,9 +409,7 @@ def _check_finite(logs: Mapping[str, float], step: int) -> None:
         )
 
 
-def eval_protocol(
-    settings: Settings, manifest: Mapping[str, Any] | None = None
-) -> EvalProtocol:
+def eval_protocol(settings: Settings, manifest: Mapping[str, Any] | None = None) -> EvalProtocol:
     """The evaluation protocol of a run: goals (meta-RL: resets) are seeded from the run seed;
     meta-RL tasks keep the parameters their data was made with (`manifest`)."""
     suite = settings.suite

@@ -137,23 +137,19 @@ def _measure_method(
     eval_steps: int,
     op_steps: int = 0,
 ) -> dict[str, Any]:
-    from bench.data.samplers import OfflineData
     from bench.perf.synthetic import write_synthetic_store
     from bench.process_state import seed_everything, set_threads
-    from bench.registry import build_method
+    from bench.registry import build_for_run
 
     # As the runner starts a run (bench/runner.py), on synthetic data of the configured size.
     set_threads(settings.threads, settings.interop_threads)
     seed_everything(settings.seed)
-    suite, data_config = settings.suite, settings.data
+    suite = settings.suite
     episodes = episodes or 20  # the reference driver's synthetic size
     with tempfile.TemporaryDirectory(prefix="mtbench-perf-") as folder:
         store = write_synthetic_store(Path(folder) / "store", suite.tasks, episodes)
-        data = OfflineData(store, suite.tasks, data_config.fraction, data_config.prompt_episodes)
-        method = build_method(
-            settings.method_name, settings.method_config, suite, data, settings.seed,
-            settings.device,
-        )
+        # The run's training tasks alone: the synthetic store has no unseen task's data.
+        _, method = build_for_run(settings, store, dataclasses.replace(suite, test_tasks=()))
         figures: dict[str, Any] = {
             "parameters": method.num_parameters(),
             "threads": torch.get_num_threads(),

@@ -29,7 +29,8 @@ def test_a_trained_runs_conditioning_is_measured_per_task(
     lines = capsys.readouterr().out.splitlines()
     header = lines[1]
     assert ("prompt effect" in header) == prompted  # MTDT has no prompt to measure
-    assert "task effect" in header and "return effect" in header and "|a| first 1" in header and "data |a| first 20" in header
+    for column in ("task effect", "return effect", "|a| first 1", "data |a| first 20"):
+        assert column in header
     rows = {line.split()[0]: line.split()[1:] for line in lines[3:]}
     assert len(rows) == 6 and "mean" in rows  # five tasks and their mean
     mean = dict(zip(_columns(header), rows["mean"], strict=True))

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from bench.data.prepare import dataset_path
-from bench.data.samplers import OfflineData
 from bench.data.store import DatasetStore
 from bench.envs.metaworld import scripted_policy
 from bench.evaluate import EvalProtocol, run_episodes
-from bench.registry import build_method
+from bench.registry import build_for_run
 from bench.results import load_checkpoint
 from bench.settings import load_settings
 
@@ -56,10 +55,7 @@ def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
     overrides = [f"method={method_name}", "tasks=mt30", "scale=small", f"seed={seed}"]
     settings = load_settings([*overrides, f"run.root={run_root}", f"data.root={data_root}"])
     store = DatasetStore(dataset_path(settings.data.section(), settings.suite))
-    data = OfflineData(store, settings.suite.tasks, settings.data.fraction,
-                       settings.data.prompt_episodes)  # fmt: skip
-    method = build_method(method_name, settings.method_config, settings.suite, data, seed,
-                          settings.device)  # fmt: skip
+    _, method = build_for_run(settings, store)
     method.load_state_dict(load_checkpoint(settings.run_dir / "checkpoint.pt")["method"])
     protocol = EvalProtocol(EPISODES, settings.eval.goal_pool_seed_offset + seed, seed)
     rows = []

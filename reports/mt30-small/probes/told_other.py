@@ -1,0 +1,67 @@
+"""Does a DT act on what it is told the task is? (reports/mt30-small-notes.md, session 30)
+
+For each MT30 task, 10 episodes (the run's seed's goals, as probes/opening.py) of a run's
+checkpoint told the *next* task: its prompt, its task id (MTDT's embedding, HarmoDT's mask),
+with the true task's state normalisation. A policy that barely listens to its task signal
+keeps its success; one that acts on it loses it. The success when told the true task is
+opening.py's "alone" column (the same protocol, so the same episodes).
+
+    PYTHONPATH=. python reports/mt30-small/probes/told_other.py <method> <seed> <runs> <data_root>
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from bench.data.prepare import dataset_path
+from bench.data.store import DatasetStore
+from bench.evaluate import EvalProtocol, run_episodes
+from bench.registry import build_for_run
+from bench.results import load_checkpoint
+from bench.settings import load_settings
+
+EPISODES = 10
+
+
+class ToldOther:
+    """The method's policy for `task_id`, but told `other_id` in everything that names a task."""
+
+    def __init__(self, method, task_id: int, other_id: int) -> None:
+        self.policy, self.method, self.other_id = method.policy(task_id), method, other_id
+        prompt = method.evaluation_prompt(method.data.task(other_id))
+        self.other_prompt = None if prompt is None else prompt.to(method.device)
+
+    def reset(self, num_episodes: int) -> None:
+        self.policy.reset(num_episodes)
+        self.policy.acting = self.method.acting_network(self.other_id)
+        self.policy.embedding_task_id = self.other_id
+        if self.other_prompt is not None:
+            self.policy.prompt_batch = self.other_prompt.expand(num_episodes)
+
+    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+        return self.policy.act(observations, rewards)
+
+
+def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
+    torch.set_num_threads(1)
+    overrides = [f"method={method_name}", "tasks=mt30", "scale=small", f"seed={seed}"]
+    settings = load_settings([*overrides, f"run.root={run_root}", f"data.root={data_root}"])
+    store = DatasetStore(dataset_path(settings.data.section(), settings.suite))
+    _, method = build_for_run(settings, store)
+    method.load_state_dict(load_checkpoint(settings.run_dir / "checkpoint.pt")["method"])
+    protocol = EvalProtocol(EPISODES, settings.eval.goal_pool_seed_offset + seed, seed)
+    tasks = settings.suite.tasks
+    told = []
+    for task_id, task in enumerate(tasks):
+        other = (task_id + 1) % len(tasks)
+        told.append(run_episodes(task, ToldOther(method, task_id, other), protocol)["success_rate"])
+        print(f"{task:28s} told {tasks[other]:28s} {told[-1]:.1f}", flush=True)
+    mean = 100 * np.mean(told)
+    print(f"{method_name} seed {seed}, mean success told the next task: {mean:.1f} %")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
