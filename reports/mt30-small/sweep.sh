@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One stream of the MT30 evidence sweep (reports/mt30-small-notes.md, "How it is run").
+# Run two at once from the sweep's worktree, 45 s apart; a run the other stream holds is
+# refused by its lock and skipped, a finished one is skipped as done, an interrupted one resumes.
+#
+#   cd /work/sweep-efa7
+#   for stream in A B; do
+#     setsid nohup bash /work/main/reports/mt30-small/sweep.sh >> /work/sweep-$stream.log 2>&1 &
+#     sleep 45
+#   done
+#
+# Order: the five methods of issue 20, then M3DT (issue 24), then MTDT as the official code
+# builds it (no task input), the likely source of the paper's MTDT row (session 30 of the notes).
+set -u
+python=${MTBENCH_PYTHON:-/work/main/.venv/bin/python}
+common=(seed=0,1,2 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs)
+export PYTHONPATH=$PWD
+for methods in \
+    "method=harmodt_f,prompt_dt,mtdt,harmodt_r,mtbc" \
+    "method=m3dt" \
+    "method=mtdt method.conditioning=none"; do
+  # shellcheck disable=SC2086  # $methods holds one or two overrides
+  "$python" -m bench.cli run -m "${common[@]}" $methods
+done
