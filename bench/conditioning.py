@@ -1,14 +1,16 @@
 """`bench analyze conditioning <run_dir>`: what a trained Decision Transformer's actions depend on.
 
-A DT is told what to do by its conditioning: the return-to-go it is asked for, and (Prompt-DT,
-HarmoDT, M3DT) a prompt from the task. Whether the trained network listens is measured, not
-assumed, from the run's checkpoint, on its own training data, dropout off:
+A DT is told what to do by its conditioning: the return-to-go it is asked for, and its task:
+a prompt from the task (Prompt-DT, HarmoDT, M3DT), a task embedding (MTDT), a mask (HarmoDT).
+Whether the trained network listens is measured, not assumed, from the run's checkpoint, on its
+own training data, dropout off:
 
 - `prompt effect`: mean |action with the task's evaluation prompt - action with the next task's
   prompt| over a task's training windows (HarmoDT keeps the task's own mask: only the prompt
   changes). Near 0: the prompt does not steer the policy.
 - `task effect`: the same with everything that names the task swapped for the next task's:
-  the prompt and the task id (MTDT's task embedding, HarmoDT's mask, M3DT's route). How much
+  the prompt and the task id (MTDT's task embedding, HarmoDT's mask; M3DT's expert in its
+  stage 2, after which the router serves every task and only the prompt names it). How much
   the policy is told the task at all, beyond what the states show; comparable across methods.
 - `return effect`: the same between the evaluation's target return and a return-to-go of 0.
 - `first steps`: an evaluation starts from a context of 1, 2, ... steps, left-padded. Training

@@ -215,8 +215,9 @@ def build_for_run(
 ) -> tuple[OfflineData, Method]:
     """A run's data and method from its settings, on `store`: the one way the runner, the
     plan, `bench perf` and `bench analyze` build them. `suite` stands in for the run's where a
-    timing build uses a few of its tasks (on a synthetic store of those alone)."""
-    suite = suite or settings.suite
+    timing build's synthetic store holds only some tasks (the plan: the tasks of one step;
+    `bench perf`: the training tasks, no unseen ones)."""
+    suite = settings.suite if suite is None else suite
     data_config = settings.data
     data = OfflineData(store, suite.tasks, data_config.fraction, data_config.prompt_episodes,
                        unseen_tasks=suite.unseen_tasks)  # fmt: skip

@@ -11,14 +11,30 @@
 #
 # Order: the five methods of issue 20, then M3DT (issue 24), then MTDT as the official code
 # builds it (no task input), the likely source of the paper's MTDT row (session 30 of the notes).
+# Everything is inside main(): bash reads a script as it runs, so an edit made while streams
+# run would otherwise be read from a stale offset.
 set -u
-python=${MTBENCH_PYTHON:-/work/main/.venv/bin/python}
-common=(seed=0,1,2 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs)
-export PYTHONPATH=$PWD
-for methods in \
-    "method=harmodt_f,prompt_dt,mtdt,harmodt_r,mtbc" \
-    "method=m3dt" \
-    "method=mtdt method.conditioning=none"; do
-  # shellcheck disable=SC2086  # $methods holds one or two overrides
-  "$python" -m bench.cli run -m "${common[@]}" $methods
-done
+
+main() {
+  # The streams train with the worktree's code into its runs: refuse any other directory.
+  if [[ ! -e data/replay-ep200 || ! -e reports/mt30-small/runs ]]; then
+    echo "sweep.sh: run it from the sweep's worktree (e.g. /work/sweep-efa7), not $PWD" >&2
+    return 2
+  fi
+  local python=${MTBENCH_PYTHON:-/work/main/.venv/bin/python}
+  local common=(seed=0,1,2 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs)
+  export PYTHONPATH=$PWD
+  # No `set -e`: a group whose runs all fail (or are held by the other stream) must not stop
+  # the groups after it.
+  local methods
+  for methods in \
+      "method=harmodt_f,prompt_dt,mtdt,harmodt_r,mtbc" \
+      "method=m3dt" \
+      "method=mtdt method.conditioning=none"; do
+    # shellcheck disable=SC2086  # $methods holds one or two overrides
+    "$python" -m bench.cli run -m "${common[@]}" $methods
+  done
+}
+
+main "$@"
+exit

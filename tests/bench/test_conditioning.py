@@ -17,7 +17,9 @@ def _run(method: str, smoke_data_root, tmp_path) -> list[str]:
             "eval.episodes=1", f"data.root={smoke_data_root}", f"run.root={tmp_path}"]  # fmt: skip
 
 
-@pytest.mark.parametrize(("method", "prompted"), [("prompt_dt", True), ("mtdt", False)])
+@pytest.mark.parametrize(
+    ("method", "prompted"), [("prompt_dt", True), ("mtdt", False), ("harmodt_f", True)]
+)
 def test_a_trained_runs_conditioning_is_measured_per_task(
     method, prompted, smoke_data_root, tmp_path, capsys
 ):
@@ -35,8 +37,11 @@ def test_a_trained_runs_conditioning_is_measured_per_task(
     assert len(rows) == 6 and "mean" in rows  # five tasks and their mean
     mean = dict(zip(_columns(header), rows["mean"], strict=True))
     assert float(mean["action MSE"]) > 0 and float(mean["data |a| first 1"]) > 0
-    # Every DT is told its task (a prompt, a task embedding): swapping it moves the actions.
+    # Each of these is told its task (a prompt, a task embedding, a mask): swapping what names
+    # the task moves the actions (MTDT with conditioning=none would rightly show 0).
     assert float(mean["task effect"]) > 0
+    if method == "harmodt_f":  # the mask names the task beside the prompt (0.007 vs 0.003)
+        assert float(mean["task effect"]) > float(mean["prompt effect"])
 
 
 def _columns(header: str) -> list[str]:

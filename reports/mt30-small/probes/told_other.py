@@ -22,6 +22,7 @@ from bench.evaluate import EvalProtocol, run_episodes
 from bench.registry import build_for_run
 from bench.results import load_checkpoint
 from bench.settings import load_settings
+from methods.dt import DecisionTransformerMethod
 
 EPISODES = 10
 
@@ -29,12 +30,14 @@ EPISODES = 10
 class ToldOther:
     """The method's policy for `task_id`, but told `other_id` in everything that names a task."""
 
-    def __init__(self, method, task_id: int, other_id: int) -> None:
+    def __init__(self, method: DecisionTransformerMethod, task_id: int, other_id: int) -> None:
         self.policy, self.method, self.other_id = method.policy(task_id), method, other_id
         prompt = method.evaluation_prompt(method.data.task(other_id))
         self.other_prompt = None if prompt is None else prompt.to(method.device)
 
     def reset(self, num_episodes: int) -> None:
+        # DTPolicy.reset builds what names the task (acting network: the mask or route;
+        # embedding id; prompt batch) beside the true task's state statistics: replace the first.
         self.policy.reset(num_episodes)
         self.policy.acting = self.method.acting_network(self.other_id)
         self.policy.embedding_task_id = self.other_id
