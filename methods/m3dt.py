@@ -82,7 +82,7 @@ class M3DTConfig(PromptDTConfig):
         check_all("method", problems)
 
     def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
-        # An expert step trains every expert, a router step runs them all: ~17x and ~7x a
+        # An expert step trains every expert, a router step runs them all: ~7x and ~1.6x a
         # backbone step at scale=small on MT30 (docs/m3dt.md), so each stage is timed apart.
         backbone, experts = self.stage_lengths()
         router = total_steps - backbone - experts
@@ -184,7 +184,14 @@ class M3DT(PromptDT):
 
     def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
         self.set_route(self.route_for(task_id))
-        return super().predict(segment, prompt, task_id)
+        # The action head reads the segment's state tokens, the last 3L tokens' second of each
+        # three (DecisionTransformerNet.forward): the last block computes its mixture for those.
+        last = self.moe_layers[-1]
+        last.read_rows = slice(-3 * segment.mask.shape[1] + 1, None, 3)
+        try:
+            return super().predict(segment, prompt, task_id)
+        finally:
+            last.read_rows = None  # the acting path runs the layer on the one row it needs
 
     def acting_network(self, task_id: int) -> Callable[[Segment, Segment | None], Tensor]:
         actor, route = super().acting_network(task_id), self.route_for(task_id)

@@ -6,6 +6,10 @@ expert part adds depends on the route the method sets before a forward:
 - `BACKBONE` (stage 1): nothing, the block is Prompt-DT's;
 - an expert index (stage 2): that one expert's output;
 - `ROUTER` (stage 3): the router's softmax-weighted sum of every expert's output, per token.
+With `read_rows` set (M3DT sets it on the last block while it trains), the expert part and the
+shared MLP run only on the token rows the action head reads, the state tokens: a row's MLP output
+reaches only that row, and in the last block nothing reads the other rows. The loss and every
+gradient are those of all rows, for about a quarter of the rows (20 of 75 at K = 20).
 Shapes follow the official code (prompt_dt/prompt_decision_transformer_with_moe.py): an
 expert is the block's MLP shape (d -> 4d -> d, activation, dropout), a router is a 5-layer
 ReLU MLP d -> 4d -> 4d -> 4d -> 2d -> experts with a softmax (docs/m3dt.md).
@@ -63,16 +67,24 @@ class MixtureFeedForward(nn.Module):
         self.experts = nn.ModuleList(feed_forward(config) for _ in range(num_experts))
         self.router = router(config.embed_dim, num_experts)
         self.route = BACKBONE
+        self.read_rows: slice | None = None  # (module docstring) None: every row
 
     def forward(self, h: Tensor) -> Tensor:
-        out = self.shared(h)
-        if self.route == BACKBONE:
-            return out
+        if self.route == BACKBONE:  # Prompt-DT's block, whatever `read_rows` says
+            return self.shared(h)
+        if self.read_rows is None:
+            return self.shared(h) + self.expert_part(h)
+        rows = h[:, self.read_rows]
+        out = torch.zeros_like(h)  # the rows nothing reads stay 0
+        out[:, self.read_rows] = self.shared(rows) + self.expert_part(rows)
+        return out
+
+    def expert_part(self, h: Tensor) -> Tensor:
         if self.route >= 0:
-            return out + self.experts[self.route](h)
+            return self.experts[self.route](h)
         weights = self.router(h)  # (..., E)
         mixed = torch.stack([expert(h) for expert in self.experts], dim=-1)  # (..., d, E)
-        return out + (mixed * weights.unsqueeze(-2)).sum(dim=-1)
+        return (mixed * weights.unsqueeze(-2)).sum(dim=-1)
 
 
 # Task grouping ----------------------------------------------------------------------------

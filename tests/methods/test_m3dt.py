@@ -14,6 +14,7 @@ from bench.data.samplers import OfflineData
 from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.settings import load_settings
+from methods.dt import action_error
 from methods.m3dt_moe import ROUTER, gradient_groups, random_groups
 
 STAGES = {"total_steps": 8, "backbone_steps": 3, "expert_steps": 2}  # 3 + 2 + 3 steps
@@ -120,6 +121,36 @@ def test_stage_three_gives_gradients_to_the_router_only(build):
     assert any(
         not torch.equal(a, b) for a, b in zip(router, method.parameters_of("router"), strict=True)
     )
+
+
+@pytest.mark.parametrize("steps", [4, 6])  # in stage 2 (an expert), in stage 3 (the router)
+def test_the_last_blocks_mixture_on_the_rows_the_head_reads_keeps_loss_and_gradients(build, steps):
+    method = build()
+    for step in range(steps):
+        method.train_step(step)
+    method.network.eval()  # dropout off: the two forwards draw nothing at random
+    task = method.data.task_data[method.groups[0][0]]
+    segment, prompt = method.sample_batch(task, np.random.default_rng(0))
+    trained = [p for p in method.network.parameters() if p.requires_grad]
+
+    def loss_and_gradients(every_row: bool) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        method.optimizer.zero_grad(set_to_none=True)
+        if every_row:  # the network's own forward: no read_rows, the mixture on every token
+            method.set_route(method.route_for(task.task_id))
+            loss = action_error(method.network(segment, prompt), segment)
+        else:
+            loss = method.action_loss(segment, prompt, task.task_id)
+        loss.backward()
+        return loss.detach(), [None if p.grad is None else p.grad.clone() for p in trained]
+
+    loss, gradients = loss_and_gradients(every_row=False)
+    full_loss, full_gradients = loss_and_gradients(every_row=True)
+    assert torch.allclose(loss, full_loss, rtol=1e-6, atol=1e-7)
+    assert any(g is not None for g in gradients)  # stage 2: the group's expert's only
+    for a, b in zip(gradients, full_gradients, strict=True):
+        assert (a is None) == (b is None)
+        assert a is None or b is None or torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert all(layer.read_rows is None for layer in method.moe_layers)  # reset after predict
 
 
 @pytest.mark.parametrize("saved_after", [3, 4, 5])  # at the stage-2 boundary, in it, at stage 3's
