@@ -47,7 +47,7 @@ FIRST_STEPS = (1, 5, 20)
 
 def analyze_conditioning(run_dir: Path, overrides: Sequence[str] = ()) -> str:
     """The table of one run's conditioning measures, per task and their mean."""
-    method = _trained_method(run_dir, overrides)
+    method = trained_method(run_dir, overrides)
     method.network.eval()
     rng = np.random.default_rng(0)
     tasks = method.data.task_data
@@ -118,7 +118,7 @@ def _mean_change(a: torch.Tensor, b: torch.Tensor, valid: torch.Tensor) -> float
     return float((a - b)[valid].abs().mean())
 
 
-def _trained_method(run_dir: Path, overrides: Sequence[str]) -> Any:
+def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     """The run's DT method at its checkpoint, rebuilt from its saved overrides (plus
     `overrides`), on the run's store as it is: one that is not there is an error, never made."""
     config_path, checkpoint = run_dir / results.CONFIG, run_dir / results.CHECKPOINT

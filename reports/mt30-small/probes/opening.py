@@ -13,14 +13,10 @@ import sys
 
 import numpy as np
 import torch
+from sweep_run import sweep_run  # beside this script (its docstring)
 
-from bench.data.prepare import dataset_path
-from bench.data.store import DatasetStore
 from bench.envs.metaworld import scripted_policy
-from bench.evaluate import EvalProtocol, run_episodes
-from bench.registry import build_for_run
-from bench.results import load_checkpoint
-from bench.settings import load_settings
+from bench.evaluate import run_episodes
 
 OPENING_STEPS = 20
 EPISODES = 10
@@ -51,13 +47,7 @@ class ExpertOpening:
 
 
 def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
-    torch.set_num_threads(1)
-    overrides = [f"method={method_name}", "tasks=mt30", "scale=small", f"seed={seed}"]
-    settings = load_settings([*overrides, f"run.root={run_root}", f"data.root={data_root}"])
-    store = DatasetStore(dataset_path(settings.data.section(), settings.suite))
-    _, method = build_for_run(settings, store)
-    method.load_state_dict(load_checkpoint(settings.run_dir / "checkpoint.pt")["method"])
-    protocol = EvalProtocol(EPISODES, settings.eval.goal_pool_seed_offset + seed, seed)
+    settings, method, protocol = sweep_run(method_name, seed, run_root, data_root, EPISODES)
     rows = []
     for task_id, task in enumerate(settings.suite.tasks):
         alone = run_episodes(task, method.policy(task_id), protocol)["success_rate"]

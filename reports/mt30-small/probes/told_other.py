@@ -14,14 +14,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import torch
+from sweep_run import sweep_run  # beside this script (its docstring)
 
-from bench.data.prepare import dataset_path
-from bench.data.store import DatasetStore
-from bench.evaluate import EvalProtocol, run_episodes
-from bench.registry import build_for_run
-from bench.results import load_checkpoint
-from bench.settings import load_settings
+from bench.evaluate import run_episodes
 from methods.dt import DecisionTransformerMethod
 
 EPISODES = 10
@@ -49,13 +44,7 @@ class ToldOther:
 
 
 def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
-    torch.set_num_threads(1)
-    overrides = [f"method={method_name}", "tasks=mt30", "scale=small", f"seed={seed}"]
-    settings = load_settings([*overrides, f"run.root={run_root}", f"data.root={data_root}"])
-    store = DatasetStore(dataset_path(settings.data.section(), settings.suite))
-    _, method = build_for_run(settings, store)
-    method.load_state_dict(load_checkpoint(settings.run_dir / "checkpoint.pt")["method"])
-    protocol = EvalProtocol(EPISODES, settings.eval.goal_pool_seed_offset + seed, seed)
+    settings, method, protocol = sweep_run(method_name, seed, run_root, data_root, EPISODES)
     tasks = settings.suite.tasks
     told = []
     for task_id, task in enumerate(tasks):
