@@ -42,3 +42,20 @@ def test_an_env_on_a_copied_model_matches_a_fresh_compile_bit_for_bit(task):
     assert not np.shares_memory(env.model.body_pos, template.body_pos)  # a copy, not a view
     assert isinstance(env, ALL_V3_ENVIRONMENTS[task])
     assert env.task_name == fresh.task_name
+
+
+def test_touching_object_answers_as_meta_worlds_own_at_every_step():
+    task = "pick-place-v3"  # its reward asks whether the pads grip the object, every step
+    goal = metaworld.goal_pool(task, 0)[1]
+    env = metaworld.make_env(task, goal)
+    policy, rng = metaworld.scripted_policy(task), np.random.default_rng(0)
+    observation, _ = env.reset()
+    object_id, answers = env._get_id_main_object(), []
+    for _ in range(150):
+        action = np.clip(policy.get_action(observation) + rng.normal(0, 0.1, 4), -1, 1)
+        observation, *_ = env.step(action)
+        own = ALL_V3_ENVIRONMENTS[task].touching_object(env, object_id)  # Meta-World's loop
+        ours = env.touching_object(object_id)
+        assert ours == own and type(ours) is type(own)
+        answers.append(bool(ours))
+    assert any(answers) and not all(answers)  # the expert grips the object, after a while
