@@ -3,7 +3,7 @@
 # Run two at once from the sweep's worktree, 45 s apart; a run the other stream holds is
 # refused by its lock and skipped, a finished one is skipped as done, an interrupted one resumes.
 #
-#   cd /work/sweep-dfbe
+#   cd /work/sweep-052a
 #   for stream in A B; do
 #     setsid nohup bash /work/main/reports/mt30-small/sweep.sh >> /work/sweep-$stream.log 2>&1 &
 #     sleep 45
@@ -19,7 +19,7 @@ set -u
 main() {
   # The streams train with the worktree's code into its runs: refuse any other directory.
   if [[ ! -e data/replay-ep200 || ! -e reports/mt30-small/runs ]]; then
-    echo "sweep.sh: run it from the sweep's worktree (e.g. /work/sweep-dfbe), not $PWD" >&2
+    echo "sweep.sh: run it from the sweep's worktree (e.g. /work/sweep-052a), not $PWD" >&2
     return 2
   fi
   local python=${MTBENCH_PYTHON:-/work/main/.venv/bin/python}
