@@ -208,9 +208,13 @@ class DecisionTransformerNet(nn.Module):
             assert conditioning.prefix_mask is not None  # a prefix always comes with its mask
             key_mask = torch.cat((conditioning.prefix_mask, key_mask), dim=1)
         hidden = self.transformer(tokens, key_mask)
-        length = segment.mask.shape[1]
-        state_tokens = hidden[:, -3 * length :][:, 1::3]
-        return self.predict_action(state_tokens)
+        return self.predict_action(hidden[:, state_token_rows(segment)])
+
+
+def state_token_rows(segment: Segment) -> slice:
+    """The token rows the action head reads: each step's state token, the second of its three
+    (return, state, action) in the segment's 3L tokens, which come last (after any prompt)."""
+    return slice(-3 * segment.mask.shape[1] + 1, None, 3)
 
 
 INIT_STD = 0.02  # minGPT / GPT-2: every linear and embedding weight ~ N(0, 0.02)

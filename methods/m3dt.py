@@ -29,7 +29,7 @@ from bench.data.samplers import OfflineData, Segment
 from bench.errors import check_all
 from bench.registry import TrainingStage, follows, register
 from bench.suites import Suite
-from methods.dt import blocks_of, init_weights
+from methods.dt import blocks_of, init_weights, state_token_rows
 from methods.m3dt_moe import (
     BACKBONE,
     ROUTER,
@@ -184,10 +184,9 @@ class M3DT(PromptDT):
 
     def predict(self, segment: Segment, prompt: Segment | None, task_id: int) -> Tensor:
         self.set_route(self.route_for(task_id))
-        # The action head reads the segment's state tokens, the last 3L tokens' second of each
-        # three (DecisionTransformerNet.forward): the last block computes its mixture for those.
+        # Only the rows the action head reads need the last block's mixture.
         last = self.moe_layers[-1]
-        last.read_rows = slice(-3 * segment.mask.shape[1] + 1, None, 3)
+        last.read_rows = state_token_rows(segment)
         try:
             return super().predict(segment, prompt, task_id)
         finally:
