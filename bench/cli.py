@@ -214,93 +214,9 @@ def _job_view(settings: Settings) -> dict[str, Any]:
 
 
 def _add_data(commands: _Commands) -> None:
-    data = commands.add_parser("data", help="generate, import and verify datasets")
-    data.set_defaults(handler=_data)
-    data_commands = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    generate = data_commands.add_parser(
-        "generate",
-        help="Meta-World data from random to expert (replay-like by default): tasks=, data=, "
-        "scale=, episodes_per_task=, workers=, generator=replay|noisy_expert",
-    )
-    generate.add_argument(
-        "--verify", action="store_true", help="also re-hash every file; corrupt tasks are repaired"
-    )
-    generate.add_argument("overrides", nargs="*")
-    importer = data_commands.add_parser("import-npz", help="import the published MT50 npz layout")
-    importer.add_argument("source", type=Path, help="folder holding <task>-v2/<i>.npz")
-    importer.add_argument("--out", type=Path, help="store to create (default data/imported-<name>)")
-    importer.add_argument("--episodes", type=int, help="episodes per task (default: all)")
-    prompt_dt = data_commands.add_parser(
-        "import-prompt-dt", help="import Prompt-DT's cheetah_dir, cheetah_vel and ant_dir pickles"
-    )
-    prompt_dt.add_argument("source", type=Path, help="folder holding data/<env>/ and config/<env>/")
-    prompt_dt.add_argument(
-        "--out", type=Path, help="store to create (default data/imported-<name>)"
-    )
-    prompt_dt.add_argument(
-        "--family",
-        action="append",
-        help="cheetah_dir, cheetah_vel or ant_dir; repeatable (default: every one in the folder)",
-    )
-    verify = data_commands.add_parser("verify", help="re-check every file's size and sha256")
-    verify.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
-    info = data_commands.add_parser(
-        "info", help="per task: episodes, return spread and histogram, success all / first half"
-    )
-    info.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
+    from bench.data.command import add_data_command
 
-
-_DATA_SHORTHANDS = {
-    "episodes_per_task": "data.episodes_per_task",
-    "workers": "data.workers",
-    "generator": "data.generator",
-}
-
-
-def _data(args: argparse.Namespace) -> int:
-    if args.data_command == "generate":
-        from bench.data.prepare import dataset_path, open_dataset
-        from bench.settings import load_data_settings
-
-        overrides = []
-        for override in args.overrides:
-            key, _, value = override.partition("=")
-            overrides.append(f"{_DATA_SHORTHANDS.get(key, key)}={value}" if value else override)
-        suite, data, progress, launcher = load_data_settings(overrides)
-        if not launcher.local:
-            from bench.slurm import submit_generation
-
-            return submit_generation(suite, data.section(), launcher.options)
-        from bench.data.summary import summary_table
-
-        store = open_dataset(data.section(), suite, progress, verify=args.verify)
-        print(summary_table(store.manifest, suite.data_tasks) + "\n")
-        print(f"{dataset_path(data.section(), suite)}: {len(store.tasks)} tasks")
-        return 0
-    if args.data_command == "import-npz":
-        from bench.data.import_npz import import_npz
-
-        out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
-        store = import_npz(args.source, out, episodes=args.episodes)
-        print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
-        return 0
-    if args.data_command == "import-prompt-dt":
-        from bench.data.import_prompt_dt import import_prompt_dt
-
-        out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
-        store = import_prompt_dt(args.source, out, families=args.family)
-        print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
-        return 0
-    if args.data_command == "info":
-        from bench.data.summary import store_summary
-
-        print(store_summary(args.path))
-        return 0
-    from bench.data.store import DatasetStore
-
-    DatasetStore(args.path).verify()
-    print(f"{args.path}: every file matches its size and sha256")
-    return 0
+    add_data_command(commands, _Parser)
 
 
 def _add_experts(commands: _Commands) -> None:

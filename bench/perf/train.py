@@ -115,9 +115,10 @@ def measure_stages(
 def fitted_passes(stage_steps: int, steps: int, warmup: int, op_steps: int) -> tuple[int, int, int]:
     """`steps`, `warmup` and `op_steps` cut so that the warm-up, the two timed passes and the
     profiled steps all stay inside a stage of `stage_steps` (a short stage at a small scale):
-    a step of the next stage costs differently. The timed passes keep a step each at least,
-    so a stage of under 2 steps (plus its profiled ones) is still timed past its end."""
-    steps = max(1, min(steps, (stage_steps - op_steps) // 2))
+    a step of the next stage costs differently. The warm-up is kept before timed steps (a
+    stage's first steps pay for its first calls), and the timed passes keep a step each at
+    least, so a stage of under 2 steps (plus its profiled ones) is still timed past its end."""
+    steps = max(1, min(steps, (stage_steps - op_steps - warmup) // 2))
     warmup = max(0, min(warmup, stage_steps - 2 * steps - op_steps))
     return steps, warmup, max(0, min(op_steps, stage_steps - 2 * steps))
 

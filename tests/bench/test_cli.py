@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -159,31 +158,6 @@ def test_sweep_with_a_bad_value_starts_nothing(tmp_path, capsys):
     assert main(["run", "-m", "method=mtdt,nope", f"run.root={tmp_path}"]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
-
-
-def test_data_generate_reuses_finished_tasks(smoke_data_root, capsys):
-    manifest = smoke_data_root / "replay-ep6" / "manifest.json"
-    before = manifest.read_text()
-    assert json.loads(before)["suites"] == ["mt5"]
-    args = ["data", "generate", "tasks=mt5", "episodes_per_task=6", f"data.root={smoke_data_root}"]
-    assert main([*args, "progress=false"]) == 0
-    assert manifest.read_text() == before
-    assert "5 tasks" in capsys.readouterr().out
-
-
-def test_data_verify_names_a_corrupted_file(tiny_store, tmp_path, capsys):
-    import shutil
-
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_store.root, copy)
-    actions = copy / "reach-v3" / "actions.npy"
-    raw = bytearray(actions.read_bytes())
-    raw[-1] ^= 0xFF  # same size, one flipped byte
-    actions.write_bytes(bytes(raw))
-    assert main(["data", "verify", str(tiny_store.root)]) == 0
-    assert main(["data", "verify", str(copy)]) == 2
-    error = capsys.readouterr().err
-    assert "actions.npy" in error and "reach-v3" in error and error.count("\n") == 1
 
 
 def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):

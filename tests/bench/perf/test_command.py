@@ -160,8 +160,9 @@ def test_bad_input_is_one_line_and_exit_2_with_no_json(tmp_path, capsys, args, m
     ("stage_steps", "asked", "fitted"),
     [
         (1000, (50, 5, 0), (50, 5, 0)),  # a long stage: as asked
-        (80, (50, 5, 0), (40, 0, 0)),  # two passes of 40, no warm-up left
-        (40, (50, 5, 2), (19, 0, 2)),  # the profiled steps kept
+        (80, (50, 5, 0), (37, 5, 0)),  # the warm-up first, then two passes of what is left
+        (40, (50, 5, 2), (16, 5, 2)),  # the profiled steps kept
+        (4, (50, 5, 0), (1, 2, 0)),  # a step per pass, the warm-up what is left
         (1, (50, 5, 0), (1, 0, 0)),  # too short to stay inside: a step per pass still
     ],
 )
