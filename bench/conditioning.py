@@ -38,6 +38,7 @@ from bench.data.samplers import Segment, TaskData, episode_openings, sample_segm
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError
 from bench.registry import build_for_run, get_method
+from bench.run_claim import config_differences
 from bench.settings import load_settings
 
 WINDOWS = 128  # training windows per task
@@ -125,7 +126,15 @@ def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     if not config_path.exists():
         raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
     saved = yaml.safe_load(config_path.read_text()) or {}
+    # The saved overrides on today's defaults must give the run's config back: a default that
+    # changed since (a context length, a dropout) would load the weights into another network.
+    differences = config_differences(config_path, load_settings(saved.get("overrides", [])).config)
     settings = load_settings([*saved.get("overrides", []), *overrides])
+    if differences:
+        raise UserError(
+            f"{run_dir} was made with a config its saved overrides no longer give: "
+            f"{differences}; pass the old values as overrides"
+        )
     name = settings.method_name
     if not hasattr(get_method(name).cls, "evaluation_prompt"):
         raise UserError(

@@ -36,15 +36,20 @@ def damaged(path: Path, error: Exception) -> UserError:
 
 
 def _config_differences(settings: Settings) -> str | None:
-    """The result-affecting values in which the run directory's saved config differs."""
     config_path = settings.run_dir / results.CONFIG
     if not config_path.exists():
         return None
+    return config_differences(config_path, settings.config)
+
+
+def config_differences(config_path: Path, config: dict) -> str | None:
+    """The result-affecting values in which the config saved at `config_path` (a run's
+    config.yaml) differs from `config`; None when they agree."""
     try:
         saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
     except (yaml.YAMLError, KeyError, TypeError) as error:
         raise damaged(config_path, error) from None
-    new = identity_values(settings.config)
+    new = identity_values(config)
     # A key only one side has comes from another code version's config: not a difference.
     differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
     if not differing:

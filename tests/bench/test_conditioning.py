@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
 from bench.cli import main
 from bench.conditioning import _asking_for
@@ -48,10 +49,17 @@ def _columns(header: str) -> list[str]:
     return [name.strip() for name in header.split("  ") if name.strip()]
 
 
+def _saved_run(run_dir, *overrides: str) -> None:
+    """A run directory's config.yaml as the runner writes it: its overrides and their config."""
+    run_dir.mkdir()
+    config = load_settings(list(overrides)).config
+    saved = {"overrides": list(overrides), "config": config}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+
+
 def test_a_run_without_its_checkpoint_is_a_one_line_error(tmp_path, capsys):
     kept = tmp_path / "kept"  # as a committed report run: records, no weights
-    kept.mkdir()
-    (kept / "config.yaml").write_text("overrides: [method=prompt_dt]\n")
+    _saved_run(kept, "method=prompt_dt")
     assert main(["analyze", "conditioning", str(kept)]) == 2
     error = capsys.readouterr().err.strip()
     assert "no checkpoint.pt" in error and "\n" not in error
@@ -63,18 +71,29 @@ def test_a_run_without_its_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 def test_a_non_dt_run_and_a_missing_store_are_refused_without_making_data(tmp_path, capsys):
     mtbc = tmp_path / "mtbc"
-    mtbc.mkdir()
-    (mtbc / "config.yaml").write_text("overrides: [method=mtbc]\n")
+    _saved_run(mtbc, "method=mtbc")
     assert main(["analyze", "conditioning", str(mtbc)]) == 2
     assert "is a mtbc run" in capsys.readouterr().err
     run, empty = tmp_path / "prompt_dt", tmp_path / "empty"
-    run.mkdir()
     empty.mkdir()
-    (run / "config.yaml").write_text(f"overrides: [method=prompt_dt, data.root={empty}]\n")
+    _saved_run(run, "method=prompt_dt", f"data.root={empty}")
     (run / "checkpoint.pt").write_bytes(b"")
     assert main(["analyze", "conditioning", str(run)]) == 2
     assert "does not hold this run's data" in capsys.readouterr().err
     assert not any(empty.iterdir())  # nothing generated
+
+
+def test_a_run_whose_overrides_no_longer_give_its_config_is_refused(tmp_path, capsys):
+    run = tmp_path / "prompt_dt"
+    _saved_run(run, "method=prompt_dt")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["config"]["method"]["context_length"] = 5  # as if the default had been 5 back then
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert main(["analyze", "conditioning", str(run)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no longer give" in error and "method.context_length (5 -> 20)" in error
+    assert "\n" not in error
 
 
 def test_an_opening_asks_for_the_target_less_what_it_earned():
