@@ -57,7 +57,8 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
-# Each subcommand's arguments are added by `_add_<command>`, beside its handler `_<command>`.
+# Each subcommand's arguments are added by `_add_<command>`, beside its handler `_<command>`
+# (`data` keeps both in bench/data/command.py; `perf` hands its arguments to bench/perf/command.py).
 _Commands = argparse._SubParsersAction  # what add_subparsers returns (argparse has no public name)
 
 
