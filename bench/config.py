@@ -133,10 +133,12 @@ def _check_groups(parsed: Sequence[Override]) -> None:
 
 
 def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
-    """Each plain `a.b=value` override must name a key that exists (Hydra's `+a.b=` adds one)."""
+    """Each `a.b=value` override must set a value that exists. The config is closed (every key
+    is read by a typed settings class), so Hydra's `+a.b=` may not add a key (`compose_run`
+    refuses `~a.b`), and a section is set key by key."""
     for override in parsed:
         key = override.key_or_group
-        if key in GROUPS or override.is_add() or override.is_force_add() or override.is_delete():
+        if key in GROUPS:
             continue
         node: Any = base
         path = key.split(".")
@@ -146,6 +148,10 @@ def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
                 valid = ", ".join(sorted(_keys(node))) if isinstance(node, DictConfig) else ""
                 raise UserError(f"unknown config key {key!r}; valid keys at {where}: {valid}")
             node = node[part]
+        if isinstance(node, DictConfig):
+            valid = ", ".join(sorted(_keys(node)))
+            raise UserError(f"{key} is a section, not a value; set its keys ({key}.<key>=): "
+                            f"{valid}")  # fmt: skip
         _check_type(key, node, override)
 
 
@@ -188,6 +194,10 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
     if sweeps and not multirun:
         raise UserError(f"override {sweeps[0]!r} is a sweep; run sweeps with `bench run -m ...`")
+    for override in parsed:  # every setting, group and option has a default: none is removed
+        if override.is_delete():
+            key = override.key_or_group
+            raise UserError(f"~{key}: {key} has a default and cannot be deleted; set it ({key}=)")
     _check_groups(parsed)
     from bench import method_section  # the registry: only where a run is composed
 

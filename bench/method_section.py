@@ -55,8 +55,6 @@ def check_owned_overrides(overrides: Sequence[Override], method: str, families: 
     value of the field's type."""
     for override in overrides:
         key = override.key_or_group
-        if override.is_delete():
-            raise UserError(f"{key} is an option with a default: set it ({key}=...), not ~{key}")
         head, _, field_name = key.partition(".")
         config_cls = get_method(method).config_cls if head == "method" else families[head]
         fields = sorted(f.name for f in dataclasses.fields(config_cls))

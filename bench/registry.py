@@ -79,6 +79,10 @@ class MethodConfig:
     # Whether the method can act on a task it never trained on (the unseen-task suites). One
     # that can states how in its `unseen_task_rule`, which the result records.
     acts_on_unseen_tasks: ClassVar[bool] = False
+    # Whether training reads each task's prompt episodes (`data.prompt_episodes`, >= 1 then).
+    # A method acting on unseen tasks reads them there too: the unseen task's own, or the
+    # nearest training task's by prompt.
+    reads_prompts: ClassVar[bool] = False
     # Fields beyond the model's shape and batch (bench.plan_rates.speed_key) that a training
     # step's cost depends on: a plan reuses a finished run's speed only where they match.
     speed_fields: ClassVar[tuple[str, ...]] = ()

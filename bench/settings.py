@@ -168,6 +168,7 @@ def check(composed: Composed) -> Settings:
     check_precision(precision, spec.name, spec.config_cls)
     method_config = make_config(spec, {k: v for k, v in config["method"].items() if k != "name"})
     _check_unseen_tasks(suite, spec)
+    _check_prompts(suite, spec, data)
     method_config.check_suite(suite)
     run = RunSettings.from_section(config["run"])
     run_dir = run_directory(composed)
@@ -337,11 +338,24 @@ def _check_unseen_tasks(suite: Suite, spec: MethodSpec) -> None:
     )
 
 
+def _check_prompts(suite: Suite, spec: MethodSpec, data: DataSettings) -> None:
+    """A method that reads prompt episodes (in training, or to act on unseen tasks) has some."""
+    reads = spec.config_cls.reads_prompts or (
+        suite.unseen_tasks and spec.config_cls.acts_on_unseen_tasks
+    )
+    if reads and data.prompt_episodes < 1:
+        where = "" if spec.config_cls.reads_prompts else f" to act on {suite.name}'s unseen tasks"
+        raise UserError(
+            f"data.prompt_episodes={data.prompt_episodes}: method {spec.name!r} reads each "
+            f"task's prompt episodes{where}; set data.prompt_episodes >= 1 (default 2)"
+        )
+
+
 def _check_data_location(data: DataSettings, suite: Suite) -> None:
     if data.path:
         if Path(data.path).exists() and not Path(data.path).is_dir():
             raise UserError(f"data.path={data.path} is a file; it must be a dataset folder")
-        check_dataset(data.section())
+        check_dataset(data.section(), suite)
         return
     root = Path(data.root)
     if root.exists() and not root.is_dir():

@@ -16,6 +16,7 @@ from methods.dt import Conditioning, DecisionTransformerMethod, DTConfig, Trajec
 @dataclass(frozen=True)
 class PromptDTConfig(DTConfig):
     acts_on_unseen_tasks: ClassVar[bool] = True  # prompted by the unseen task's own data
+    reads_prompts: ClassVar[bool] = True
 
 
 class PromptConditioner(nn.Module):

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench.data.behaviour import DEFAULT_GENERATOR
 from bench.data.store import MANIFEST_NAME, DatasetStore
+from bench.data.task_cache import training_episodes
 from bench.data.writers import remove_stale_temporaries
 from bench.errors import UserError, unknown_choice
 from bench.suites import Suite
@@ -39,14 +40,42 @@ def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
     return Path(data["root"]) / f"{prefix}-ep{data['episodes_per_task']}"
 
 
-def check_dataset(data: Mapping[str, Any]) -> None:
-    """Fail early (before a run directory exists) when an explicit `data.path` holds no dataset."""
-    if data.get("path") and not (dataset_path(data) / "manifest.json").exists():
+def check_dataset(data: Mapping[str, Any], suite: Suite | None = None) -> None:
+    """Fail early (before a run directory exists) when an explicit `data.path` holds no
+    dataset, or, given the `suite`, not one the run can train on: a manifest that does not
+    read, a task of the suite missing or with files of the wrong size (sha256 is checked when
+    the run opens the task), too few episodes for `data.fraction` and `data.prompt_episodes`."""
+    if not data.get("path"):
+        return
+    path = dataset_path(data)
+    if not (path / MANIFEST_NAME).exists():
         raise UserError(
             f"no dataset at data.path={data['path']} (no manifest.json); import one with "
             "`bench data import-npz` / `import-prompt-dt` or generate one with "
             "`bench data generate`"
         )
+    if suite is None:
+        return
+    store = DatasetStore(path)
+    held = store.manifest["tasks"]
+    missing = [task for task in suite.data_tasks if task not in held]
+    if missing:
+        raise UserError(
+            f"data.path={data['path']} lacks {len(missing)} task(s) of {suite.name}, e.g. "
+            f"{missing[0]!r}; it holds: {', '.join(held) or 'no tasks'}"
+        )
+    fraction, prompts = float(data["fraction"]), int(data["prompt_episodes"])
+    for task in suite.data_tasks:
+        damage = store.damage(task, checksums=False)
+        if damage:
+            advice = store.repair_advice(task)
+            raise UserError(f"data.path={data['path']}: {task} is damaged ({damage}); {advice}")
+        episodes = int(held[task].get("episodes", 0))
+        if training_episodes(episodes, fraction, prompts) < 1:
+            raise UserError(
+                f"data.path={data['path']}: {task} has {episodes} episodes; with data.fraction="
+                f"{fraction} and data.prompt_episodes={prompts} none is left to train on"
+            )
 
 
 def open_dataset(

@@ -53,10 +53,17 @@ def _methods() -> list[str]:
             "method.conditioning=oops",
             "unknown value for method.conditioning 'oops'; choose one of: none, task_id",
         ),
+        # The config is closed: Hydra's delete and add prefixes, and a section set as a value.
+        ("~seed", "~seed: seed has a default and cannot be deleted; set it (seed=)"),
+        ("train=5", "train is a section, not a value; set its keys (train.<key>=): "),
+        ("+train.foo=1", "unknown config key 'train.foo'; valid keys at train: "),
+        ("+foo=1", "unknown config key 'foo'; valid keys at the top level: "),
+        ("method=prompt_dt data.prompt_episodes=0", "method 'prompt_dt' reads each task's prompt"),
     ],
 )
 def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):
-    args = ["run", override, "scale=smoke", "tasks=mt5", f"run.root={tmp_path}", "progress=false"]
+    args = ["run", *override.split(), "scale=smoke", "tasks=mt5", f"run.root={tmp_path}",
+            "progress=false"]  # fmt: skip
     assert main([*args, f"data.root={tmp_path / 'data'}"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
