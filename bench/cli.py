@@ -235,9 +235,16 @@ def _experts(args: argparse.Namespace) -> int:
     from bench.evaluate import evaluate
     from bench.runner import eval_protocol
     from bench.settings import load_settings
+    from bench.suites import METAWORLD, SUITES
 
     settings = load_settings(args.overrides)
     suite = settings.suite
+    if suite.benchmark != METAWORLD:
+        scripted = [name for name, other in SUITES.items() if other.benchmark == METAWORLD]
+        raise UserError(
+            f"tasks={suite.name} has no scripted experts (its SAC experts are trained by `bench "
+            f"data generate`); bench experts runs Meta-World's: tasks={'|'.join(scripted)}"
+        )
     scores = evaluate(
         suite,
         lambda task_id: ScriptedExpert(suite.tasks[task_id]),
@@ -273,8 +280,10 @@ def _add_status(commands: _Commands) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from bench.console import status_curves, status_table
+    from bench.console import check_curves_path, status_curves, status_table
 
+    if args.curves is not None:
+        check_curves_path(args.curves)
     print(status_table(args.root))
     if args.curves is not None:
         print(status_curves(args.root, args.curves))

@@ -26,6 +26,7 @@ from bench import plots, results
 from bench.atomic import atomic_file
 from bench.config import compose_run, expand_sweep, parse_overrides
 from bench.errors import UserError
+from bench.output_paths import check_output_file
 from bench.plots import NO_MASK
 from bench.suites import suite_size
 
@@ -110,6 +111,8 @@ def analyze_conflicts(
     the commands beside it."""
     from bench.launch import check_jobs, run_locally
 
+    if out is not None:  # before the runs: a path that cannot be written fails now, not after
+        check_output_file(out, "--out", (".md",))
     jobs = check_jobs(conflict_jobs(overrides, sparsities))
     if run_locally(jobs) != 0:
         raise UserError("some conflict runs failed (listed above); fix them and run it again")

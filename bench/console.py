@@ -12,6 +12,7 @@ import yaml
 
 from bench import results
 from bench.errors import UserError, damage_reason
+from bench.output_paths import check_output_file
 from bench.run_result import DamagedResult, RunResult
 
 
@@ -129,6 +130,15 @@ def status_table(root: Path) -> str:
     return "\n".join([summary, *([note] if note else []), "", table])
 
 
+def check_curves_path(path: Path) -> None:
+    """`bench status --curves PATH` can write its PNG (checked before the table is printed)."""
+    if path.is_dir() or path.suffix.lower() != ".png":
+        raise UserError(
+            f"--curves {path}: not a .png path (the folder goes first: bench status runs/ --curves)"
+        )
+    check_output_file(path, "--curves")
+
+
 def status_curves(root: Path, path: Path) -> str:
     """The evaluations of every run below `root`, finished or not, drawn into `path` as
     `bench report` draws them (the unfinished labelled apart); the line that says where, or
@@ -137,10 +147,7 @@ def status_curves(root: Path, path: Path) -> str:
     from bench.report_figures import evaluation_curves
     from bench.result_table import unfinished_runs
 
-    if path.suffix.lower() != ".png":
-        raise UserError(
-            f"--curves {path}: not a .png path (the folder goes first: bench status runs/ --curves)"
-        )
+    check_curves_path(path)
     runs = unfinished_runs(root, finished=())  # every run folder its config.yaml places
     # Done as everywhere else: a whole result.json (a damaged one is drawn as unfinished).
     done = runs["run_dir"].map(lambda run_dir: results.has_result(Path(run_dir))).astype(bool)

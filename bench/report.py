@@ -27,12 +27,14 @@ from bench import (
 )
 from bench import report_render as render
 from bench.errors import UserError, unknown_choice
+from bench.output_paths import check_output_file, check_output_folder
 from bench.report_figures import cell_label
 from bench.report_power import detectability_note
 from bench.result_table import COHORT, load_results, unfinished_runs
 from bench.suites import SUITES
 
 FORMATS = ("md", "latex", "csv", "json")
+SUFFIXES = {"md": ".md", "latex": ".tex", "csv": ".csv", "json": ".json"}  # of --out's file
 DATA_ORDER = ("near_optimal", "sub_optimal")
 TABLE4_SUITES = tuple(name for name, suite in SUITES.items() if suite.benchmark.unseen_task_table)
 SUITE_ORDER = ("mt5", "mt30", "mt50", *TABLE4_SUITES)
@@ -64,6 +66,7 @@ def write_report(
     the rest is reported; with `strict` it is an error instead."""
     if fmt not in FORMATS:
         raise unknown_choice("report format", fmt, FORMATS)
+    _check_output(out, fmt, reps)
     unreadable: list[str] = []
     frame = load_results(root, None if strict else unreadable)
     pending = unfinished_runs(root, set(frame["run_dir"]))
@@ -86,6 +89,18 @@ def write_report(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)
     return text
+
+
+def _check_output(out: Path | None, fmt: str, reps: int) -> None:
+    """Refuse what would fail after the work: no resamples, or an --out that cannot be written
+    (the report file, and for md/latex its plots' folder beside it)."""
+    if reps < 1:
+        raise UserError(f"--bootstrap-reps must be >= 1, got {reps}")
+    if out is None:
+        return
+    check_output_file(out, "--out", (SUFFIXES[fmt],))
+    if fmt in ("md", "latex"):
+        check_output_folder(out.with_suffix(""), "--out's plot folder")
 
 
 def _not_included(fmt: str, unreadable: list[str]) -> str:

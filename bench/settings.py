@@ -10,7 +10,6 @@ value and what is valid; nothing has been written when it is raised.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from bench.data.paths import check_plain_name
 from bench.data.prepare import check_dataset, dataset_path, generator_choice
 from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
+from bench.output_paths import check_writable
 from bench.suites import Suite, get_suite
 from bench.tracking import check_loggers
 
@@ -149,20 +149,13 @@ def check(composed: Composed) -> Settings:
     config = composed.config
     suite = get_suite(config["tasks"]["name"])
     train = config["train"]
-    _at_least(train, "train", steps=1, log_every=1, checkpoint_every=1, eval_every=0)
-    _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
     _check_data_values(config["data"])
     data = DataSettings.from_section(config["data"])
     # A folder of the run directory (bench.identity); the suite and method are known names.
     check_plain_name("data.name", data.name)
-    if int(config["seed"]) < 0:
-        raise UserError(f"seed must be >= 0, got {config['seed']!r}")
-    loggers = check_loggers(config["logger"])
-    threads = _optional_count(config, "threads")
-    interop = _optional_count(config, "interop_threads")
     launcher = LauncherSettings.from_section(config["launcher"])
-    # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
-    device = check_device(str(config["device"]), here=launcher.local)
+    device, threads, interop = _check_run_values(config, launcher)
+    loggers = check_loggers(config["logger"])
     spec = get_method(config["method"]["name"])
     precision = str(config["precision"])
     check_precision(precision, spec.name, spec.config_cls)
@@ -172,7 +165,7 @@ def check(composed: Composed) -> Settings:
     method_config.check_suite(suite)
     run = RunSettings.from_section(config["run"])
     run_dir = run_directory(composed)
-    _check_writable(run_dir, "run.root" if run.dir is None else "run.dir")
+    check_writable(run_dir, "run.root" if run.dir is None else "run.dir")
     _check_data_location(data, suite)
     return Settings(
         config=config,
@@ -209,8 +202,31 @@ def load_data_settings(
         raise UserError("data generate writes a generated store; drop data.path")
     _check_data_values(config["data"], training=False)
     data = DataSettings.from_section(config["data"])
+    launcher = LauncherSettings.from_section(config["launcher"])
+    _check_run_values(config, launcher)  # unused here, but a bad value is refused anywhere
     _check_data_location(data, suite)
-    return suite, data, bool(config["progress"]), LauncherSettings.from_section(config["launcher"])
+    return suite, data, bool(config["progress"]), launcher
+
+
+# Longer than any run (1000x Table 6's 1e6 steps); beyond it, step arithmetic leaves int64.
+MAX_TRAIN_STEPS = 10**9
+
+
+def _check_run_values(
+    config: Mapping[str, Any], launcher: LauncherSettings
+) -> tuple[str, int | None, int | None]:
+    """The run's own values outside its method and data: (device, threads, interop threads)."""
+    train = config["train"]
+    _at_least(train, "train", steps=1, log_every=1, checkpoint_every=1, eval_every=0)
+    if train["steps"] > MAX_TRAIN_STEPS:
+        raise UserError(f"train.steps must be <= {MAX_TRAIN_STEPS:_}, got {train['steps']!r}")
+    _at_least(config["eval"], "eval", episodes=1, goal_pool_seed_offset=0)
+    if int(config["seed"]) < 0:
+        raise UserError(f"seed must be >= 0, got {config['seed']!r}")
+    threads = _optional_count(config, "threads")
+    interop = _optional_count(config, "interop_threads")
+    # A login node often has no GPU: a Slurm job checks that its node has the device it asks for.
+    return check_device(str(config["device"]), here=launcher.local), threads, interop
 
 
 def _check_data_values(data: Mapping[str, Any], training: bool = True) -> None:
@@ -293,28 +309,6 @@ def check_device(device: str, here: bool = True) -> str:
     return device
 
 
-def _check_writable(folder: Path, key: str) -> None:
-    """`folder` can be made and written: its nearest existing ancestor is a writable folder.
-
-    Probed with a temporary file that is removed at once (os.access says yes to root on a
-    read-only mount of some file systems), so nothing is left behind.
-    """
-    ancestor = folder
-    while not ancestor.exists():
-        if ancestor.parent == ancestor:
-            break
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise UserError(f"{key}: cannot make {folder}: {ancestor} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        message = f"{key}: cannot write under {ancestor} ({reason}); choose another folder"
-        raise UserError(message) from None
-
-
 def _expand_paths(data: Mapping[str, Any]) -> dict[str, Any]:
     """The data section with `~` in `root` and `path` expanded."""
     expanded = dict(data)
@@ -362,4 +356,4 @@ def _check_data_location(data: DataSettings, suite: Suite) -> None:
         raise UserError(f"data.root={data.root} is a file; it must be a folder")
     store = dataset_path(data.section(), suite)
     if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
-        _check_writable(store, "data.root")
+        check_writable(store, "data.root")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.output_paths import check_output_folder
+
 # `generate`'s short keys: the data section's own, without the `data.` prefix.
 _SHORTHANDS = {
     "episodes_per_task": "data.episodes_per_task",
@@ -71,6 +73,7 @@ def data_command(args: argparse.Namespace) -> int:
         from bench.data.import_npz import import_npz
 
         out = args.out or _default_out(args.source)
+        check_output_folder(out, "--out")
         store = import_npz(args.source, out, episodes=args.episodes)
         print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
         return 0
@@ -78,6 +81,7 @@ def data_command(args: argparse.Namespace) -> int:
         from bench.data.import_prompt_dt import import_prompt_dt
 
         out = args.out or _default_out(args.source)
+        check_output_folder(out, "--out")
         store = import_prompt_dt(args.source, out, families=args.family)
         print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
         return 0

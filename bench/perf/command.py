@@ -29,6 +29,7 @@ import torch
 
 from bench.atomic import write_json
 from bench.errors import UserError
+from bench.output_paths import check_output_file, check_output_folder
 from bench.perf.load import QUIET_CORES, sample_load
 
 if TYPE_CHECKING:
@@ -59,10 +60,12 @@ def run_perf(
     """Measure `stage`, write its JSON and return the table to print."""
     if stage not in STAGES:
         raise UserError(f"unknown perf stage {stage!r}; choose one of: {', '.join(STAGES)}")
-    if steps < 1 or warmup < 0 or eval_tasks < 1 or eval_steps < 1 or op_steps < 0:
-        raise UserError(
-            "--steps, --eval-tasks and --eval-steps must be >= 1, --warmup and --ops >= 0"
-        )
+    counts = {"--steps": (steps, 1), "--eval-tasks": (eval_tasks, 1),
+              "--eval-steps": (eval_steps, 1), "--warmup": (warmup, 0), "--ops": (op_steps, 0),
+              "--episodes": (1 if episodes is None else episodes, 1)}  # fmt: skip
+    for flag, (value, minimum) in counts.items():
+        if value < minimum:
+            raise UserError(f"{flag} must be >= {minimum}, got {value}")
     if op_steps and stage not in ("train", "eval"):
         raise UserError(
             f"--ops profiles training steps or policy calls: train or eval, not {stage}"
@@ -70,6 +73,13 @@ def run_perf(
     if reference and stage == "data":
         raise UserError("the official code has no data-store figure; drop --reference for data")
     settings = _settings(stage, overrides) if stage != "data" else None
+    if settings is not None and stage == "eval" and eval_tasks > len(settings.suite.tasks):
+        suite = settings.suite
+        raise UserError(f"--eval-tasks {eval_tasks}: {suite.name} has {len(suite.tasks)} tasks")
+    path = Path(json_out) if json_out else Path("runs/perf") / f"{stage}.json"
+    check_output_file(path, "--json-out", (".json",))
+    if store:
+        check_output_folder(Path(store), "--store")
     before = sample_load()
     if require_quiet and not before.quiet:
         raise UserError(
@@ -93,7 +103,6 @@ def run_perf(
         **({"config": _summary(settings)} if settings else {}),
         **({"reference": ref, "ratios": ratios(stage, figures, ref)} if ref else {}),
     }
-    path = Path(json_out) if json_out else Path("runs/perf") / f"{stage}.json"
     write_json(path, result)
     from bench.perf.table import perf_table
 

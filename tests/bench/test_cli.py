@@ -59,6 +59,7 @@ def _methods() -> list[str]:
         ("+train.foo=1", "unknown config key 'train.foo'; valid keys at train: "),
         ("+foo=1", "unknown config key 'foo'; valid keys at the top level: "),
         ("method=prompt_dt data.prompt_episodes=0", "method 'prompt_dt' reads each task's prompt"),
+        ("train.steps=2000000000", "train.steps must be <= 1_000_000_000, got 2000000000"),
     ],
 )
 def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):
@@ -177,6 +178,20 @@ def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):
     assert "| mtdt " in comparison and "| prompt_dt " in comparison
     for method in ("mtdt", "prompt_dt"):
         assert (tmp_path / "mt5" / "near_optimal" / method / "seed0" / "result.json").exists()
+
+
+def test_experts_are_refused_on_a_suite_without_scripted_experts(capsys):
+    assert main(["experts", "tasks=cheetah_dir"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "tasks=cheetah_dir has no scripted experts" in error and "tasks=mt50|mt30|mt5" in error
+
+
+def test_status_checks_its_curves_path_before_printing_the_table(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["status", str(tmp_path), "--curves", str(tmp_path / "afile" / "c.png")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "afile is a file, not a folder" in captured.err
 
 
 def test_status_curves_draws_every_run_that_has_evaluated(

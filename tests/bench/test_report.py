@@ -156,6 +156,30 @@ def test_csv_and_latex_formats(runs, capsys):
     assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "html"]) == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bootstrap-reps", "0"], "--bootstrap-reps must be >= 1, got 0"),
+        (["--out", "{tmp}"], "is a folder; name the file to write"),
+        (["--out", "{tmp}/report.xml"], "the file name must end in .md"),
+        (["--out", "{tmp}/r.tex", "--format", "csv"], "the file name must end in .csv"),
+        (["--out", "{tmp}/afile/report.md"], "afile is a file, not a folder"),
+        (["--out", "{tmp}/afile.md"], "--out's plot folder {tmp}/afile is a file"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    runs, tmp_path, capsys, args, message
+):
+    (tmp_path / "afile").write_text("")
+    before = sorted(tmp_path.rglob("*"))
+    filled = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    assert main(["report", str(runs), *filled]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    assert message.replace("{tmp}", str(tmp_path)) in error
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even plots
+
+
 def test_fig4_ablations_plot_success_against_each_swept_value(template, tmp_path):
     from bench.report_ablations import ablation_points
 

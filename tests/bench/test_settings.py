@@ -108,6 +108,9 @@ def test_settings_are_typed_and_expand_the_home_folder(tmp_path, monkeypatch):
         ("data.root={tmp}/afile", "data.root={tmp}/afile is a file"),
         ("data.root=/sys/mtbench-data", "data.root: cannot write under /sys"),
         ("data.path={tmp}", "data generate writes a generated store; drop data.path"),
+        # Not read by generation, but a bad value is refused wherever it is given.
+        ("seed=-1", "seed must be >= 0, got -1"),
+        ("train.steps=0", "train.steps must be >= 1, got 0"),
     ],
 )
 def test_bad_data_generate_input_is_one_line_exit_2_and_leaves_nothing(

@@ -142,7 +142,8 @@ def test_ratios_come_from_the_reference_json(tmp_path):
         (["mask-update", "method=mtdt"], "mask-update measures HarmoDT's mask update"),
         (["train", "method=mtbc", "precision=bf16"], "bf16 is not implemented for method=mtbc"),
         (["train", "precision=fp16"], "unknown precision 'fp16'; choose one of: fp32, bf16"),
-        (["train", "--steps", "0"], "--steps, --eval-tasks and --eval-steps must be >= 1"),
+        (["train", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["eval", "--eval-tasks", "6"], "--eval-tasks 6: mt5 has 5 tasks"),
         (["data", "--reference", "x.json"], "the official code has no data-store figure"),
         (["data", "--ops", "3"], "--ops profiles training steps or policy calls: train or eval"),
         (["train", "--reference", "missing.json"], "--reference missing.json: no such file"),
@@ -154,6 +155,26 @@ def test_bad_input_is_one_line_and_exit_2_with_no_json(tmp_path, capsys, args, m
     error = capsys.readouterr().err
     assert error.startswith("error: ") and message in error and error.count("\n") == 1
     assert result is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--episodes", "0"], "--episodes must be >= 1, got 0"),
+        (["train", "--json-out", "perf.txt"], "the file name must end in .json"),
+        (["train", "--json-out", "folder"], "--json-out folder is a folder"),
+        (["data", "--store", "afile"], "--store afile is a file; name a folder"),
+    ],
+)
+def test_bad_paths_and_counts_are_refused_before_measuring(tmp_path, monkeypatch, capsys, args,
+                                                           message):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "folder").mkdir()
+    assert main(["perf", *args, *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and message in error and error.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]  # no runs/perf
 
 
 @pytest.mark.parametrize(
