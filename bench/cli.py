@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import yaml
 
-from bench.errors import Interrupted, UserError
+from bench.errors import Interrupted, UserError, unknown_choice
 from bench.stop_signals import one_line_stops, stop_line
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ def _command(argv: Sequence[str] | None) -> int:
     from bench.runner import RunFailed
 
     try:
+        _refuse_repeated_keys(getattr(args, "overrides", []))
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UserError as error:
@@ -110,6 +111,19 @@ def _command(argv: Sequence[str] | None) -> int:
 
 def _is_override(arg: str) -> bool:
     return "=" in arg and not arg.startswith("-")
+
+
+def _refuse_repeated_keys(overrides: Sequence[str]) -> None:
+    """`seed=1 seed=2` is a mistake, not "the last one wins" (Hydra's rule)."""
+    seen: dict[str, str] = {}
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~")
+        if key in seen and "=" in override:
+            raise UserError(
+                f"{key} is given twice ({seen[key]} and {override}); give it once "
+                f"(a sweep: {key}=a,b with -m)"
+            )
+        seen[key] = override
 
 
 def _run_help() -> str:
@@ -424,7 +438,12 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     from bench.analyze import analyze
 
-    for path in analyze(Path(args.target)):
+    target = Path(args.target)
+    if not target.exists():
+        # Named as a choice: a typo of `conflicts` reads as a missing run directory otherwise.
+        error = unknown_choice("analyze target", args.target, ("conflicts", "conditioning"))
+        raise UserError(f"{error} (or a run directory: no such folder)")
+    for path in analyze(target):
         print(path)
     return 0
 

@@ -106,7 +106,8 @@ def status_table(root: Path) -> str:
     from bench.slurm_queue import describe_runs
 
     if not Path(root).is_dir():
-        raise UserError(f"no such folder: {root}")
+        what = "not a folder" if Path(root).exists() else "no such folder"
+        raise UserError(f"{what}: {root}")
     run_dirs = results.find_runs(root)
     if not run_dirs:
         return f"no runs under {root}"

@@ -28,14 +28,18 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserErro
     return UserError(f"unknown {kind} {value!r}{hint}; choose one of: {listed}")
 
 
-def check_all(scope: str, problems: Mapping[str, bool]) -> None:
+def check_all(scope: str, problems: Mapping[str, bool], values: object = None) -> None:
     """Raise one UserError listing every message whose condition holds (`{message: failed}`),
-    each naming its key as the user types it (`method.sparsity must be ...`)."""
-    bad = [
-        message if message.startswith(f"{scope}.") else f"{scope}.{message}"
-        for message, failed in problems.items()
-        if failed
-    ]
+    each naming its key as the user types it (`method.sparsity must be ...`). A message
+    `<field of values> must ...` gets the value the field has (`, got 1.5`)."""
+    bad = []
+    for message, failed in problems.items():
+        if not failed:
+            continue
+        field, _, rest = message.partition(" ")
+        if values is not None and rest.startswith("must") and hasattr(values, field):
+            message += f", got {getattr(values, field)!r}"
+        bad.append(message if message.startswith(f"{scope}.") else f"{scope}.{message}")
     if bad:
         raise UserError("; ".join(bad))
 

@@ -37,7 +37,8 @@ def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFram
     `unreadable` list, it is appended there as `<path>: <reason>` and the others are read.
     """
     if not Path(root).is_dir():
-        raise UserError(f"no such folder: {root}")
+        what = "not a folder" if Path(root).exists() else "no such folder"
+        raise UserError(f"{what}: {root}")
     rows = []
     for path in find_results(root):
         try:

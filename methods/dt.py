@@ -81,7 +81,7 @@ class DTConfig(MethodConfig):
             "prompt_length must be >= 1": self.prompt_length < 1,
             "harmony_every must be >= 0": self.harmony_every < 0,
         }
-        check_all("method", problems)
+        check_all("method", problems, self)
 
 
 @dataclass(frozen=True)

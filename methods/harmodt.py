@@ -91,7 +91,7 @@ class HarmoDTConfig(PromptDTConfig):
             "mask_batches must be >= 1": self.mask_batches < 1,
             "total_steps must be >= 1": self.total_steps < 1,
         }
-        check_all("method", problems)
+        check_all("method", problems, self)
 
     def check_suite(self, suite: Suite) -> None:
         """Eq. 13 keeps a weight where more than `vote_threshold` training masks have it

@@ -79,7 +79,7 @@ class M3DTConfig(PromptDTConfig):
             < 1,
             "harmony_every is not supported by m3dt (its backbone freezes)": self.harmony_every > 0,
         }
-        check_all("method", problems)
+        check_all("method", problems, self)
 
     def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
         # An expert step trains every expert, a router step runs them all: ~7x and ~1.6x a

@@ -60,11 +60,13 @@ def _methods() -> list[str]:
         ("+foo=1", "unknown config key 'foo'; valid keys at the top level: "),
         ("method=prompt_dt data.prompt_episodes=0", "method 'prompt_dt' reads each task's prompt"),
         ("train.steps=2000000000", "train.steps must be <= 1_000_000_000, got 2000000000"),
+        ("seed=1 seed=2", "seed is given twice (seed=1 and seed=2); give it once"),
     ],
 )
 def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):
-    args = ["run", *override.split(), "scale=smoke", "tasks=mt5", f"run.root={tmp_path}",
-            "progress=false"]  # fmt: skip
+    given = override.split()
+    defaults = [d for d in ("scale=smoke", "tasks=mt5") if d.split("=")[0] not in override]
+    args = ["run", *given, *defaults, f"run.root={tmp_path}", "progress=false"]
     assert main([*args, f"data.root={tmp_path / 'data'}"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1
@@ -185,6 +187,14 @@ def test_experts_are_refused_on_a_suite_without_scripted_experts(capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "tasks=cheetah_dir has no scripted experts" in error and "tasks=mt50|mt30|mt5" in error
+
+
+def test_analyze_and_status_name_what_is_wrong_with_a_path(tmp_path, capsys):
+    assert main(["analyze", "conflict"]) == 2
+    assert "did you mean 'conflicts'?" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert main(["status", str(tmp_path / "afile")]) == 2
+    assert f"not a folder: {tmp_path / 'afile'}" in capsys.readouterr().err
 
 
 def test_status_checks_its_curves_path_before_printing_the_table(tmp_path, capsys):

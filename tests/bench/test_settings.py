@@ -34,7 +34,7 @@ BAD_RUN_INPUTS = [
     ("method.learning_rate=0", "learning_rate"),
     ("method.dropout=1.5", "dropout"),
     ("method.conditioning=oops", "unknown value for method.conditioning 'oops'"),
-    ("method=harmodt_f method.sparsity=1.5", "method.sparsity must be in [0, 1)"),
+    ("method=harmodt_f method.sparsity=1.5", "method.sparsity must be in [0, 1), got 1.5"),
     ("method=harmodt_f method.balance=nan", "method.balance must be a finite number, got nan"),
     ("method.target_return=nan", "method.target_return must be a finite number"),
     ("method.learning_rate=inf", "method.learning_rate must be a finite number"),
