@@ -90,6 +90,10 @@ class LauncherSettings:
     @classmethod
     def from_section(cls, launcher: Mapping[str, Any]) -> LauncherSettings:
         options = {key: value for key, value in launcher.items() if key != "name"}
+        if launcher["name"] == "slurm":  # its values checked with the rest, before any plan
+            from bench.slurm import SlurmOptions
+
+            SlurmOptions.from_config(options)
         return cls(str(launcher["name"]), options)
 
     @property
@@ -167,6 +171,12 @@ def check(composed: Composed) -> Settings:
     run_dir = run_directory(composed)
     check_writable(run_dir, "run.root" if run.dir is None else "run.dir")
     _check_data_location(data, suite)
+    non_default = non_default_values(composed)
+    if data.path and "data.generator" in non_default:  # it would only rename the run directory
+        raise UserError(
+            f"data.generator={non_default['data.generator']} chooses how a store is generated; "
+            f"data.path={data.path} is a store already: drop data.generator"
+        )
     return Settings(
         config=config,
         overrides=composed.overrides,
@@ -186,7 +196,7 @@ def check(composed: Composed) -> Settings:
         data=data,
         launcher=launcher,
         run=run,
-        non_default=non_default_values(composed),
+        non_default=non_default,
         loggers=loggers,
     )
 

@@ -52,3 +52,8 @@ def test_a_store_lacking_a_task_or_a_file_is_refused(store, tmp_path, capsys):
 def test_an_unreadable_manifest_is_refused(store, tmp_path, capsys):
     (store / "manifest.json").write_text("{")
     assert "is not valid JSON" in _refused(store, tmp_path, capsys)
+
+
+def test_a_generator_beside_an_explicit_store_is_refused(store, tmp_path, capsys):
+    error = _refused(store, tmp_path, capsys, "data.generator=noisy_expert")
+    assert f"data.path={store} is a store already: drop data.generator" in error
