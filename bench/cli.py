@@ -18,6 +18,7 @@ User mistakes print one line `error: ...` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import difflib
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -95,7 +96,6 @@ def _command(argv: Sequence[str] | None) -> int:
     from bench.runner import RunFailed
 
     try:
-        _refuse_repeated_keys(getattr(args, "overrides", []))
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UserError as error:
@@ -111,19 +111,6 @@ def _command(argv: Sequence[str] | None) -> int:
 
 def _is_override(arg: str) -> bool:
     return "=" in arg and not arg.startswith("-")
-
-
-def _refuse_repeated_keys(overrides: Sequence[str]) -> None:
-    """`seed=1 seed=2` is a mistake, not "the last one wins" (Hydra's rule)."""
-    seen: dict[str, str] = {}
-    for override in overrides:
-        key = override.partition("=")[0].lstrip("+~")
-        if key in seen and "=" in override:
-            raise UserError(
-                f"{key} is given twice ({seen[key]} and {override}); give it once "
-                f"(a sweep: {key}=a,b with -m)"
-            )
-        seen[key] = override
 
 
 def _run_help() -> str:
@@ -439,10 +426,10 @@ def _analyze(args: argparse.Namespace) -> int:
     from bench.analyze import analyze
 
     target = Path(args.target)
-    if not target.exists():
-        # Named as a choice: a typo of `conflicts` reads as a missing run directory otherwise.
-        error = unknown_choice("analyze target", args.target, ("conflicts", "conditioning"))
-        raise UserError(f"{error} (or a run directory: no such folder)")
+    choices = ("conflicts", "conditioning")
+    if not target.exists() and difflib.get_close_matches(args.target, choices, n=1):
+        # A typo of `conflicts` would read as a missing run directory.
+        raise unknown_choice("analyze target", args.target, choices)
     for path in analyze(target):
         print(path)
     return 0

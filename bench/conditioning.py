@@ -126,10 +126,12 @@ def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     if not config_path.exists():
         raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
     saved = yaml.safe_load(config_path.read_text()) or {}
-    # The saved overrides on today's defaults must give the run's config back: a default that
-    # changed since (a context length, a dropout) would load the weights into another network.
-    differences = config_differences(config_path, load_settings(saved.get("overrides", [])).config)
     settings = load_settings([*saved.get("overrides", []), *overrides])
+    # The saved overrides on today's defaults must give the run's config back, but for what
+    # `overrides` change (a store's new place): a default that changed since (a context length,
+    # a dropout) would load the weights into another network.
+    given = [override.partition("=")[0].lstrip("+") for override in overrides]
+    differences = config_differences(config_path, settings.config, given)
     if differences:
         raise UserError(
             f"{run_dir} was made with a config its saved overrides no longer give: "

@@ -60,7 +60,6 @@ def _methods() -> list[str]:
         ("+foo=1", "unknown config key 'foo'; valid keys at the top level: "),
         ("method=prompt_dt data.prompt_episodes=0", "method 'prompt_dt' reads each task's prompt"),
         ("train.steps=2000000000", "train.steps must be <= 1_000_000_000, got 2000000000"),
-        ("seed=1 seed=2", "seed is given twice (seed=1 and seed=2); give it once"),
         ("launcher=slurm launcher.time_min=-1", "launcher.time_min must be >= 1, got -1"),
     ],
 )
