@@ -69,20 +69,17 @@ def data_command(args: argparse.Namespace) -> int:
     """Runs the parsed `bench data` subcommand; its exit status."""
     if args.data_command == "generate":
         return _generate(args.overrides, args.verify)
-    if args.data_command == "import-npz":
-        from bench.data.import_npz import import_npz
-
-        out = args.out or _default_out(args.source)
+    if args.data_command in ("import-npz", "import-prompt-dt"):
+        out = args.out or Path("data") / f"imported-{args.source.resolve().name}"
         check_output_folder(out, "--out")
-        store = import_npz(args.source, out, episodes=args.episodes)
-        print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
-        return 0
-    if args.data_command == "import-prompt-dt":
-        from bench.data.import_prompt_dt import import_prompt_dt
+        if args.data_command == "import-npz":
+            from bench.data.import_npz import import_npz
 
-        out = args.out or _default_out(args.source)
-        check_output_folder(out, "--out")
-        store = import_prompt_dt(args.source, out, families=args.family)
+            store = import_npz(args.source, out, episodes=args.episodes)
+        else:
+            from bench.data.import_prompt_dt import import_prompt_dt
+
+            store = import_prompt_dt(args.source, out, families=args.family)
         print(f"{out}: imported {len(store.tasks)} tasks; train with data.path={out}")
         return 0
     if args.data_command == "info":
@@ -116,7 +113,3 @@ def _generate(given: list[str], verify: bool) -> int:
     print(summary_table(store.manifest, suite.data_tasks) + "\n")
     print(f"{dataset_path(data.section(), suite)}: {len(store.tasks)} tasks")
     return 0
-
-
-def _default_out(source: Path) -> Path:
-    return Path("data") / f"imported-{source.resolve().name}"
