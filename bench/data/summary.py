@@ -103,11 +103,22 @@ def _row(task: str, entry: Mapping[str, Any]) -> dict[str, str]:
 def store_summary(root: Path) -> str:
     """`bench data info`: the store's origin in a line, then its summary table."""
     from bench.data.generate import generator_name
-    from bench.data.store import read_manifest
+    from bench.data.store import DatasetStore
 
-    manifest = read_manifest(root)
+    store = DatasetStore(root)
+    manifest = store.manifest
     settings = manifest.get("generator") or {}
     made = f"{root}: {generator_name(manifest)}"
     if "episodes_per_task" in settings:
         made += f", {settings['episodes_per_task']} episodes per task, seed {settings.get('seed')}"
-    return made + "\n\n" + summary_table(manifest)
+    text = made + "\n\n" + summary_table(manifest)
+    # The table is the manifest's summary: say where the files no longer match it.
+    damaged = {task: store.damage(task, checksums=False) for task in store.tasks}
+    damaged = {task: why for task, why in damaged.items() if why}
+    if damaged:
+        listed = "; ".join(f"{task} ({why})" for task, why in damaged.items())
+        text += (
+            f"\n\nwarning: {len(damaged)} task(s) no longer match the manifest above: {listed}; "
+            f"`bench data verify {root}` checks every file's sha256 and says how to repair"
+        )
+    return text

@@ -29,3 +29,14 @@ def test_data_verify_names_a_corrupted_file(tiny_store, tmp_path, capsys):
     assert main(["data", "verify", str(copy)]) == 2
     error = capsys.readouterr().err
     assert "actions.npy" in error and "reach-v3" in error and error.count("\n") == 1
+
+
+def test_data_info_says_which_tasks_no_longer_match_the_manifest(tiny_store, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_store.root, copy)
+    assert main(["data", "info", str(copy)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    (copy / "reach-v3" / "rewards.npy").unlink()
+    assert main(["data", "info", str(copy)]) == 0  # still shown: the table is the manifest's
+    out = capsys.readouterr().out
+    assert "warning: 1 task(s) no longer match the manifest above: reach-v3 (rewards.npy" in out
