@@ -236,12 +236,12 @@ def _experts(args: argparse.Namespace) -> int:
     from bench.evaluate import evaluate
     from bench.runner import eval_protocol
     from bench.settings import load_settings
-    from bench.suites import METAWORLD, SUITES
+    from bench.suites import SUITES
 
     settings = load_settings(args.overrides)
     suite = settings.suite
-    if suite.benchmark != METAWORLD:
-        scripted = [name for name, other in SUITES.items() if other.benchmark == METAWORLD]
+    if suite.benchmark.trains_experts:
+        scripted = [name for name, other in SUITES.items() if not other.benchmark.trains_experts]
         raise UserError(
             f"tasks={suite.name} has no scripted experts (its SAC experts are trained by `bench "
             f"data generate`); bench experts runs Meta-World's: tasks={'|'.join(scripted)}"

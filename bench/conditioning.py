@@ -33,6 +33,7 @@ import yaml
 from tabulate import tabulate
 
 from bench import results
+from bench.config import compose_run
 from bench.data.prepare import dataset_path
 from bench.data.samplers import Segment, TaskData, episode_openings, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
@@ -126,17 +127,17 @@ def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     if not config_path.exists():
         raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
     saved = yaml.safe_load(config_path.read_text()) or {}
-    settings = load_settings([*saved.get("overrides", []), *overrides])
-    # The saved overrides on today's defaults must give the run's config back, but for what
-    # `overrides` change (a store's new place): a default that changed since (a context length,
-    # a dropout) would load the weights into another network.
-    given = [override.partition("=")[0].lstrip("+") for override in overrides]
-    differences = config_differences(config_path, settings.config, given)
+    # The saved overrides on today's defaults must give the run's config back: a default that
+    # changed since (a context length, a dropout) would load the weights into another network.
+    # Composed, not checked: their store may have moved (`overrides` say where, below).
+    rebuilt = compose_run(saved.get("overrides", [])).config
+    differences = config_differences(config_path, rebuilt)
     if differences:
         raise UserError(
             f"{run_dir} was made with a config its saved overrides no longer give: "
             f"{differences}; pass the old values as overrides"
         )
+    settings = load_settings([*saved.get("overrides", []), *overrides])
     name = settings.method_name
     if not hasattr(get_method(name).cls, "evaluation_prompt"):
         raise UserError(

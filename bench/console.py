@@ -143,12 +143,12 @@ def check_curves_path(path: Path) -> None:
 def status_curves(root: Path, path: Path) -> str:
     """The evaluations of every run below `root`, finished or not, drawn into `path` as
     `bench report` draws them (the unfinished labelled apart); the line that says where, or
-    that no run has evaluated yet. A run without an evaluation is not in the figure."""
+    that no run has evaluated yet. A run without an evaluation is not in the figure. `path` is
+    checked first, by `check_curves_path` (before `bench status` prints its table)."""
     from bench import plots
     from bench.report_figures import evaluation_curves
     from bench.result_table import unfinished_runs
 
-    check_curves_path(path)
     runs = unfinished_runs(root, finished=())  # every run folder its config.yaml places
     # Done as everywhere else: a whole result.json (a damaged one is drawn as unfinished).
     done = runs["run_dir"].map(lambda run_dir: results.has_result(Path(run_dir))).astype(bool)

@@ -3,7 +3,7 @@ another config's progress (a checkpoint or a result) unless `run.restart=true` s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -42,19 +42,16 @@ def _config_differences(settings: Settings) -> str | None:
     return config_differences(config_path, settings.config)
 
 
-def config_differences(
-    config_path: Path, config: dict, ignored: Collection[str] = ()
-) -> str | None:
+def config_differences(config_path: Path, config: dict) -> str | None:
     """The result-affecting values in which the config saved at `config_path` (a run's
-    config.yaml) differs from `config`, leaving out the flat keys `ignored`; None when they
-    agree."""
+    config.yaml) differs from `config`; None when they agree."""
     try:
         saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
     except (yaml.YAMLError, KeyError, TypeError) as error:
         raise damaged(config_path, error) from None
     new = identity_values(config)
     # A key only one side has comes from another code version's config: not a difference.
-    differing = sorted(k for k in set(saved) & set(new) - set(ignored) if saved[k] != new[k])
+    differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
     if not differing:
         return None
     return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])

@@ -127,11 +127,9 @@ def _finished_import(dest: Path, record: dict, tasks: list[str]) -> DatasetStore
     manifest = store.manifest
     if manifest.get("source") != SOURCE or manifest.get("import") != record or store.tasks != tasks:
         raise UserError(f"{dest} already holds a different dataset; import into a new folder")
-    for task in tasks:
-        problem = store.damage(task, checksums=False)
-        if problem:
-            message = f"{dest} holds this import, but task {task}: {problem}"
-            raise UserError(f"{message}; delete {dest} and import again")
+    for task, problem in store.damaged_tasks(tasks).items():  # the first one
+        message = f"{dest} holds this import, but task {task}: {problem}"
+        raise UserError(f"{message}; delete {dest} and import again")
     return store
 
 

@@ -64,12 +64,11 @@ def check_dataset(data: Mapping[str, Any], suite: Suite | None = None) -> None:
             f"data.path={data['path']} lacks {len(missing)} task(s) of {suite.name}, e.g. "
             f"{missing[0]!r}; it holds: {', '.join(held) or 'no tasks'}"
         )
+    for task, damage in store.damaged_tasks(suite.data_tasks).items():  # the first one
+        advice = store.repair_advice(task)
+        raise UserError(f"data.path={data['path']}: {task} is damaged ({damage}); {advice}")
     fraction, prompts = float(data["fraction"]), int(data["prompt_episodes"])
     for task in suite.data_tasks:
-        damage = store.damage(task, checksums=False)
-        if damage:
-            advice = store.repair_advice(task)
-            raise UserError(f"data.path={data['path']}: {task} is damaged ({damage}); {advice}")
         episodes = int(held[task].get("episodes", 0))
         if training_episodes(episodes, fraction, prompts) < 1:
             raise UserError(

@@ -250,6 +250,12 @@ class DatasetStore:
             return f"{bad.path.name} {bad.problem}"
         return None
 
+    def damaged_tasks(self, tasks: Sequence[str], checksums: bool = False) -> dict[str, str]:
+        """{task: `damage`} for those of `tasks` whose files disagree with the manifest, in
+        `tasks` order (empty when all agree)."""
+        found = {task: self.damage(task, checksums) for task in tasks}
+        return {task: problem for task, problem in found.items() if problem is not None}
+
     def repair_advice(self, task: str) -> str:
         """What replaces a damaged file of `task`: for a generated store, the exact command."""
         source = self.manifest.get("source")

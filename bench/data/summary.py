@@ -113,8 +113,7 @@ def store_summary(root: Path) -> str:
         made += f", {settings['episodes_per_task']} episodes per task, seed {settings.get('seed')}"
     text = made + "\n\n" + summary_table(manifest)
     # The table is the manifest's summary: say where the files no longer match it.
-    damaged = {task: store.damage(task, checksums=False) for task in store.tasks}
-    damaged = {task: why for task, why in damaged.items() if why}
+    damaged = store.damaged_tasks(store.tasks)
     if damaged:
         listed = "; ".join(f"{task} ({why})" for task, why in damaged.items())
         text += (
