@@ -105,9 +105,7 @@ def status_table(root: Path) -> str:
     once done (the final checkpoint's, never a best-of-training). Slurm is asked once."""
     from bench.slurm_queue import describe_runs
 
-    if not Path(root).is_dir():
-        what = "not a folder" if Path(root).exists() else "no such folder"
-        raise UserError(f"{what}: {root}")
+    results.check_runs_folder(root)
     run_dirs = results.find_runs(root)
     if not run_dirs:
         return f"no runs under {root}"

@@ -36,9 +36,7 @@ def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFram
     A result.json that cannot be read or is not a run's result is an error naming it; with an
     `unreadable` list, it is appended there as `<path>: <reason>` and the others are read.
     """
-    if not Path(root).is_dir():
-        what = "not a folder" if Path(root).exists() else "no such folder"
-        raise UserError(f"{what}: {root}")
+    results.check_runs_folder(root)
     rows = []
     for path in find_results(root):
         try:

@@ -208,6 +208,13 @@ def truncate_metrics(run_dir: Path, keep: Callable[[dict[str, Any]], bool]) -> N
         handle.write("".join(kept))
 
 
+def check_runs_folder(root: Path) -> None:
+    """`root`, given to status or report, is a folder: a one-line error before any reading."""
+    if not Path(root).is_dir():
+        what = "not a folder" if Path(root).exists() else "no such folder"
+        raise UserError(f"{what}: {root}")
+
+
 def find_runs(root: Path) -> list[Path]:
     """Every run directory below `root` (a folder holding a status file), sorted."""
     return sorted(path.parent for path in Path(root).rglob(STATUS))

@@ -189,12 +189,16 @@ def test_experts_are_refused_on_a_suite_without_scripted_experts(capsys):
     assert "tasks=cheetah_dir has no scripted experts" in error and "tasks=mt50|mt30|mt5" in error
 
 
-def test_analyze_and_status_name_what_is_wrong_with_a_path(tmp_path, capsys):
+def test_analyze_status_and_report_name_what_is_wrong_with_a_path(tmp_path, capsys):
     assert main(["analyze", "conflict"]) == 2
     assert "did you mean 'conflicts'?" in capsys.readouterr().err
     (tmp_path / "afile").write_text("")
     assert main(["status", str(tmp_path / "afile")]) == 2
     assert f"not a folder: {tmp_path / 'afile'}" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "afile")]) == 2
+    assert f"not a folder: {tmp_path / 'afile'}" in capsys.readouterr().err
+    assert main(["status", str(tmp_path / "missing")]) == 2
+    assert f"no such folder: {tmp_path / 'missing'}" in capsys.readouterr().err
 
 
 def test_status_checks_its_curves_path_before_printing_the_table(tmp_path, capsys):
