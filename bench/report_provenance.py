@@ -10,10 +10,7 @@ from bench.suites import BENCHMARKS, benchmark_of
 
 def provenance(frame: pd.DataFrame, fmt: str) -> str:
     runs = frame.drop_duplicates("run_dir")
-    commits = [
-        f"{commit[:12]}{' (dirty tree)' if dirty else ''}"
-        for commit, dirty in sorted(set(zip(runs["commit"], runs["dirty"], strict=True)))
-    ]
+    commits = sorted({commit for made in runs["commits"] for commit in made.split(", ")})
     versions = {
         name.removeprefix("version_"): ", ".join(sorted(set(map(str, runs[name]))))
         for name in runs.columns
@@ -31,7 +28,8 @@ def provenance(frame: pd.DataFrame, fmt: str) -> str:
         "store's): " + ", ".join(h[:12] for h in sorted(set(runs["dataset_hash"]))),
         *["data generators: " + ", ".join(sorted(set(runs["generator"].dropna())))]
         * bool(runs["generator"].notna().any()),
-        "code commits: " + ", ".join(commits),
+        "code commits (every run's start, resumes and end; commands.sh names each run's): "
+        + ", ".join(commits),
     ]
     if fmt == "latex":
         return "\n".join(f"% {line}" for line in lines)
@@ -40,14 +38,17 @@ def provenance(frame: pd.DataFrame, fmt: str) -> str:
 
 def commands(frame: pd.DataFrame) -> str:
     runs = frame.drop_duplicates("run_dir").sort_values("run_dir")
+    stores = ", ".join(sorted(set(runs["store_hash"].str[:12])))
     lines = [
         "#!/usr/bin/env bash",
-        "# The command behind every cell of the report, one run each.",
+        "# The command behind every cell of the report, one run each, and the commits that made",
+        "# it (start, resumes, end). A run makes its data store when it is missing, so the first",
+        f"# command remakes the data too (store hash {stores}; `bench data info` shows it).",
         "set -euo pipefail",
         "",
     ]
     for run in runs.itertuples():
-        lines.append(f"# {run.run_dir}")
+        lines.append(f"# {run.run_dir}, made at {run.commits}")
         lines.append(
             run.command or "# (no command recorded: run made before mtbench saved overrides)"
         )

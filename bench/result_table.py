@@ -86,6 +86,7 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
         "train_seconds": result.wall_time_s.train,
         "commit": result.git.get("commit", "unknown"),
         "dirty": bool(result.git.get("dirty")),
+        "commits": _commits(run_dir, saved, result),
         "dataset_hash": result.dataset_hash or "unknown",
         "store_hash": (result.dataset_store or {}).get("hash", "unknown"),
         "run_dir": str(run_dir),
@@ -102,6 +103,23 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
         }
         for task, scores in result.per_task.items()
     ]
+
+
+def _commits(run_dir: Path, saved: Mapping[str, Any], result: RunResult) -> str:
+    """Every commit the run was made at, in order: its start (config.yaml), each resume
+    (metrics.jsonl) and its end (result.json), e.g. `6731e6a483bb, efa76af72066 (dirty tree)`.
+    A run resumed by later code is traced to each piece of code that trained it."""
+    try:
+        resumes = [e for e in results.read_metrics(run_dir) if e.get("event") == "resume"]
+    except UserError:  # a damaged metrics.jsonl loses the resumes, not the result
+        resumes = []
+    seen: list[str] = []
+    for git in [saved.get("git"), *(e.get("git") for e in resumes), result.git]:
+        if isinstance(git, Mapping) and git.get("commit"):
+            name = f"{str(git['commit'])[:12]}{' (dirty tree)' if git.get('dirty') else ''}"
+            if name not in seen:
+                seen.append(name)
+    return ", ".join(seen) or "unknown"
 
 
 def _score(value: float | None) -> float:

@@ -145,6 +145,24 @@ def test_plots_and_commands_are_written_beside_the_report(runs, tmp_path):
     assert "bench run method=mtdt tasks=mt5 scale=smoke" in commands  # the real run's command
 
 
+def test_a_resumed_run_is_traced_to_every_commit_that_made_it(real_run, tmp_path):
+    run_dir = tmp_path / "runs" / "resumed"
+    shutil.copytree(real_run, run_dir)
+    start = yaml.safe_load((run_dir / "config.yaml").read_text())["git"]
+    resume = {"event": "resume", "step": 1, "git": {"commit": "a" * 40, "dirty": False}}
+    with (run_dir / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps(resume) + "\n")
+    result = json.loads((run_dir / "result.json").read_text())
+    result["git"] = {"commit": "b" * 40, "dirty": True}
+    (run_dir / "result.json").write_text(json.dumps(result))
+    text = write_report(tmp_path / "runs", tmp_path / "r.md", reps=REPS)
+    made = f"{start['commit'][:12]}{' (dirty tree)' * bool(start['dirty'])}"
+    made += f", {'a' * 12}, {'b' * 12} (dirty tree)"
+    assert f"# {run_dir}, made at {made}\n" in (tmp_path / "r" / "commands.sh").read_text()
+    commits = next(line for line in text.splitlines() if line.startswith("- code commits"))
+    assert all(name in commits for name in made.split(", "))
+
+
 def test_csv_and_latex_formats(runs, capsys):
     assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "csv"]) == 0
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
