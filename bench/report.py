@@ -29,7 +29,7 @@ from bench import report_render as render
 from bench.errors import UserError, unknown_choice
 from bench.output_paths import check_output_file, check_output_folder
 from bench.report_figures import cell_label
-from bench.report_power import detectability_note
+from bench.report_power import detectability_note, differences_table
 from bench.result_table import COHORT, load_results, unfinished_runs
 from bench.suites import SUITES
 
@@ -38,6 +38,11 @@ SUFFIXES = {"md": ".md", "latex": ".tex", "csv": ".csv", "json": ".json"}  # of 
 DATA_ORDER = ("near_optimal", "sub_optimal")
 TABLE4_SUITES = tuple(name for name, suite in SUITES.items() if suite.benchmark.unseen_task_table)
 SUITE_ORDER = ("mt5", "mt30", "mt50", *TABLE4_SUITES)
+INTERVALS_NOTE = (
+    "The intervals resample runs within each task (rliable's stratified bootstrap), as if a "
+    "run's tasks were independent: with few runs they are narrower than the spread of a run's "
+    "mean from seed to seed. The differences table below compares whole runs."
+)
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 SMOKE = "smoke"
 NO_INTERVAL = "(1 run: no interval)"
@@ -422,6 +427,7 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
     )
     parts = [
         render.table(table, fmt, f"Aggregates: {suite} {data} (stratified bootstrap over seeds)"),
+        render.note(fmt, INTERVALS_NOTE),
         render.note(fmt, detectability_note(matrices, int(frame["eval_episodes"].iloc[0]))),
     ]
     if REFERENCE_METHOD in matrices and len(matrices) > 1:
@@ -439,6 +445,12 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
             index=improvement.index,
         )
         parts.append(render.table(shown, fmt, f"Probability of improvement: {suite} {data}"))
+    if len(matrices) > 1:
+        caption = (
+            f"Differences: {suite} {data}, row minus column in points of mean success, with "
+            "Welch's t-test over runs (no correction for multiple comparisons)"
+        )
+        parts.append(render.table(differences_table(matrices), fmt, caption))
     per_task = _per_task(frame)
     details = render.table(
         per_task.map(lambda v: f"{100 * v:.0f}"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import pandas as pd
 
 from bench import statistics
 
@@ -51,3 +52,19 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
         f"true difference of {difference:.1f} points {POWER:.0%} of the time (Colas et al. "
         f"2018). {evaluation}, about {share:.0%} of the seed-to-seed variance."
     )
+
+
+def differences_table(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Row minus column, in points of mean success, with Welch's p-value over the runs: the
+    run-level comparison that the per-task bootstrap intervals are not (they resample runs
+    within each task, as if a run's tasks were independent)."""
+    names = list(matrices)
+    table = pd.DataFrame("", index=names, columns=names)
+    for pair in statistics.pairwise_welch(matrices).itertuples():
+        if np.isnan(pair.p_value):
+            runs = min(len(matrices[pair.first]), len(matrices[pair.second]))
+            p_value = "one run" if runs < 2 else "no spread"
+        else:
+            p_value = f"p={pair.p_value:.2f}"
+        table.loc[pair.first, pair.second] = f"{100 * pair.difference:+.1f} ({p_value})"
+    return table

@@ -167,3 +167,25 @@ def detectable_difference(
 
     effect = TTestIndPower().solve_power(nobs1=seeds, alpha=alpha, power=power, ratio=1.0)
     return float(effect) * std
+
+
+def pairwise_welch(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """For every ordered pair of methods (first, second): the difference of their mean run
+    score (a run's score: its mean over tasks) and the two-sided p-value of Welch's t-test on
+    the run scores (Colas et al. 2018 recommend Welch: the methods' spreads differ). The
+    p-value is NaN where a method has one run, or neither spreads."""
+    from scipy.stats import ttest_ind
+
+    run_scores = {name: scores.mean(axis=1) for name, scores in matrices.items()}
+    rows = []
+    for first, a in run_scores.items():
+        for second, b in run_scores.items():
+            if first == second:
+                continue
+            p_value = float("nan")
+            if min(len(a), len(b)) >= 2 and (a.std() > 0 or b.std() > 0):
+                p_value = float(ttest_ind(a, b, equal_var=False).pvalue)
+            difference = float(a.mean() - b.mean())
+            rows.append({"first": first, "second": second, "difference": difference,
+                         "p_value": p_value})  # fmt: skip
+    return pd.DataFrame(rows, columns=["first", "second", "difference", "p_value"])

@@ -59,7 +59,9 @@ def _write(root: Path, template: dict, method: str, seed: int, rates: list[float
     if "best" in changes:  # (evaluations, best mean success rate)
         evaluations, best = changes["best"]
         result["best_of_evaluations"] = {
-            **result["best_of_evaluations"], "evaluations": evaluations, "success_rate": best
+            **result["best_of_evaluations"],
+            "evaluations": evaluations,
+            "success_rate": best,
         }
     run_dir.mkdir(parents=True)
     (run_dir / "result.json").write_text(json.dumps(result))
@@ -131,6 +133,16 @@ def test_iqm_and_mean_match_an_independent_computation(runs):
     per_task = pairs.mean(axis=(0, 1))
     per_task[[np.array_equal(x[:, t], y[:, t]) for t in range(4)]] = 0.5
     assert f"| mtdt | {per_task.mean():.2f} [" in quick.replace("  ", " ").replace("  ", " ")
+    # Differences: run means, row minus column, Welch's t-test (scipy's, on the run means).
+    differences = quick.split("**Differences")[1].split("\n\n")[1]
+    row = next(line for line in differences.splitlines() if line.startswith("| harmodt_f "))
+    means = {
+        m: [np.mean(SCORES[m, s]) for s in (0, 1, 2) if (m, s) in SCORES]
+        for m in ("harmodt_f", "mtdt")
+    }
+    welch = stats.ttest_ind(means["harmodt_f"], means["mtdt"], equal_var=False).pvalue
+    gap = 100 * (np.mean(means["harmodt_f"]) - np.mean(means["mtdt"]))
+    assert f"{gap:+.1f} (p={welch:.2f})" in row
 
 
 def test_plots_and_commands_are_written_beside_the_report(runs, tmp_path):

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.stats import t as student
 
 from bench import statistics
 
@@ -74,3 +75,20 @@ def test_a_label_with_commas_keeps_its_name_in_the_probability_of_improvement(ma
     named = {"harmodt_f": matrices["harmodt_f"], "harmodt_f [a=1,b=2]": matrices["mtdt"]}
     table = statistics.probability_of_improvement(named, "harmodt_f", reps=50)
     assert list(table["method"]) == ["harmodt_f [a=1,b=2]"]
+
+
+def test_pairwise_welch_is_the_t_test_on_run_means_with_unequal_variances():
+    a = np.array([[0.2, 0.4], [0.3, 0.5], [0.1, 0.3]])  # run means 0.3, 0.4, 0.2
+    b = np.array([[0.6, 0.8], [0.9, 0.9]])  # run means 0.7, 0.9
+    one = np.array([[0.5, 0.5]])
+    table = statistics.pairwise_welch({"a": a, "b": b, "one": one}).set_index(["first", "second"])
+    x, y = a.mean(axis=1), b.mean(axis=1)
+    # Welch by hand: t on the separate variances, Welch-Satterthwaite degrees of freedom.
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    t = (x.mean() - y.mean()) / np.sqrt(vx + vy)
+    dof = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    assert table.loc[("a", "b"), "difference"] == pytest.approx(-0.5)
+    assert table.loc[("a", "b"), "p_value"] == pytest.approx(2 * student.sf(abs(t), dof))
+    assert table.loc[("b", "a"), "p_value"] == pytest.approx(table.loc[("a", "b"), "p_value"])
+    assert np.isnan(table.loc[("a", "one"), "p_value"])  # one run has no spread to test
+    assert len(table) == 6
