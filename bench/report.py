@@ -43,6 +43,8 @@ INTERVALS_NOTE = (
     "run's tasks were independent: with few runs they are narrower than the spread of a run's "
     "mean from seed to seed. The differences table below compares whole runs."
 )
+# The column of the paper's rows where no run evaluated during training (else: best of N).
+PAPER_PROTOCOL = "the paper's protocol (best of its evaluations)"
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 SMOKE = "smoke"
 NO_INTERVAL = "(1 run: no interval)"
@@ -130,9 +132,12 @@ def comparison_table(run_dirs: Sequence[Path]) -> str | None:
             table = (
                 report_unseen.unseen_task_table(runs.assign(label=runs.apply(cell_label, axis=1)))
                 if report_unseen.is_unseen_task_suite(str(suite))
-                else _suite_table(runs)
+                else _suite_table(runs, bold=runs["scale"].iloc[0] != SMOKE)
             )
-            parts.append(render.table(table, "md", f"{suite}, scale={runs['scale'].iloc[0]}"))
+            caption = f"{suite}, scale={runs['scale'].iloc[0]}, success rate (%)"
+            if report_unseen.scored_by_return(str(suite)):
+                caption = f"{suite}, scale={runs['scale'].iloc[0]}, mean return"
+            parts.append(render.table(table, "md", caption))
     return "\n\n".join(parts)
 
 
@@ -179,7 +184,8 @@ def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
                 "upward-biased choice, shown apart and never mixed into a final score; the "
                 "paper's rows sit there."
                 if bool((frame["best_evaluations"] > 1).any())
-                else ""
+                else " The paper's rows, where shown, made by its official code's best-of "
+                "protocol, sit in columns of their own, never beside a final score."
             ),
         )
     )
@@ -222,11 +228,13 @@ def _cohort(
         shape = _model_shape(runs)
         reference = report_reference.paper_rows(suite, DATA_ORDER, shape)
         best_of = _best_of_label(runs)
-        if reference is not None and best_of:
+        if reference is not None:
             # The paper's numbers come from the official code, which reports the best
             # evaluation: they sit in the best-of columns, never beside a final score.
-            columns = {data: _best_column(data, best_of) for data in DATA_ORDER}
+            columns = {data: _best_column(data, best_of or PAPER_PROTOCOL) for data in DATA_ORDER}
             reference = reference.rename(columns=columns)
+            if not best_of:  # runs without periodic evaluations: a column of their own
+                table = _with_paper_columns(table, columns)
         source = report_reference.paper_source(suite, shape)
         checkpoint = f"final checkpoint and {best_of}" if best_of else "final checkpoint"
         caption = f"Table 1 style: {suite}, {checkpoint}" + (
@@ -348,6 +356,16 @@ def _best_of_label(runs: pd.DataFrame) -> str | None:
 
 def _best_column(data: str, best_of: str) -> str:
     return f"{data}, {best_of}"
+
+
+def _with_paper_columns(table: pd.DataFrame, paper: Mapping[str, str]) -> pd.DataFrame:
+    """Each data column, renamed `<data>, final`, followed by an empty column for the paper's
+    rows (`paper`: data -> its column)."""
+    table = table.copy()
+    for data in [d for d in DATA_ORDER if d in table.columns]:
+        table.insert(int(table.columns.get_loc(data)) + 1, paper[data], "—")
+        table = table.rename(columns={data: f"{data}, final"})
+    return table
 
 
 def _suites_table(frame: pd.DataFrame) -> pd.DataFrame:

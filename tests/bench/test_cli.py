@@ -176,8 +176,9 @@ def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 of 2 runs finished" in out
     comparison = out.split("2 of 2 runs finished")[1]  # once every run has ended
-    assert "mt5, scale=smoke" in comparison
+    assert "mt5, scale=smoke, success rate (%)" in comparison
     assert "| mtdt " in comparison and "| prompt_dt " in comparison
+    assert "**" not in comparison.split("**", 1)[1].split("\n", 1)[1]  # smoke bolds no cell
     for method in ("mtdt", "prompt_dt"):
         assert (tmp_path / "mt5" / "near_optimal" / method / "seed0" / "result.json").exists()
 

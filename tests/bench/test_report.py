@@ -101,6 +101,13 @@ def test_table_1_cells_are_the_mean_and_std_over_seeds(runs, tmp_path):
     heading = text.split("## ")[0]  # warnings come before the first section
     assert "harmodt_f on mt5 near_optimal lacks seed(s) 2" in heading
     assert "harmodt_f — HarmoDT paper, Table 2 (their data, their scale)" in quick  # labelled
+    # No run evaluated during training, yet the paper's best-of numbers get a column apart.
+    table = quick.split("**Table 1 style")[1].split("\n\n")[1]
+    header = table.splitlines()[0]
+    assert "near_optimal, final" in header and "near_optimal, the paper's protocol" in header
+    paper = next(line for line in table.splitlines() if "HarmoDT paper, Table 2" in line)
+    assert paper.split("|")[2].strip() == "—" and paper.split("|")[3].strip() != "—"
+    assert mtdt_row.split("|")[3].strip() == "—"
 
 
 def test_presets_and_stores_are_separate_sections(runs, template):
