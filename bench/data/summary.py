@@ -111,7 +111,7 @@ def store_summary(root: Path) -> str:
     made = f"{root}: {generator_name(manifest)}"
     if "episodes_per_task" in settings:
         made += f", {settings['episodes_per_task']} episodes per task, seed {settings.get('seed')}"
-    text = made + "\n\n" + summary_table(manifest)
+    text = made + "\n\n" + summary_table(manifest) + "\n\n" + _hashes(manifest)
     # The table is the manifest's summary: say where the files no longer match it.
     damaged = store.damaged_tasks(store.tasks)
     if damaged:
@@ -121,3 +121,21 @@ def store_summary(root: Path) -> str:
             f"`bench data verify {root}` checks every file's sha256 and says how to repair"
         )
     return text
+
+
+def _hashes(manifest: Mapping[str, Any]) -> str:
+    """The hashes a run's result.json and a report name this store by: the store's own (a
+    report section's heading) and, per suite it holds, what that suite's runs read."""
+    from bench.results import dataset_hash, store_hash
+    from bench.suites import SUITES
+
+    held = set(manifest["tasks"])
+    suites = [
+        f"{name} {dataset_hash(manifest, suite.data_tasks)[:12]}"
+        for name, suite in SUITES.items()
+        if name in manifest.get("suites", []) and set(suite.data_tasks) <= held
+    ]
+    line = f"store hash {store_hash(manifest)[:12]} (a report's section heading names it)"
+    if suites:
+        line += "; dataset hash per suite (result.json's dataset_hash): " + ", ".join(suites)
+    return line

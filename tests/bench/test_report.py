@@ -182,6 +182,14 @@ def test_a_resumed_run_is_traced_to_every_commit_that_made_it(real_run, tmp_path
     assert all(name in commits for name in made.split(", "))
 
 
+def test_data_info_names_the_store_by_the_hashes_its_runs_record(template, capsys):
+    store = Path(template["dataset_store"]["path"])
+    assert main(["data", "info", str(store)]) == 0
+    hashes = capsys.readouterr().out.splitlines()[-1]
+    assert f"store hash {template['dataset_store']['hash'][:12]} " in hashes
+    assert f"mt5 {template['dataset_hash'][:12]}" in hashes
+
+
 def test_csv_and_latex_formats(runs, capsys):
     assert main(["report", str(runs), "--bootstrap-reps", "100", "--format", "csv"]) == 0
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
