@@ -165,17 +165,14 @@ def _run(args: argparse.Namespace) -> int:
         # One plan for the whole sweep, before its first run: every job checked and summed.
         jobs = [settings for _, settings in sweep_jobs(args.overrides)]
         local = all(s.launcher.local for s in jobs)
+        if args.cfg == "job":  # every job's config, one YAML document each
+            return _print_jobs(jobs, local)
         print(describe_plan(jobs, local=local), flush=True)
-        if args.cfg == "job":
-            return 0
         return _launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
     local = settings.launcher.local
     if args.cfg == "job":
-        print(yaml.safe_dump(_job_view(settings), sort_keys=False), end="")
-        # As YAML comments, so that the output still parses as the config.
-        print("\n".join(f"# {line}" for line in describe_plan([settings], local).splitlines()))
-        return 0
+        return _print_jobs([settings], local)
     if not args.no_plan:
         print(describe_plan([settings], local), flush=True)
     if not local:  # one run is a sweep of one job
@@ -206,6 +203,16 @@ def _launch(overrides: Sequence[str], wait: bool) -> int:
         if table:
             print("\n" + table)
     return launched.code
+
+
+def _print_jobs(jobs: Sequence[Settings], local: bool) -> int:
+    """`--cfg job`: each job's resolved config, then the plan as YAML comments, so that the
+    output still parses (one document per job)."""
+    from bench.plan import describe_plan
+
+    print(yaml.safe_dump_all([_job_view(s) for s in jobs], sort_keys=False), end="")
+    print("\n".join(f"# {line}" for line in describe_plan(jobs, local).splitlines()))
+    return 0
 
 
 def _job_view(settings: Settings) -> dict[str, Any]:

@@ -122,9 +122,18 @@ def test_a_sweep_prints_one_plan_summing_its_runs(tmp_path, capsys):
     args = ["run", "-m", "--cfg", "job", "method=mtdt,prompt_dt", "seed=0,1", "tasks=mt5"]
     assert main([*args, "scale=smoke", *_roots(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("plan for 4 runs") and out.count("\nplan") == 0
-    assert "replay-ep6: 5 task(s) to make" in out  # one store, counted once
-    assert "4 runs, 200 steps" in out and "4 evaluations over 4 runs" in out
+    jobs = list(yaml.safe_load_all(out))  # each job's config, then the plan as comments
+    assert [(job["method"]["name"], job["seed"]) for job in jobs] == [
+        ("mtdt", 0),
+        ("mtdt", 1),
+        ("prompt_dt", 0),
+        ("prompt_dt", 1),
+    ]
+    assert jobs[3]["run_dir"].endswith("prompt_dt/seed1")
+    plan_text = "\n".join(line[2:] for line in out.splitlines() if line.startswith("# "))
+    assert plan_text.startswith("plan for 4 runs") and plan_text.count("\nplan") == 0
+    assert "replay-ep6: 5 task(s) to make" in plan_text  # one store, counted once
+    assert "4 runs, 200 steps" in plan_text and "4 evaluations over 4 runs" in plan_text
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
