@@ -126,7 +126,7 @@ def _run_help() -> str:
         "  train.eval_every=N",
         "  eval.episodes=N  data.fraction=F  data.path=STORE  data.root=DIR",
         "  data.generator=replay|noisy_expert  logger=none|tensorboard|wandb|[tensorboard,wandb]",
-        "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods`)",
+        "  run.root=DIR  run.restart=true  method.<option>=V (see `bench methods <name>`)",
         "examples:",
         "  bench run method=harmodt_f tasks=mt5 scale=smoke",
         "  bench run -m method=harmodt_f method.sparsity=0.1,0.3 seed=0,1,2 tasks=mt5 scale=quick",
@@ -299,15 +299,31 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _add_methods(commands: _Commands) -> None:
-    methods = commands.add_parser("methods", help="the registered methods, a line each")
+    methods = commands.add_parser(
+        "methods",
+        help="the registered methods, a line each; with a name, its options as a run resolves them",
+    )
+    methods.add_argument("name", nargs="?", help="a method: its options and their values")
+    methods.add_argument("overrides", nargs="*", help="e.g. scale=quick size=l1h2")
     methods.set_defaults(handler=_methods)
 
 
 def _methods(args: argparse.Namespace) -> int:
-    """A line per registered method: its name and the first comment line of its YAML."""
-    from bench.config import group_file
-    from bench.registry import registered
+    """A line per registered method: its name and the first comment line of its YAML. With a
+    name: its options as a run with `overrides` resolves them (presets applied), as YAML."""
+    from bench.config import compose_run, group_file
+    from bench.registry import get_method, registered
 
+    if args.name:
+        spec = get_method(args.name)  # an unknown name: one line naming the choices
+        config = compose_run([f"method={args.name}", *args.overrides]).config
+        module = sys.modules[spec.config_cls.__module__].__file__
+        print(f"# {args.name}: {spec.config_cls.__name__} in {Path(str(module)).name}; "
+              f"scale={config['scale']['name']}. Set one with method.<option>=V.")  # fmt: skip
+        print(yaml.safe_dump({"method": config["method"]}, sort_keys=False), end="")
+        return 0
+    if args.overrides:
+        raise UserError(f"{args.overrides[0]}: overrides need a method name (bench methods <name>)")
     lines = []
     for name in registered():
         text = group_file("method", name).read_text()

@@ -21,7 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.errors import UserError, unknown_choice
+from bench.errors import UserError, did_you_mean, unknown_choice
 from bench.plugins import plugin_config_dirs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -121,9 +121,11 @@ def _check_groups(parsed: Sequence[Override]) -> None:
         key = override.key_or_group
         if key not in GROUPS:
             continue
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
-            override.value()
-        ]
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.value()]
+        )
         for value in values:
             if value not in group_choices(key):
                 kind = {"tasks": "task suite", "scale": "scale preset", "size": "model size"}.get(
@@ -145,8 +147,11 @@ def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
         for depth, part in enumerate(path):
             if not isinstance(node, DictConfig) or part not in node:
                 where = ".".join(path[:depth]) or "the top level"
-                valid = ", ".join(sorted(_keys(node))) if isinstance(node, DictConfig) else ""
-                raise UserError(f"unknown config key {key!r}; valid keys at {where}: {valid}")
+                keys = sorted(_keys(node)) if isinstance(node, DictConfig) else []
+                hint = did_you_mean(part, keys, prefix="".join(f"{p}." for p in path[:depth]))
+                raise UserError(
+                    f"unknown config key {key!r}{hint}; valid keys at {where}: {', '.join(keys)}"
+                )
             node = node[part]
         if isinstance(node, DictConfig):
             valid = ", ".join(sorted(_keys(node)))

@@ -19,13 +19,20 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> UserErro
     the value looks like a typo or a wrong case (`MTDT` -> did you mean 'mtdt'?)."""
     choices = sorted(map(str, choices))
     listed = ", ".join(choices)
-    hint = ""
-    if isinstance(value, str):
-        by_lower = {choice.lower(): choice for choice in choices}
-        close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
-        if close:
-            hint = f" (did you mean {by_lower[close[0]]!r}?)"
-    return UserError(f"unknown {kind} {value!r}{hint}; choose one of: {listed}")
+    return UserError(
+        f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose one of: {listed}"
+    )
+
+
+def did_you_mean(value: object, choices: Iterable[str], prefix: str = "") -> str:
+    """' (did you mean 'x'?)' for the choice closest to a mistyped or wrongly cased `value`,
+    shown after `prefix` (a key's section: matched on the last part alone); '' when none is
+    close."""
+    if not isinstance(value, str):
+        return ""
+    by_lower = {choice.lower(): choice for choice in map(str, choices)}
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {prefix + by_lower[close[0]]!r}?)" if close else ""
 
 
 def check_all(scope: str, problems: Mapping[str, bool], values: object = None) -> None:

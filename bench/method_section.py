@@ -24,7 +24,7 @@ from typing import Any, cast
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import UserError
+from bench.errors import UserError, did_you_mean
 from bench.registry import MethodConfig, check_field, config_classes, get_method
 
 
@@ -61,7 +61,8 @@ def check_owned_overrides(overrides: Sequence[Override], method: str, families: 
         if field_name not in fields:
             whose = f"method {method!r}" if head == "method" else f"the {head}: family"
             raise UserError(
-                f"unknown option {override.key_or_group!r} for {whose}; "
+                f"unknown option {override.key_or_group!r} for {whose}"
+                f"{did_you_mean(field_name, fields, prefix=head + '.')}; "
                 f"its options are: {', '.join(fields)}"
             )
         check_field(key, override.value(), typing.get_type_hints(config_cls)[field_name])

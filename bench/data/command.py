@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.errors import UserError, did_you_mean
 from bench.output_paths import check_output_folder
 
 # `generate`'s short keys: the data section's own, without the `data.` prefix.
@@ -101,6 +102,10 @@ def _generate(given: list[str], verify: bool) -> int:
     overrides = []
     for override in given:
         key, _, value = override.partition("=")
+        hint = did_you_mean(key, _SHORTHANDS)
+        if "." not in key and key not in _SHORTHANDS and hint:  # a mistyped shorthand
+            shorthands = ", ".join(_SHORTHANDS)
+            raise UserError(f"unknown key {key!r}{hint}; this command's shorthands: {shorthands}")
         overrides.append(f"{_SHORTHANDS.get(key, key)}={value}" if value else override)
     suite, data, progress, launcher = load_data_settings(overrides)
     if not launcher.local:

@@ -44,7 +44,16 @@ def _methods() -> list[str]:
         ("method=MTDT", "unknown method 'MTDT' (did you mean 'mtdt'?); choose one of: "),
         ("method=harmodt_x", "unknown method 'harmodt_x' (did you mean 'harmodt_"),
         ("data=medium", "unknown data 'medium'; choose one of: near_optimal, sub_optimal"),
-        ("train.stepz=3", "unknown config key 'train.stepz'; valid keys at train: "),
+        (
+            "train.stepz=3",
+            "unknown config key 'train.stepz' (did you mean 'train.steps'?); valid keys at train: ",
+        ),
+        ("task=mt5", "unknown config key 'task' (did you mean 'tasks'?); valid keys at the top"),
+        ("method.sparsty=0.3", "unknown option 'method.sparsty' for method 'mtdt'; its options"),
+        (
+            "method=harmodt_f method.sparsty=0.3",
+            "for method 'harmodt_f' (did you mean 'method.sparsity'?); its options are: ",
+        ),
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
         ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
@@ -107,6 +116,20 @@ def test_cfg_job_prints_the_resolved_config(capsys):
     assert config["method"]["n_layer"] == 1  # the preset's value, resolved
     assert "dt" not in config and "harmodt" not in config  # the method section holds them
     assert config["scale"]["name"] == "smoke"
+
+
+def test_methods_with_a_name_lists_its_options_as_a_run_resolves_them(capsys):
+    from bench.config import compose_run
+
+    assert main(["methods", "harmodt_f", "scale=small"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# harmodt_f: HarmoDTFConfig in harmodt.py; scale=small")
+    shown = yaml.safe_load(out)["method"]
+    assert shown == compose_run(["method=harmodt_f", "scale=small"]).config["method"]
+    assert shown["n_layer"] == 1 and shown["sparsity"] == 0.2  # the preset's, then Table 6's
+    assert main(["methods", "harmodtf"]) == 2
+    assert "did you mean 'harmodt_f'?" in capsys.readouterr().err
+    assert main(["methods", "scale=small"]) == 2  # a method name first
 
 
 def test_first_contact_commands(capsys):

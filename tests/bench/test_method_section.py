@@ -50,7 +50,11 @@ def test_a_harmodt_name_pins_its_variant():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("dt.n_layers=2", r"unknown option 'dt.n_layers' for the dt: family; its options are: "),
+        (
+            "dt.n_layers=2",
+            r"unknown option 'dt.n_layers' for the dt: family \(did you mean 'dt.n_layer'\?\); "
+            "its options are: ",
+        ),
         ("method.n_layers=2", r"unknown option 'method.n_layers' for method 'mtdt'"),
         ("dt.n_layer=two", r"dt.n_layer must be an integer, got 'two'"),
         ("~method.n_layer", r"~method.n_layer: method.n_layer has a default and cannot be deleted"),

@@ -72,7 +72,8 @@ def test_a_plugin_option_typo_is_one_line_and_exit_2(toy_plugin, tmp_path):
     done = _bench(["run", "method=toy", "toy.label_smothing=0.1"], toy_plugin, tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: unknown option 'toy.label_smothing' for the toy: family; its options are: "
+        "error: unknown option 'toy.label_smothing' for the toy: family (did you mean "
+        "'toy.label_smoothing'?); its options are: "
         + ", ".join(sorted([*_dt_fields(), "label_smoothing"]))
     ]
     assert not (tmp_path / "runs").exists()

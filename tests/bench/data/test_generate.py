@@ -294,6 +294,16 @@ def test_an_unknown_generator_is_refused_in_one_line_before_anything_is_made(
     assert not root.exists()
 
 
+def test_a_mistyped_shorthand_is_named_with_its_closest_one(tmp_path, capsys):
+    root = tmp_path / "data"
+    assert main(["data", "generate", "tasks=mt5", "episode_per_task=6", f"data.root={root}"]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown key 'episode_per_task' (did you mean 'episodes_per_task'?); this "
+        "command's shorthands: episodes_per_task, workers, generator\n"
+    )
+    assert not root.exists()
+
+
 def test_a_run_with_an_unknown_generator_is_refused_before_anything_is_made(tmp_path, capsys):
     args = ["run", "method=mtbc", "tasks=mt5", "scale=smoke", "data.generator=bogus",
             f"data.root={tmp_path / 'data'}", f"run.root={tmp_path / 'runs'}"]  # fmt: skip
