@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from rliable import metrics
 from scipy.stats import t as student
 
 from bench import statistics
@@ -92,3 +93,14 @@ def test_pairwise_welch_is_the_t_test_on_run_means_with_unequal_variances():
     assert table.loc[("b", "a"), "p_value"] == pytest.approx(table.loc[("a", "b"), "p_value"])
     assert np.isnan(table.loc[("a", "one"), "p_value"])  # one run has no spread to test
     assert len(table) == 6
+
+
+def test_the_improvement_probability_is_rliables_own_definition():
+    draws = np.random.default_rng(3)
+    for runs_x, runs_y in [(3, 3), (2, 5), (1, 4)]:
+        x = draws.integers(0, 6, size=(runs_x, 30)) / 5  # coarse: many ties
+        y = draws.integers(0, 6, size=(runs_y, 30)) / 5
+        if runs_x == runs_y:
+            y[:, :4] = x[:, :4]  # equal columns: 0.5 by rliable's rule
+        expected = metrics.probability_of_improvement(x, y)
+        assert statistics.improvement_probability(x, y) == pytest.approx(expected, abs=1e-12)
