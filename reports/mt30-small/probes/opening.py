@@ -4,7 +4,7 @@ For each MT30 task, 10 episodes (the run's seed's goals) of a run's checkpoint a
 with Meta-World's scripted expert taking its first N actions (written into the DT's context as
 its own); and, as the control, the expert's first N actions followed by standing still.
 
-    PYTHONPATH=. python reports/mt30-small/probes/opening.py <method> <seed> <run_root> <data_root>
+    PYTHONPATH=. python reports/mt30-small/probes/opening.py <run_dir> <data_root>
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ class ExpertOpening:
         return action
 
 
-def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
-    settings, method, protocol = sweep_run(method_name, seed, run_root, data_root, EPISODES)
+def main(run_dir: str, data_root: str) -> None:
+    settings, method, protocol = sweep_run(run_dir, data_root, EPISODES)
     rows = []
     for task_id, task in enumerate(settings.suite.tasks):
         alone = run_episodes(task, method.policy(task_id), protocol)["success_rate"]
@@ -58,10 +58,10 @@ def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
         print(f"{task:28s} alone {alone:.1f}  expert opening {with_opening:.1f}  "
               f"opening then still {control['success_rate']:.1f}", flush=True)  # fmt: skip
     alone, opened_mean, control_mean = (100 * np.mean(column) for column in zip(*rows, strict=True))
-    print(f"{method_name} seed {seed}, mean success: alone {alone:.1f} %, with the expert's first "
+    print(f"{run_dir}: mean success: alone {alone:.1f} %, with the expert's first "
           f"{OPENING_STEPS} actions {opened_mean:.1f} %, those actions then still "
           f"{control_mean:.1f} %")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    main(sys.argv[1], sys.argv[2])

@@ -6,7 +6,7 @@ with the true task's state normalisation. A policy that barely listens to its ta
 keeps its success; one that acts on it loses it. The success when told the true task is
 opening.py's "alone" column (the same protocol, so the same episodes).
 
-    PYTHONPATH=. python reports/mt30-small/probes/told_other.py <method> <seed> <runs> <data_root>
+    PYTHONPATH=. python reports/mt30-small/probes/told_other.py <run_dir> <data_root>
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class ToldOther:
         return self.policy.act(observations, rewards)
 
 
-def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
-    settings, method, protocol = sweep_run(method_name, seed, run_root, data_root, EPISODES)
+def main(run_dir: str, data_root: str) -> None:
+    settings, method, protocol = sweep_run(run_dir, data_root, EPISODES)
     tasks = settings.suite.tasks
     told = []
     for task_id, task in enumerate(tasks):
@@ -52,8 +52,8 @@ def main(method_name: str, seed: int, run_root: str, data_root: str) -> None:
         told.append(run_episodes(task, ToldOther(method, task_id, other), protocol)["success_rate"])
         print(f"{task:28s} told {tasks[other]:28s} {told[-1]:.1f}", flush=True)
     mean = 100 * np.mean(told)
-    print(f"{method_name} seed {seed}, mean success told the next task: {mean:.1f} %")
+    print(f"{run_dir}: mean success told the next task: {mean:.1f} %")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    main(sys.argv[1], sys.argv[2])
