@@ -82,7 +82,8 @@ def first_rate_line(settings: Settings, rate: float, done: int) -> str:
     stage = next(s for s in reversed(stages) if s.first_step < done)
     return (
         f"training: {rate:.1f} steps/s in its {stage.name} stage; its {len(stages)} stages' "
-        "steps cost differently (the plan printed before the run weighs each stage's rate)"
+        "steps cost differently, so no time left is given from it (`bench perf train` times "
+        "each stage, as a plan long enough to be timed does)"
     )
 
 

@@ -22,6 +22,11 @@ def perf_table(result: Mapping[str, Any]) -> str:
         unit = "ms per step" if stage == "train" else "seconds"
         parts = [[name, value] for name, value in breakdown.items()]
         lines += ["", tabulate(parts, headers=["part", unit], floatfmt=".4g")]
+        if stage == "train":  # its total is not the figure above: say why, where it shows
+            lines.append(
+                "parts: a second pass over later steps with a clock in the method; their total "
+                "is not the ms per step above, which is timed without it"
+            )
     stages = figures.get("stages")
     if stages:
         rows = [[name, f["first_step"], f["steps_in_run"], f["steps"], f["ms_per_step"],

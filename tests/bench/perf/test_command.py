@@ -35,6 +35,7 @@ def test_train_reports_steps_and_a_breakdown_that_adds_up(tmp_path, capsys):
     assert "other_cores_busy" in result["load_before"]
     printed = capsys.readouterr().out
     assert "ms per step" in printed and "masking" in printed
+    assert "is not the ms per step above" in printed  # the two totals are told apart
 
 
 def test_ops_profiles_training_op_by_op(tmp_path, capsys):
