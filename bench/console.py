@@ -27,10 +27,12 @@ def per_task_table(result: Mapping[str, Any]) -> str:
     rows.append({"task": "mean", **_scores(result, scored)})
     frame = pd.DataFrame(rows).fillna("")  # the mean row has no split
     protocol = result["protocol"]
+    data, checkpoint = result["data"]["name"], protocol["checkpoint"]  # "-": none (experts)
     title = (
-        f"{result['method']} on {result['suite']} ({result['data']['name']}), "
+        f"{result['method']} on {result['suite']}{f' ({data})' if data != '-' else ''}, "
         f"seed {result['seed']}, scale={result['scale']}, "
-        f"{protocol['episodes_per_task']} episodes per task, checkpoint {protocol['checkpoint']}"
+        f"{protocol['episodes_per_task']} episodes per task"
+        + (f", checkpoint {checkpoint}" if checkpoint != "-" else "")
     )
     text = title + "\n\n" + frame.to_markdown(index=False, floatfmt=".3f")
     best = result.get("best_of_evaluations")

@@ -206,6 +206,13 @@ def test_sweep_runs_every_combination(smoke_data_root, tmp_path, capsys):
         assert (tmp_path / "mt5" / "near_optimal" / method / "seed0" / "result.json").exists()
 
 
+def test_experts_are_scored_by_the_evaluator_under_a_plain_title(capsys):
+    assert main(["experts", "tasks=mt5", "eval.episodes=1", "progress=false"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "scripted expert on mt5, seed 0, scale=paper, 1 episodes per task"
+    assert len([line for line in lines if line.startswith("| ")]) == 5 + 2  # header, 5 tasks, mean
+
+
 def test_experts_are_refused_on_a_suite_without_scripted_experts(capsys):
     assert main(["experts", "tasks=cheetah_dir"]) == 2
     error = capsys.readouterr().err
