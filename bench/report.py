@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import (
+    report_best_of,
     report_figures,
     report_partial,
     report_provenance,
@@ -43,8 +44,6 @@ INTERVALS_NOTE = (
     "run's tasks were independent: with few runs they are narrower than the spread of a run's "
     "mean from seed to seed. The differences table below compares whole runs."
 )
-# The column of the paper's rows where no run evaluated during training (else: best of N).
-PAPER_PROTOCOL = "the paper's protocol (best of its evaluations)"
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
 SMOKE = "smoke"
 NO_INTERVAL = "(1 run: no interval)"
@@ -227,20 +226,23 @@ def _cohort(
         table = _suite_table(runs, accounts, bold=runs["scale"].iloc[0] != SMOKE)
         shape = _model_shape(runs)
         reference = report_reference.paper_rows(suite, DATA_ORDER, shape)
-        best_of = _best_of_label(runs)
+        best_of = report_best_of.label(runs)
         if reference is not None:
             # The paper's numbers come from the official code, which reports the best
             # evaluation: they sit in the best-of columns, never beside a final score.
-            columns = {data: _best_column(data, best_of or PAPER_PROTOCOL) for data in DATA_ORDER}
+            protocol = best_of or report_best_of.PAPER_PROTOCOL
+            columns = {data: report_best_of.column(data, protocol) for data in DATA_ORDER}
             reference = reference.rename(columns=columns)
             if not best_of:  # runs without periodic evaluations: a column of their own
-                table = _with_paper_columns(table, columns)
+                table = report_best_of.with_paper_columns(table, columns)
         source = report_reference.paper_source(suite, shape)
         checkpoint = f"final checkpoint and {best_of}" if best_of else "final checkpoint"
         caption = f"Table 1 style: {suite}, {checkpoint}" + (
             f"; HarmoDT paper rows from its {source}" if source else ""
         )
         parts.append(render.table(table, fmt, caption, reference))
+        if best_of and " to " in best_of:
+            parts.append(render.note(fmt, report_best_of.fewer_evaluations(_runs(runs))))
     returns = cohort["suite"].map(report_unseen.scored_by_return)
     by_return, cohort = cohort[returns], cohort[~returns]  # success-rate statistics below
     suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]
@@ -325,7 +327,7 @@ def _suite_table(
         d for d in table.columns if d not in DATA_ORDER
     ]
     params = runs.groupby("label")["num_parameters"].first() / 1e6
-    best_of = _best_of_label(runs)
+    best_of = report_best_of.label(runs)
     if best_of:
         periodic = runs[runs["best_evaluations"] > 1]
         best = _pivot(
@@ -333,39 +335,15 @@ def _suite_table(
             ["data"],
             accounts,
             bold,
-        ).rename(columns=lambda c: _best_column(c, best_of))
+        ).rename(columns=lambda c: report_best_of.column(c, best_of))
         table = table.rename(columns=lambda c: f"{c}, final").join(best)
         ordered = [
             column
             for data in ordered
-            for column in (f"{data}, final", _best_column(data, best_of))
+            for column in (f"{data}, final", report_best_of.column(data, best_of))
             if column in table.columns
         ]
     return table[ordered].fillna("—").assign(params=params.map("{:.2f} M".format))
-
-
-def _best_of_label(runs: pd.DataFrame) -> str | None:
-    """'best of N evaluations' for the runs that evaluated more than once (N as a range where
-    runs differ), None when none did."""
-    counts = sorted(set(runs.loc[runs["best_evaluations"] > 1, "best_evaluations"]))
-    if not counts:
-        return None
-    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
-    return f"best of {n} evaluations"
-
-
-def _best_column(data: str, best_of: str) -> str:
-    return f"{data}, {best_of}"
-
-
-def _with_paper_columns(table: pd.DataFrame, paper: Mapping[str, str]) -> pd.DataFrame:
-    """Each data column, renamed `<data>, final`, followed by an empty column for the paper's
-    rows (`paper`: data -> its column)."""
-    table = table.copy()
-    for data in [d for d in DATA_ORDER if d in table.columns]:
-        table.insert(int(table.columns.get_loc(data)) + 1, paper[data], "—")
-        table = table.rename(columns={data: f"{data}, final"})
-    return table
 
 
 def _suites_table(frame: pd.DataFrame) -> pd.DataFrame:
