@@ -1,9 +1,11 @@
-"""Run results -> one pandas DataFrame: a row per (run, task), read from result.json files only.
+"""Run results -> one pandas DataFrame: a row per (run, task), its scores from result.json only.
 
 Every report table, statistic and plot is computed from this frame (bench.report, bench.plots),
-so a number in a report can be traced to the run directory, command and commit in its row.
-Periodic evaluations and HarmoDT's harmony scores, which live in metrics.jsonl, are read by
-`training_curves` for the plots only.
+so a number in a report can be traced to the run directory, command and commits in its row.
+Beside result.json a row reads the run's config.yaml (its command, model shape and first
+commit) and the resume events of its metrics.jsonl (the commits it was resumed at). Periodic
+evaluations and HarmoDT's harmony scores, also in metrics.jsonl, are read by `training_curves`
+for the plots only.
 """
 
 from __future__ import annotations
