@@ -241,8 +241,9 @@ def _cohort(
             f"; HarmoDT paper rows from its {source}" if source else ""
         )
         parts.append(render.table(table, fmt, caption, reference))
-        if best_of and " to " in best_of:
-            parts.append(render.note(fmt, report_best_of.fewer_evaluations(_runs(runs))))
+        fewer = report_best_of.fewer_evaluations(_runs(runs))
+        if fewer:
+            parts.append(render.note(fmt, fewer))
     returns = cohort["suite"].map(report_unseen.scored_by_return)
     by_return, cohort = cohort[returns], cohort[~returns]  # success-rate statistics below
     suites = [s for s in SUITE_ORDER if s in set(cohort["suite"])]

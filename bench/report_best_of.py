@@ -26,12 +26,15 @@ def column(data: str, best_of: str) -> str:
     return f"{data}, {best_of}"
 
 
-def fewer_evaluations(runs: pd.DataFrame) -> str:
+def fewer_evaluations(runs: pd.DataFrame) -> str | None:
     """Which runs (one row each, labelled) a 'best of N to M' column takes fewer evaluations
-    from: an evaluation lost to an interruption in an old run, or another schedule."""
+    from (an evaluation lost to an interruption in an old run, or another schedule); None when
+    every run with a best-of has as many."""
     evaluated = runs[runs["best_evaluations"] > 1]
     most = evaluated["best_evaluations"].max()
     fewer = evaluated[evaluated["best_evaluations"] < most].sort_values(["label", "seed"])
+    if fewer.empty:
+        return None
     listed = ", ".join(
         f"{run.label} seed {run.seed} ({run.best_evaluations})" for run in fewer.itertuples()
     )
