@@ -21,7 +21,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.errors import UserError, did_you_mean, unknown_choice
+from bench.errors import UserError, did_you_mean, leading_zero_hint, unknown_choice
 from bench.plugins import plugin_config_dirs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -173,7 +173,7 @@ def _check_type(key: str, current: Any, override: Override) -> None:
     }[type(current)]
     if not fits:  # the value as typed: `1e3`, not the 1000.0 Hydra parsed it into
         typed = (override.input_line or "").partition("=")[2] or str(value)
-        raise UserError(f"{key} must be {expected}, got {typed!r}")
+        raise UserError(f"{key} must be {expected}, got {typed!r}{leading_zero_hint(typed)}")
 
 
 @dataclass(frozen=True)

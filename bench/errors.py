@@ -61,6 +61,14 @@ def count_problem(label: str, value: object, minimum: int) -> str | None:
     return None
 
 
+def leading_zero_hint(typed: object) -> str:
+    """Why an integer typed with leading zeros (`seed=007`) is refused: Hydra's grammar reads it
+    as text, which a user cannot guess from `must be an integer`."""
+    if isinstance(typed, str) and typed.isdigit() and len(typed) > 1 and typed.startswith("0"):
+        return f" (Hydra reads a number with a leading zero as text: write {int(typed)})"
+    return ""
+
+
 def damage_reason(error: Exception) -> str:
     """What is wrong with a file's content, in one line: `no 'key'` for a missing key (a
     KeyError's own text is only the quoted key), else the error's text on one line."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 
 from bench.data.samplers import OfflineData
-from bench.errors import UserError, unknown_choice
+from bench.errors import UserError, leading_zero_hint, unknown_choice
 from bench.plugins import plugin_folders
 from bench.policy import Policy
 from bench.suites import Suite
@@ -194,7 +194,7 @@ def check_field(key: str, value: Any, annotation: Any) -> None:
     if annotation is bool and not isinstance(value, bool):
         raise UserError(f"{key} must be true or false, got {value!r}")
     if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise UserError(f"{key} must be an integer, got {value!r}")
+        raise UserError(f"{key} must be an integer, got {value!r}{leading_zero_hint(value)}")
     if annotation is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise UserError(f"{key} must be a number, got {value!r}")
     if annotation is float and not math.isfinite(value):  # nan passes every range check

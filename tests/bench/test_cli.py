@@ -55,6 +55,7 @@ def _methods() -> list[str]:
             "for method 'harmodt_f' (did you mean 'method.sparsity'?); its options are: ",
         ),
         ("seed=abc", "seed must be an integer, got 'abc'"),
+        ("seed=007", "got '007' (Hydra reads a number with a leading zero as text: write 7)"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
         ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
         ("launcher=pbs", "unknown launcher 'pbs'; choose one of: local, slurm"),

@@ -57,6 +57,7 @@ def test_a_harmodt_name_pins_its_variant():
         ),
         ("method.n_layers=2", r"unknown option 'method.n_layers' for method 'mtdt'"),
         ("dt.n_layer=two", r"dt.n_layer must be an integer, got 'two'"),
+        ("dt.n_layer=02", r"got '02' \(Hydra reads a number with a leading zero as text: write 2"),
         ("~method.n_layer", r"~method.n_layer: method.n_layer has a default and cannot be deleted"),
     ],
 )
