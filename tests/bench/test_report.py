@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -330,3 +333,34 @@ def test_an_interrupted_seed_is_named_beside_its_cell_and_its_curve_drawn(
     assert next((tmp_path / "reports" / "partial").glob("*-curves.png")).stat().st_size > 0
     assert main(["report", str(root), "--bootstrap-reps", "100", "--strict"]) == 2
     assert "partial cells (--strict): mtdt on mt5 near_optimal: n=2 of 3" in capsys.readouterr().err
+
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED_REPORTS = sorted(
+    path.relative_to(REPO)
+    for path in (REPO / "reports").glob("*.md")
+    if (path.with_suffix("") / "runs").is_dir() and path.read_text().startswith("# mtbench report")
+)  # reports/conflicts-quick.md is `bench analyze conflicts`' (tests/bench/test_conflicts.py)
+
+
+@pytest.mark.parametrize("report", COMMITTED_REPORTS, ids=str)
+def test_a_committed_report_recomputes_from_its_committed_runs(report, tmp_path, monkeypatch):
+    """Every number of reports/<name>.md, and every command of its commands.sh, is what
+    `bench report reports/<name>/runs` makes today from the committed result files."""
+    monkeypatch.chdir(REPO)  # the report names its runs by the path it was given
+    out = tmp_path / report
+
+    text = write_report(report.with_suffix("") / "runs", out)
+
+    assert text == report.read_text()
+    commands = Path(report.with_suffix("")) / "commands.sh"
+    assert (out.with_suffix("") / "commands.sh").read_text() == commands.read_text()
+
+
+def test_the_mt30_notes_runs_table_recomputes_from_the_committed_runs():
+    script = REPO / "reports" / "mt30-small" / "runs_table.py"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
