@@ -226,7 +226,23 @@ def compose_run(overrides: Sequence[str], multirun: bool = False) -> Composed:
     assert isinstance(resolved, dict) and isinstance(defaults, dict)
     method_section.drop_family_sections(resolved, families)
     method_section.drop_family_sections(defaults, families)
+    _drop_generated_store_path(resolved)
     return Composed(resolved, defaults, _interpolation_sources(base), tuple(overrides))
+
+
+def _drop_generated_store_path(config: dict[str, Any]) -> None:
+    """A `data.path` naming the store the run would generate anyway (result.json records the
+    path, so users copy it) is that store, not an imported one: the run gets the same config,
+    run directory and report row as without it."""
+    data = config["data"]
+    if not data.get("path"):
+        return
+    from bench.data.prepare import dataset_path
+    from bench.suites import get_suite
+
+    generated = dataset_path({**data, "path": None}, get_suite(config["tasks"]["name"]))
+    if Path(data["path"]).expanduser().resolve() == generated.expanduser().resolve():
+        data["path"] = None
 
 
 def _interpolation_sources(node: DictConfig, prefix: str = "") -> dict[str, str]:

@@ -52,6 +52,18 @@ def test_an_unreadable_or_long_component_gets_a_short_hash():
     assert long != override_component({f"option_{i}": 0.123457 for i in range(10)})
 
 
+def test_a_data_path_naming_the_generated_store_is_that_store(tmp_path):
+    """result.json records the store's path; a run given it back is the same run."""
+    store = tmp_path / "replay-ep6"  # the smoke preset's generated store under data.root
+    plain = compose_run([*BASE, "method=mtbc", f"data.root={tmp_path}"])
+    for written in (store, f"{store}/", tmp_path / "." / "replay-ep6"):
+        same = compose_run([*BASE, "method=mtbc", f"data.root={tmp_path}", f"data.path={written}"])
+        assert same.config == plain.config and run_directory(same) == run_directory(plain)
+    elsewhere = compose_run([*BASE, "method=mtbc", f"data.path={tmp_path / 'replay-ep7'}"])
+    assert "/data.path=" in str(run_directory(elsewhere))
+    assert elsewhere.config["data"]["path"] == str(tmp_path / "replay-ep7")
+
+
 def test_a_sweep_over_a_method_option_makes_one_directory_per_value(
     smoke_data_root, tmp_path, capsys
 ):
