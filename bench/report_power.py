@@ -24,9 +24,13 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
     """One paragraph for a cohort's (runs x tasks) success matrices, in points (%)."""
     scores = np.concatenate(list(matrices.values()), axis=0)
     noise = 100 * statistics.episode_noise(scores, episodes_per_task)
+    # Rates near 0 or 1 have almost no binomial spread: give the 50 % bound beside it, so a
+    # smoke cohort at 0 % does not read as a noiseless evaluation.
+    bound = 50 / np.sqrt(episodes_per_task * scores.shape[1])
     evaluation = (
         f"Evaluation with {episodes_per_task} episodes per task alone gives a run's mean success "
-        f"a standard deviation of about {noise:.1f} points (binomial, at the observed rates)"
+        f"a standard deviation of about {noise:.1f} points (binomial, at the observed rates; "
+        f"{bound:.1f} were every task at 50 %)"
     )
     pooled = statistics.pooled_seed_std(matrices)
     seeds = min(len(m) for m in matrices.values())

@@ -30,3 +30,12 @@ def test_runs_that_score_alike_leave_it_unstated_rather_than_zero():
     same = np.array([[0.5, 0.7], [0.5, 0.7]])
     text = detectability_note({"harmodt_f": same, "mtdt": same / 2}, 50)
     assert text.startswith("Smallest detectable difference: not stated, as every method's runs")
+
+
+def test_runs_at_zero_success_still_state_what_the_episodes_could_spread():
+    zeros = np.zeros((2, 5))
+    text = detectability_note({"mtbc": zeros, "mtdt": zeros}, 2)
+    # at rate 0 the binomial spread vanishes; at 50 %: sqrt(0.25 / (2 x 5)) = 15.8 points
+    assert "about 0.0 points (binomial, at the observed rates; 15.8 were every task at 50 %)" in (
+        text
+    )
