@@ -34,6 +34,7 @@ def learning_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
         )
     axes.set(xlabel="training step (bands: ±1 standard error over seeds)",
              ylabel="success rate (%)", title=title, ylim=(-2, 102))  # fmt: skip
+    axes.set_xlim(left=0)  # training starts at step 0; a lone evaluation is not centred in a void
     axes.legend(fontsize=8)
     axes.grid(alpha=0.3)
     return _save(figure, path)
