@@ -85,15 +85,18 @@ def performance_profiles(
 
 
 def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
-    """HarmoDT's averaged harmony score (Def. 3.2) over training, with and without masks, each
-    beside its chance level (dashed, same colour)."""
+    """The averaged harmony score (Def. 3.2) over training, a line per cell (`label`: method
+    and variant, never merged) and series (HarmoDT's mask updates: with and without masks; the
+    `analysis.harmony_every` diagnostic: the training gradients), each beside its chance level
+    (dashed, same colour)."""
     figure, axes = plt.subplots(figsize=(7, 4))
-    for (method, series), group in curves.groupby(["method", "series"], sort=True):
+    for (label, series), group in curves.groupby(["label", "series"], sort=True):
         by_step = harmony_means(group, "step")
-        plot_with_chance(axes, by_step, f"{method} ({series})")
+        plot_with_chance(axes, by_step, f"{label} ({series})")
     axes.set(xlabel="training step", ylabel="average harmony score\ndashed: its chance level",
              title=title)  # fmt: skip
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # a line per cell
+    # and series: beside the axes, not over the curves
     axes.grid(alpha=0.3)
     return _save(figure, path)
 

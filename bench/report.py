@@ -160,6 +160,9 @@ def _document(frame: pd.DataFrame, output: _Output) -> tuple[str, list[str]]:
         )
         pending = output.pending
         pending = pending[(pending["scale"] == scale) & (pending["eval_episodes"] == episodes)]
+        stores = {path for path in cohort["store"] if isinstance(path, str)}
+        if stores:  # a run on another store is another cohort's (older results name none)
+            pending = pending[pending["store"].isna() | pending["store"].isin(stores)]
         body, cohort_warnings, cohort_partial = _cohort(cohort, output, name, pending)
         warnings += [f"{heading}: {w}" for w in cohort_warnings]
         partial += cohort_partial

@@ -25,6 +25,7 @@ def evaluation_curves(
     and `bench status --curves` draw the first with `plots.learning_curves`."""
     curves, harmony = training_curves(finished)
     curves = curves.assign(label=curves.apply(cell_label, axis=1) if len(curves) else "")
+    harmony = harmony.assign(label=harmony.apply(cell_label, axis=1) if len(harmony) else "")
     if not unfinished.empty:
         live, _ = training_curves(unfinished)
         if not live.empty:

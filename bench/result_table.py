@@ -91,6 +91,7 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
         "commits": _commits(run_dir, saved, result),
         "dataset_hash": result.dataset_hash or "unknown",
         "store_hash": (result.dataset_store or {}).get("hash", "unknown"),
+        "store": (result.dataset_store or {}).get("path") or result.data.path,
         "run_dir": str(run_dir),
         "command": command,
         **{f"version_{name}": result.versions.get(name) for name in _VERSIONS},
@@ -132,7 +133,9 @@ def unfinished_runs(root: Path, finished: Collection[str]) -> pd.DataFrame:
     """A row per run folder below `root` that is not among the `finished` run directories (those
     `load_results` read): running, interrupted, failed, pending, or holding a result that could
     not be read. Its cell, seed, the cohort keys its saved config holds, and what its status
-    says. Folders whose config.yaml cannot be read are left out: nothing places them in a cell."""
+    says, and the data store its config names (None where it cannot tell: the run is then
+    counted in every cohort of its scale and episodes). Folders whose config.yaml cannot be read
+    are left out: nothing places them in a cell."""
     rows = []
     for run_dir in results.find_runs(root):
         if str(run_dir) in finished:
@@ -151,12 +154,25 @@ def unfinished_runs(root: Path, finished: Collection[str]) -> pd.DataFrame:
                 "eval_episodes": int(config["eval"]["episodes"]),
                 "seed": int(config["seed"]),
                 "status": _unfinished_status(run_dir),
+                "store": _store(config),
                 "run_dir": str(run_dir),
             })  # fmt: skip
         except (KeyError, TypeError, ValueError):
             continue
-    columns = [*CELL, "scale", "eval_episodes", "seed", "status", "run_dir"]
+    columns = [*CELL, "scale", "eval_episodes", "seed", "status", "store", "run_dir"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _store(config: Mapping[str, Any]) -> str | None:
+    """The data store a run's config reads, as its result.json would name it."""
+    from bench.data.prepare import dataset_path  # imports the suites (metaworld): only here
+    from bench.suites import SUITES
+
+    suite = SUITES.get(str(config["tasks"]["name"]))
+    try:
+        return str(dataset_path(config["data"], suite)) if suite is not None else None
+    except (KeyError, TypeError, UserError):  # a config of an older layout
+        return None
 
 
 def _unfinished_status(run_dir: Path) -> str:
@@ -201,7 +217,8 @@ def training_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     - evaluations: a row per (run, evaluation), periodic and final: step and success rate;
     - harmony: a row per (run, mask update or harmony diagnostic): the averaged harmony score
-      and its chance level (NaN for runs logged before the chance level existed).
+      and its chance level (NaN for runs logged before the chance level existed), by series:
+      a mask update's `masked` and `unmasked`, the diagnostic's `training gradients`.
     """
     evaluations, harmony = [], []
     for _, run in frame.drop_duplicates("run_dir").iterrows():
@@ -219,8 +236,8 @@ def training_curves(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 for series, value in event["harmony"].items():
                     harmony.append({**cell, "step": step, "series": series, "harmony": value,
                                     "harmony_chance": _score(chances.get(series))})  # fmt: skip
-            elif kind == "harmony":
-                harmony.append({**cell, "step": step, "series": "unmasked",
+            elif kind == "harmony":  # the gradients the method trains with: HarmoDT's masked
+                harmony.append({**cell, "step": step, "series": "training gradients",
                                 "harmony": event["harmony"],
                                 "harmony_chance": _score(event.get("harmony_chance"))})  # fmt: skip
     return (

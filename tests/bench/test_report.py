@@ -20,6 +20,8 @@ from scipy import stats
 
 from bench.cli import main
 from bench.report import write_report
+from bench.report_figures import evaluation_curves
+from bench.result_table import load_results
 
 REPS = 200  # bootstrap resamples: enough to bracket the point estimates, and fast
 TASKS = ["task-a", "task-b", "task-c", "task-d"]
@@ -333,6 +335,51 @@ def test_an_interrupted_seed_is_named_beside_its_cell_and_its_curve_drawn(
     assert next((tmp_path / "reports" / "partial").glob("*-curves.png")).stat().st_size > 0
     assert main(["report", str(root), "--bootstrap-reps", "100", "--strict"]) == 2
     assert "partial cells (--strict): mtdt on mt5 near_optimal: n=2 of 3" in capsys.readouterr().err
+
+
+def _interrupted(root: Path, template: dict, seed: int, data: dict) -> None:
+    """An interrupted mtdt run of `seed` whose config reads the store `data` names."""
+    run_dir = root / "quick" / "mt5" / "near_optimal" / "mtdt" / f"seed{seed}"
+    run_dir.mkdir(parents=True)
+    config = {"method": {"name": "mtdt"}, "tasks": {"name": "mt5"}, "scale": {"name": "quick"},
+              "data": {"name": "near_optimal", **data}, "seed": seed,
+              "eval": {"episodes": template["protocol"]["episodes_per_task"]}}  # fmt: skip
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"config": config, "non_default": {}}))
+    (run_dir / "status").write_text("interrupted at step 400\n")
+
+
+def test_an_unfinished_run_on_another_store_is_not_counted_in_this_cohort(template, tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):  # finished, on the store data/x (`_write`)
+        _write(root, template, "mtdt", seed, SCORES["mtdt", seed])
+    _interrupted(root, template, 2, {"path": "data/other"})  # the same cell on another store
+    _interrupted(root, template, 3, {"path": "data/x"})
+
+    text = write_report(root, None, reps=REPS)
+
+    table = text.split("**Table 1 style")[1].split("\n\n")[1]
+    mtdt_row = next(line for line in table.splitlines() if line.startswith("| mtdt "))
+    assert "(n=2 of 3: seed 3 interrupted at step 400)" in mtdt_row
+
+
+def test_harmony_is_drawn_per_cell_and_the_diagnostic_apart_from_mask_updates(template, tmp_path):
+    root = tmp_path / "runs"
+    for variant, non_default in (("default", {}), ("sparsity=0.3", {"method.sparsity": 0.3})):
+        _write(root / variant, template, "harmodt_f", 0, SCORES["harmodt_f", 0],
+               non_default=non_default)  # fmt: skip
+        run_dir = next((root / variant).rglob("result.json")).parent
+        events = [
+            {"event": "mask_update", "step": 100, "harmony": {"masked": 0.3, "unmasked": 0.2}},
+            {"event": "harmony", "step": 100, "harmony": 0.4, "harmony_chance": 0.1},
+        ]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    _, harmony = evaluation_curves(load_results(root), pd.DataFrame())
+
+    lines = set(zip(harmony["label"], harmony["series"], strict=True))
+    for label in ("harmodt_f", "harmodt_f [sparsity=0.3]"):
+        assert {(label, "masked"), (label, "unmasked"), (label, "training gradients")} <= lines
+    assert len(lines) == 6
 
 
 REPO = Path(__file__).resolve().parents[2]
