@@ -228,9 +228,13 @@ class M3DT(PromptDT):
         return {**logs, "stage": float(stage)}
 
     def enter_stage(self, stage: int, step: int) -> None:
+        # `first_step`: the stage's first step (0-based, = steps done before it). The event's
+        # `step` is left to the runner (steps done after this step), so a resume from a
+        # checkpoint at the boundary drops the event with the steps after the checkpoint and
+        # logs it once, when it enters the stage again.
         event: dict[str, Any] = {
             "event": "stage_start",
-            "step": step,
+            "first_step": step,
             "stage": stage,
             "name": STAGE_NAMES[stage],
             "num_experts": self.num_experts,

@@ -41,7 +41,7 @@ def test_a_run_goes_through_the_three_stages_and_logs_each_start(build):
     assert [log["stage"] for log in logs] == [1, 1, 1, 2, 2, 3, 3, 3]
     assert all(np.isfinite(v) for log in logs for v in log.values())
     starts = [e for e in method.pop_events() if e["event"] == "stage_start"]
-    assert [(e["stage"], e["step"], e["name"]) for e in starts] == [
+    assert [(e["stage"], e["first_step"], e["name"]) for e in starts] == [
         (1, 0, "backbone"),
         (2, 3, "experts"),
         (3, 5, "router"),
@@ -212,7 +212,9 @@ def test_stage_lengths_must_leave_the_router_steps(build):
 def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_result(
     smoke_data_root, tmp_path, kill_at_first_checkpoint
 ):
-    # Stage 2 spans steps 10..50; the first checkpoint (step 20) is in it, as is the next.
+    # Stage 2 spans steps 20..60: the first checkpoint (step 20) is its boundary, where a
+    # stage_start logged after the checkpoint must not be kept and logged again; the next
+    # checkpoint (40) is inside it.
     def args(root):
         return [
             "run",
@@ -222,10 +224,10 @@ def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_res
             f"data.root={smoke_data_root}",
             f"run.root={root}",
             "progress=false",
-            "train.steps=60",
+            "train.steps=80",
             "train.checkpoint_every=20",
             "train.log_every=10",
-            "method.backbone_steps=10",
+            "method.backbone_steps=20",
             "method.expert_steps=40",
         ]
 
@@ -239,8 +241,10 @@ def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_res
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     resumed_at = [e["step"] for e in events if e["event"] == "resume"]
     assert len(resumed_at) == 1 and resumed_at[0] in (20, 40)  # inside stage 2
-    stages = [(e["stage"], e["step"]) for e in events if e["event"] == "stage_start"]
-    assert stages == [(1, 0), (2, 10), (3, 50)]
+    stages = [
+        (e["stage"], e["first_step"], e["step"]) for e in events if e["event"] == "stage_start"
+    ]
+    assert stages == [(1, 0, 1), (2, 20, 21), (3, 60, 61)]  # each once, after its first step
     straight_dir = straight / run_dir.relative_to(killed)
     expected = [json.loads(line) for line in (straight_dir / "metrics.jsonl").open()]
 
