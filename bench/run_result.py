@@ -219,7 +219,8 @@ class RunResult:
                     "best_of_evaluations", "unseen_tasks", "device", "torch_threads", "run_dir",
                     "launch"}  # fmt: skip
         written = {k: v for k, v in parts if not (k in optional and v is None)}
-        # success_rate and mean_return are written even when None (a meta-RL run's success)
+        # success_rate is written even when None (a meta-RL run has none); mean_return only
+        # where the result has one
         if self.mean_return is None:
             written.pop("mean_return")
         return {**written, **self.extra}

@@ -107,7 +107,8 @@ def to_minibatch(batch: Transitions, inputs: TaskInputs) -> TransitionMiniBatch:
 
     Only true terminals stop bootstrapping: a time-limit truncation (timeout) is not the end of
     the task, so its target keeps gamma * V(s'). The sampler never draws an episode's last step,
-    so every next observation is real.
+    so every next observation is real, and a terminal on that last step (ant_dir's data) is
+    never seen (bench.data.samplers.sample_transitions).
     """
     size = len(batch.actions)
     column = lambda values: np.asarray(values, dtype=np.float32).reshape(size, 1)

@@ -294,8 +294,10 @@ def sample_transitions(
 ) -> Transitions:
     """Transitions with uniformly drawn tasks, then uniform over each task's training steps.
 
-    An episode's last step has no stored next observation (it is a time-limit truncation, not a
-    terminal), so it is never drawn; every drawn step has a real successor in its own episode.
+    An episode's last step has no stored next observation, so it is never drawn; every drawn
+    step has a real successor in its own episode. In Meta-World and the Cheetah families that
+    step is a time-limit truncation; ant_dir's data can end in a true terminal, which no drawn
+    step carries (MTIQL, the one learner that reads terminals, is refused on that suite).
     """
     task_ids = rng.integers(0, data.num_tasks, size=batch_size)
     fields: dict[str, list[np.ndarray]] = {
