@@ -140,7 +140,7 @@ def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
     refuses `~a.b`), and a section is set key by key."""
     for override in parsed:
         key = override.key_or_group
-        if key in GROUPS:
+        if key in GROUPS or _adds_to_open_section(base, override):
             continue
         node: Any = base
         path = key.split(".")
@@ -158,6 +158,23 @@ def _check_keys(base: DictConfig, parsed: Sequence[Override]) -> None:
             raise UserError(f"{key} is a section, not a value; set its keys ({key}.<key>=): "
                             f"{valid}")  # fmt: skip
         _check_type(key, node, override)
+
+
+# Sections whose keys are the user's, not ours: `+launcher.sbatch.constraint=a100` adds an
+# `#SBATCH --constraint=a100` line (bench.slurm checks the values).
+OPEN_SECTIONS = ("launcher.sbatch",)
+
+
+def _adds_to_open_section(base: DictConfig, override: Override) -> bool:
+    """Whether `override` sets a key of an open section the chosen groups have; a new key
+    needs Hydra's `+`, which the error says."""
+    key = override.key_or_group
+    section = next((s for s in OPEN_SECTIONS if key.startswith(f"{s}.")), None)
+    if section is None or OmegaConf.select(base, section) is None:
+        return False
+    if OmegaConf.select(base, key) is None and not override.is_add():
+        raise UserError(f"{key} is not in {section} yet: add it with +{key}=")
+    return True
 
 
 def _check_type(key: str, current: Any, override: Override) -> None:

@@ -71,6 +71,10 @@ def _methods() -> list[str]:
         ("method=prompt_dt data.prompt_episodes=0", "method 'prompt_dt' reads each task's prompt"),
         ("train.steps=2000000000", "train.steps must be <= 1_000_000_000, got 2000000000"),
         ("launcher=slurm launcher.time_min=-1", "launcher.time_min must be >= 1, got -1"),
+        (
+            "launcher=slurm launcher.sbatch.constraint=a100",
+            "launcher.sbatch.constraint is not in launcher.sbatch yet: add it with +launcher.",
+        ),
     ],
 )
 def test_bad_run_override_is_one_line_exit_2(override, message, tmp_path, capsys):

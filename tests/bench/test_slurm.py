@@ -166,10 +166,15 @@ def test_a_failed_job_shows_failed_and_only_it_is_resubmitted(slurm, smoke_data_
     assert "(1 runs)" in again.stdout
 
 
+@pytest.mark.parametrize(
+    "option",
+    # the second is an `#SBATCH` line of the user's own (README): it reaches sbatch
+    ["launcher.partition=nosuch", "+launcher.sbatch.constraint=nosuchfeature"],
+)
 def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_run(
-    slurm, smoke_data_root, tmp_path
+    slurm, smoke_data_root, tmp_path, option
 ):
-    done = _bench(tmp_path, *_sweep(smoke_data_root, "method=mtbc", "launcher.partition=nosuch"))
+    done = _bench(tmp_path, *_sweep(smoke_data_root, "method=mtbc", option))
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: sbatch refused the jobs: ")
     assert done.stderr.count("\n") == 1
