@@ -91,7 +91,7 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
         "commits": _commits(run_dir, saved, result),
         "dataset_hash": result.dataset_hash or "unknown",
         "store_hash": (result.dataset_store or {}).get("hash", "unknown"),
-        "store": (result.dataset_store or {}).get("path") or result.data.path,
+        "store": (result.dataset_store or {}).get("path") or result.data.record.get("path"),
         "run_dir": str(run_dir),
         "command": command,
         **{f"version_{name}": result.versions.get(name) for name in _VERSIONS},

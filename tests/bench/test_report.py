@@ -362,6 +362,18 @@ def test_an_unfinished_run_on_another_store_is_not_counted_in_this_cohort(templa
     assert "(n=2 of 3: seed 3 interrupted at step 400)" in mtdt_row
 
 
+def test_a_result_older_than_its_store_record_is_read_with_its_data_path(template, tmp_path):
+    root = tmp_path / "runs"
+    _write(root, template, "mtdt", 0, SCORES["mtdt", 0])
+    path = next(root.rglob("result.json"))
+    result = json.loads(path.read_text())
+    del result["dataset_store"]  # results made before it existed
+    path.write_text(json.dumps(result))
+
+    frame = load_results(root)
+
+    assert set(frame["store"]) == {template["data"]["path"]}
+
 def test_harmony_is_drawn_per_cell_and_the_diagnostic_apart_from_mask_updates(template, tmp_path):
     root = tmp_path / "runs"
     for variant, non_default in (("default", {}), ("sparsity=0.3", {"method.sparsity": 0.3})):
