@@ -122,7 +122,7 @@ def test_finished_run_is_skipped(smoke_data_root, tmp_path, capsys):
         assert "run.restart=true starts the run over" in error
 
 
-@pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql"])
+@pytest.mark.parametrize("method", ["mtdt", "prompt_dt", "harmodt_f", "mtiql", "mtbc"])
 def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
     method, smoke_data_root, tmp_path, kill_at_first_checkpoint
 ):
