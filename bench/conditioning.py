@@ -34,7 +34,7 @@ from tabulate import tabulate
 
 from bench import results
 from bench.config import compose_run
-from bench.data.prepare import dataset_path
+from bench.data.locations import dataset_path
 from bench.data.samplers import Segment, TaskData, episode_openings, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError

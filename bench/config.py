@@ -8,6 +8,7 @@ into one-line UserErrors listing the valid choices.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -254,12 +255,19 @@ def _drop_generated_store_path(config: dict[str, Any]) -> None:
     data = config["data"]
     if not data.get("path"):
         return
-    from bench.data.prepare import dataset_path
+    from bench.data.locations import dataset_path
     from bench.suites import get_suite
 
     generated = dataset_path({**data, "path": None}, get_suite(config["tasks"]["name"]))
-    if Path(data["path"]).expanduser().resolve() == generated.expanduser().resolve():
+    # Spelled alike, not resolved: a link to the store can be pointed elsewhere later.
+    if _spelled_alike(Path(data["path"]), generated):
         data["path"] = None
+
+
+def _spelled_alike(first: Path, second: Path) -> bool:
+    """The same absolute path once `~`, `.`, `..` and trailing slashes are read; links are
+    not followed."""
+    return os.path.abspath(first.expanduser()) == os.path.abspath(second.expanduser())
 
 
 def _interpolation_sources(node: DictConfig, prefix: str = "") -> dict[str, str]:

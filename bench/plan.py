@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.prepare import dataset_path
+from bench.data.locations import dataset_path
 
 # The store's own sizes, so that an estimate follows any change to what the store writes.
 from bench.data.store import read_manifest, task_file_bytes

@@ -165,7 +165,7 @@ def unfinished_runs(root: Path, finished: Collection[str]) -> pd.DataFrame:
 
 def _store(config: Mapping[str, Any]) -> str | None:
     """The data store a run's config reads, as its result.json would name it."""
-    from bench.data.prepare import dataset_path  # imports the suites (metaworld): only here
+    from bench.data.locations import dataset_path
     from bench.suites import SUITES
 
     suite = SUITES.get(str(config["tasks"]["name"]))

@@ -34,7 +34,8 @@ from tqdm import tqdm
 from bench import results
 from bench.atomic import write_json
 from bench.data.generate import generator_name
-from bench.data.prepare import dataset_path, open_dataset
+from bench.data.locations import dataset_path
+from bench.data.prepare import open_dataset
 from bench.errors import Interrupted, UserError
 from bench.evaluate import EvalProtocol, evaluate
 from bench.plan import first_rate_line

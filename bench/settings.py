@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.config import Composed, compose_run
+from bench.data.locations import dataset_path, generator_choice
 from bench.data.paths import check_plain_name
-from bench.data.prepare import check_dataset, dataset_path, generator_choice
+from bench.data.prepare import check_dataset
 from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.output_paths import check_writable
@@ -49,7 +50,7 @@ class DataSettings:
     name: str  # the run directory's data component (data=near_optimal | sub_optimal)
     root: str  # generated stores: <root>/<prefix>-ep<episodes_per_task>
     path: str | None  # an explicit store, instead of a generated one
-    generator: str  # Meta-World's: replay | noisy_expert (bench.data.prepare.STORE_PREFIXES)
+    generator: str  # Meta-World's: replay | noisy_expert (bench.data.locations.STORE_PREFIXES)
     fraction: float  # of each task's episodes that a run reads
     episodes_per_task: int
     prompt_episodes: int

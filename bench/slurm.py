@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from bench import results
 from bench.atomic import write_json
-from bench.data.prepare import dataset_path
+from bench.data.locations import dataset_path
 from bench.data.store import read_manifest
 from bench.errors import Interrupted, UserError, check_all, count_problem
 from bench.run_lock import RunLock, is_held

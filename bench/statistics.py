@@ -8,6 +8,7 @@ stratified bootstrap (resampling runs within each task), 95 %.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 import zlib
 from collections.abc import Mapping
@@ -188,14 +189,13 @@ def pairwise_welch(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
 
     run_scores = {name: scores.mean(axis=1) for name, scores in matrices.items()}
     rows = []
-    for first, a in run_scores.items():
-        for second, b in run_scores.items():
-            if first == second:
-                continue
-            p_value = float("nan")
-            if min(len(a), len(b)) >= 2 and (a.std() > 0 or b.std() > 0):
-                p_value = float(ttest_ind(a, b, equal_var=False).pvalue)
-            difference = float(a.mean() - b.mean())
-            rows.append({"first": first, "second": second, "difference": difference,
-                         "p_value": p_value})  # fmt: skip
+    for first, second in itertools.combinations(run_scores, 2):
+        a, b = run_scores[first], run_scores[second]
+        p_value = float("nan")  # the test is symmetric: one per pair, both orders from it
+        if min(len(a), len(b)) >= 2 and (a.std() > 0 or b.std() > 0):
+            p_value = float(ttest_ind(a, b, equal_var=False).pvalue)
+        rows.append({"first": first, "second": second,
+                     "difference": float(a.mean() - b.mean()), "p_value": p_value})  # fmt: skip
+        rows.append({"first": second, "second": first,
+                     "difference": float(b.mean() - a.mean()), "p_value": p_value})  # fmt: skip
     return pd.DataFrame(rows, columns=["first", "second", "difference", "p_value"])

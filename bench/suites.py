@@ -64,7 +64,7 @@ class Benchmark:
     trains_experts: bool  # its data comes from SAC experts trained in one process, not from
     # scripted-expert workers that a launcher can dispatch task by task (bench/data/prepare.py)
     store_prefix: str | None  # its generated store's folder name before `-ep<episodes>`; None:
-    # named by data.generator (bench/data/prepare.py STORE_PREFIXES)
+    # named by data.generator (bench/data/locations.py STORE_PREFIXES)
     store_keys: tuple[str, ...]  # the data settings that name and fill its generated store
 
     def __repr__(self) -> str:

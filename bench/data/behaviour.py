@@ -282,4 +282,3 @@ def stretches(
 
 # `data.generator`'s choices.
 BEHAVIOURS: dict[str, BehaviourFactory] = {"replay": ReplayLearner, "noisy_expert": NoisyExpert}
-DEFAULT_GENERATOR = "replay"

@@ -96,7 +96,8 @@ def data_command(args: argparse.Namespace) -> int:
 
 
 def _generate(given: list[str], verify: bool) -> int:
-    from bench.data.prepare import dataset_path, open_dataset
+    from bench.data.locations import dataset_path
+    from bench.data.prepare import open_dataset
     from bench.settings import load_data_settings
 
     overrides = []

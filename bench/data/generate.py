@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 from tqdm import tqdm
 
-from bench.data.behaviour import BEHAVIOURS, DEFAULT_GENERATOR, BehaviourFactory
+from bench.data.behaviour import BEHAVIOURS, BehaviourFactory
 from bench.data.chunks import (
     CHUNK_EPISODES,
     Chunk,
@@ -45,6 +45,7 @@ from bench.data.chunks import (
     restore,
 )
 from bench.data.disk_space import OutOfSpace, check_room, out_of_space, with_margin
+from bench.data.locations import DEFAULT_GENERATOR
 from bench.data.processes import exit_reason, kill_workers, start_worker
 from bench.data.store import (
     MANIFEST_NAME,

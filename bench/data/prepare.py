@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from bench.data.behaviour import DEFAULT_GENERATOR
+from bench.data.locations import dataset_path, generator_choice
 from bench.data.store import MANIFEST_NAME, DatasetStore
 from bench.data.task_cache import training_episodes
 from bench.data.writers import remove_stale_temporaries
-from bench.errors import UserError, unknown_choice
+from bench.errors import UserError
 from bench.suites import Suite
-
-# The folder of each Meta-World generator's stores: noisy_expert keeps the name its stores had
-# before there was a choice, so that they are found (and resumed) where they are.
-STORE_PREFIXES = {"replay": "replay", "noisy_expert": "scripted"}
-
-
-def generator_choice(data: Mapping[str, Any]) -> str:
-    """`data.generator` (the default where a section has none), or a one-line UserError naming
-    the valid choices."""
-    generator = data.get("generator", DEFAULT_GENERATOR)
-    if generator not in STORE_PREFIXES:
-        raise unknown_choice("data.generator", generator, STORE_PREFIXES)
-    return str(generator)
-
-
-def dataset_path(data: Mapping[str, Any], suite: Suite | None = None) -> Path:
-    """`data.path` when given, else the generated store `<root>/<prefix>-ep<episodes_per_task>`:
-    the prefix is the suite's benchmark's `store_prefix`, `sac` for the meta-RL families (SAC
-    experts, whatever `data.generator` says; one store holds all three, their task names do
-    not collide), or where it has none (Meta-World) `replay` or `scripted` by `data.generator`
-    (STORE_PREFIXES)."""
-    if data.get("path"):
-        return Path(data["path"])
-    prefix = suite.benchmark.store_prefix if suite is not None else None
-    prefix = prefix or STORE_PREFIXES[generator_choice(data)]
-    return Path(data["root"]) / f"{prefix}-ep{data['episodes_per_task']}"
 
 
 def check_dataset(data: Mapping[str, Any], suite: Suite | None = None) -> None:

@@ -263,7 +263,7 @@ class DatasetStore:
             return "re-import it"
         from bench.config import hydra_quoted
         from bench.data.generate import generator_name
-        from bench.data.prepare import STORE_PREFIXES
+        from bench.data.locations import STORE_PREFIXES
 
         generator = self.manifest.get("generator") or {}
         episodes = generator.get("episodes_per_task")

@@ -12,7 +12,7 @@ from bench import results
 from bench.analyze import plot_harmony, plot_mask_tsne
 from bench.cli import main
 from bench.plots import harmony_curves
-from bench.result_table import training_curves
+from bench.report_figures import evaluation_curves
 from methods.harmodt_masks import pack_masks
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -100,9 +100,9 @@ def test_the_reports_harmony_curves_read_runs_with_and_without_chance_levels(tmp
     for name, chance in (("old", {}), ("new", {"harmony_chance": {"masked": 0.25}})):
         run_dir = tmp_path / name
         _write_events(run_dir, [{**_mask_update(20), **chance}])
-        cell = {"method": name, "variant": "", "suite": "mt5", "data": "d", "seed": 0}
+        cell = {"method": name, "variant": "default", "suite": "mt5", "data": "d", "seed": 0}
         runs.append({**cell, "run_dir": str(run_dir)})
-    _, harmony = training_curves(pd.DataFrame(runs))
+    _, harmony = evaluation_curves(pd.DataFrame(runs), pd.DataFrame())  # as the report reads
     chances = harmony.set_index(["method", "series"])["harmony_chance"]
     assert chances[("new", "masked")] == 0.25
     assert chances.drop(("new", "masked")).isna().all()  # unmasked, and the old run's

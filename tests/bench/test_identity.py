@@ -59,6 +59,10 @@ def test_a_data_path_naming_the_generated_store_is_that_store(tmp_path):
     for written in (store, f"{store}/", tmp_path / "." / "replay-ep6"):
         same = compose_run([*BASE, "method=mtbc", f"data.root={tmp_path}", f"data.path={written}"])
         assert same.config == plain.config and run_directory(same) == run_directory(plain)
+    link = tmp_path / "link"  # a link can be pointed at another store later: its own store
+    link.symlink_to(store, target_is_directory=True)
+    linked = compose_run([*BASE, "method=mtbc", f"data.root={tmp_path}", f"data.path={link}"])
+    assert linked.config["data"]["path"] == str(link)
     elsewhere = compose_run([*BASE, "method=mtbc", f"data.path={tmp_path / 'replay-ep7'}"])
     assert "/data.path=" in str(run_directory(elsewhere))
     assert elsewhere.config["data"]["path"] == str(tmp_path / "replay-ep7")

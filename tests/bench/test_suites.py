@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-from bench.data.prepare import dataset_path
+from bench.data.locations import dataset_path
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol
 from bench.suites import BENCHMARKS, SUITES, benchmark_of, get_suite, v3_name

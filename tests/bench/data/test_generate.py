@@ -28,7 +28,7 @@ from bench.data.generate import (
     generate_task,
     generator_name,
 )
-from bench.data.prepare import STORE_PREFIXES, dataset_path
+from bench.data.locations import STORE_PREFIXES, dataset_path
 from bench.data.probe import probe_task
 from bench.data.store import ARRAY_NAMES, DatasetStore
 from bench.data.summary import MISSING, episode_returns, summarize, text_bars
