@@ -178,9 +178,21 @@ def _adds_to_open_section(base: DictConfig, override: Override) -> bool:
     return True
 
 
+# Keys that name a file or folder, and whether they may be null (unset). Hydra reads
+# `data.path=2024` as a number and `data.root=null` as None: neither is a path.
+PATH_KEYS = {"data.root": False, "run.root": False, "data.path": True, "run.dir": True,
+             "launcher.python": True}  # fmt: skip
+
+
 def _check_type(key: str, current: Any, override: Override) -> None:
-    """A number or flag stays a number or flag: `seed=abc` is an error, not a new run."""
-    if override.is_sweep_override() or not isinstance(current, (bool, int, float)):
+    """A number or flag stays a number or flag: `seed=abc` is an error, not a new run; a path
+    stays text."""
+    if override.is_sweep_override():
+        return
+    if key in PATH_KEYS:
+        _check_path(key, override)
+        return
+    if not isinstance(current, (bool, int, float)):
         return
     value = override.value()
     expected = {bool: "true or false", int: "an integer", float: "a number"}[type(current)]
@@ -192,6 +204,20 @@ def _check_type(key: str, current: Any, override: Override) -> None:
     if not fits:  # the value as typed: `1e3`, not the 1000.0 Hydra parsed it into
         typed = (override.input_line or "").partition("=")[2] or str(value)
         raise UserError(f"{key} must be {expected}, got {typed!r}{leading_zero_hint(typed)}")
+
+
+def _check_path(key: str, override: Override) -> None:
+    value = override.value()
+    if isinstance(value, str) or (value is None and PATH_KEYS[key]):
+        return
+    typed = (override.input_line or "").partition("=")[2] or str(value)
+    if value is None:
+        raise UserError(f"{key} must be a folder path, got {typed!r}")
+    kind = {bool: "flag", int: "number", float: "number", list: "list"}.get(type(value), "value")
+    raise UserError(
+        f"{key} must be a path, got {typed!r}, which Hydra reads as a {kind}; quote it to "
+        f"mean a name: {key}='{typed}'"
+    )
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ def _methods() -> list[str]:
         ),
         ("seed=abc", "seed must be an integer, got 'abc'"),
         ("seed=007", "got '007' (Hydra reads a number with a leading zero as text: write 7)"),
+        ("data.root=null", "data.root must be a folder path, got 'null'"),
+        ("run.dir=5", "run.dir must be a path, got '5', which Hydra reads as a number; quote it"),
         ("seed=0,1", "is a sweep; run sweeps with `bench run -m ...`"),
         ("data.path=/nonexistent/store", "no dataset at data.path=/nonexistent/store"),
         ("launcher=pbs", "unknown launcher 'pbs'; choose one of: local, slurm"),
