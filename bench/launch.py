@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.config import expand_sweep
 from bench.errors import Interrupted, UserError
+from bench.run_claim import resume_advice
 from bench.settings import Settings, load_settings
 
 INTERRUPTED = 130
@@ -77,14 +78,13 @@ def launch(overrides: Sequence[str], wait: bool = False) -> Launched:
 def run_locally(jobs: Sequence[tuple[list[str], Settings]]) -> int:
     """Each job as its own `bench run` process, one after another."""
     failed = []
-    for number, (job, _) in enumerate(jobs, start=1):
+    for number, (job, settings) in enumerate(jobs, start=1):
         print(f"[{number}/{len(jobs)}] bench run {' '.join(job)}", flush=True)
         code = _run_job(job)
         if code == INTERRUPTED:
-            raise Interrupted(
-                f"sweep interrupted at run {number} of {len(jobs)}; run the same command to "
-                "resume"
-            )
+            # Finished runs are skipped then, unless run.restart=true makes them again.
+            advice = resume_advice(settings.run.restart)
+            raise Interrupted(f"sweep interrupted at run {number} of {len(jobs)}; {advice}")
         if code != 0:
             failed.append(" ".join(job))
     print(f"{len(jobs) - len(failed)} of {len(jobs)} runs finished")

@@ -57,6 +57,13 @@ def config_differences(config_path: Path, config: dict) -> str | None:
     return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])
 
 
+def resume_advice(restart: bool) -> str:
+    """What to run after a stop: with run.restart=true the same command would start over."""
+    if restart:
+        return "run the same command without run.restart=true to resume"
+    return "run the same command to resume"
+
+
 def claim_directory(settings: Settings, run_dir: Path, say: Callable[[str], None]) -> None:
     """Make `run_dir` this config's: start over on request, replace a failed start, refuse a
     different config that made progress."""

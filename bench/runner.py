@@ -41,7 +41,7 @@ from bench.evaluate import EvalProtocol, evaluate
 from bench.plan import first_rate_line
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
 from bench.registry import ActsOnUnseenTasks, Method, build_for_run
-from bench.run_claim import claim_directory, damaged
+from bench.run_claim import claim_directory, damaged, resume_advice
 from bench.run_lock import RunLock
 from bench.run_result import (
     BestOf,
@@ -269,7 +269,7 @@ class _Run:
         return results.interrupted(self.phase, self.checkpoint_step if known else None)
 
     def interrupted(self, stop: StopRequest) -> Interrupted:
-        message = f"{self.interrupted_status()}; run the same command to resume"
+        message = f"{self.interrupted_status()}; {resume_advice(self.settings.run.restart)}"
         return Interrupted(message, stop.signal_number or signal.SIGINT)
 
     # Checkpoints ------------------------------------------------------------------------------
