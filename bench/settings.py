@@ -19,6 +19,7 @@ from bench.config import Composed, compose_run
 from bench.data.locations import dataset_path, generator_choice
 from bench.data.paths import check_plain_name
 from bench.data.prepare import check_dataset
+from bench.data.task_cache import training_episodes
 from bench.errors import UserError, count_problem
 from bench.identity import non_default_values, run_directory
 from bench.output_paths import check_writable
@@ -269,8 +270,10 @@ def _optional_count(config: Mapping[str, Any], key: str) -> int | None:
 
 def _check_generated_episodes(data: Mapping[str, Any]) -> None:
     """A generated store must leave every task at least one training episode after prompts."""
-    used = int(data["episodes_per_task"] * data["fraction"])
-    if used - int(data["prompt_episodes"]) < 1:
+    prompts = int(data["prompt_episodes"])
+    trained = training_episodes(int(data["episodes_per_task"]), data["fraction"], prompts)
+    used = trained + prompts  # rounded as the split rounds it
+    if trained < 1:
         raise UserError(
             f"data.episodes_per_task={data['episodes_per_task']} with data.fraction="
             f"{data['fraction']} uses {used} episode(s) per task, and data.prompt_episodes="

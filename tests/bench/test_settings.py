@@ -23,6 +23,9 @@ BAD_RUN_INPUTS = [
     ("data.fraction=2.0", "data.fraction must be in (0, 1], got 2.0"),
     ("data.fraction=0", "data.fraction must be in (0, 1], got 0"),
     ("data.prompt_episodes=6", "no training episode is left"),
+    # 2 x 0.5 rounds to 1 episode, which is the prompt (3 x 0.5 rounds to 2 as the split does:
+    # test_a_half_episode_is_rounded_as_the_split_rounds_it)
+    ("data.episodes_per_task=2 data.fraction=0.5 data.prompt_episodes=1", "uses 1 episode(s)"),
     ("data.workers=0", "data.workers must be >= 1"),
     ("seed=-1", "seed must be >= 0, got -1"),
     ("threads=0", "threads must be null (torch's default) or an integer >= 1, got 0"),
@@ -123,3 +126,10 @@ def test_bad_data_generate_input_is_one_line_exit_2_and_leaves_nothing(
     assert error.startswith("error: ") and error.count("\n") == 1
     assert message.format(tmp=tmp_path) in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_half_episode_is_rounded_as_the_split_rounds_it(tmp_path):
+    """3 episodes x 0.5 are 2 in the sampler (round half to even): one prompt leaves one."""
+    split = ["data.episodes_per_task=3", "data.fraction=0.5", "data.prompt_episodes=1"]
+    overrides = ["method=mtbc", "tasks=mt5", *split, f"data.root={tmp_path}", "run.root=runs"]
+    assert load_settings(overrides).data.prompt_episodes == 1
