@@ -371,3 +371,9 @@ def _check_data_location(data: DataSettings, suite: Suite) -> None:
     store = dataset_path(data.section(), suite)
     if not (store / "manifest.json").is_file():  # to be generated (a finished one may be read-only)
         check_writable(store, "data.root")
+    elif suite.benchmark.store_prefix is None:  # a Meta-World store: its generator's settings
+        from bench.data.generate import check_store_settings  # (SAC stores: bench.data.sac_experts)
+
+        check_store_settings(
+            store, data.generator, data.episodes_per_task, data.seed, data.goal_pool_seed
+        )

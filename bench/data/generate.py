@@ -323,6 +323,14 @@ def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
     if not (root / "manifest.json").exists():
         return set()
     manifest = read_manifest(root)
+    _check_same_settings(root, manifest, header)
+    header["created"] = manifest.get("created", header["created"])
+    return set(manifest["tasks"])
+
+
+def _check_same_settings(
+    root: Path, manifest: Mapping[str, Any], header: Mapping[str, Any]
+) -> None:
     old = {"source": manifest.get("source"), **(manifest.get("generator") or {})}
     new = {"source": header["source"], **header["generator"]}
     differences = [
@@ -335,8 +343,17 @@ def _tasks_already_generated(root: Path, header: dict[str, Any]) -> set[str]:
             f"{root} holds a dataset made with other settings: {'; '.join(differences)}; "
             "generate into another folder or delete it"
         )
-    header["created"] = manifest.get("created", header["created"])
-    return set(manifest["tasks"])
+
+
+def check_store_settings(
+    root: Path, generator: str, episodes_per_task: int, seed: int, pool_seed: int
+) -> None:
+    """Before a run or generation makes anything: a generated store already in `root` was made
+    with these settings (else the one-line error generation itself would give, later)."""
+    if not (root / MANIFEST_NAME).exists():
+        return
+    settings = _generator_settings(generator, episodes_per_task, seed, pool_seed)
+    _check_same_settings(root, read_manifest(root), {"source": "scripted", "generator": settings})
 
 
 def _damaged_tasks(

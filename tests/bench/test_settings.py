@@ -133,3 +133,14 @@ def test_a_half_episode_is_rounded_as_the_split_rounds_it(tmp_path):
     split = ["data.episodes_per_task=3", "data.fraction=0.5", "data.prompt_episodes=1"]
     overrides = ["method=mtbc", "tasks=mt5", *split, f"data.root={tmp_path}", "run.root=runs"]
     assert load_settings(overrides).data.prompt_episodes == 1
+
+
+def test_a_store_made_with_other_settings_is_refused_before_a_run_folder(
+    smoke_data_root, tmp_path, capsys
+):
+    runs = tmp_path / "runs"
+    args = ["run", "method=mtbc", "tasks=mt5", "scale=smoke", f"data.root={smoke_data_root}"]
+    assert main([*args, "data.seed=1", f"run.root={runs}", "progress=false"]) == 2
+    error = capsys.readouterr().err
+    assert "holds a dataset made with other settings: seed 0 (asked: 1)" in error
+    assert error.count("\n") == 1 and not runs.exists()
