@@ -183,7 +183,7 @@ def generate_dataset(
         )
     header = {
         "source": "scripted",
-        "generator": _generator_settings(generator, episodes_per_task, seed, pool_seed),
+        "generator": generator_settings(generator, episodes_per_task, seed, pool_seed),
         **provenance(),
     }
     locks = TaskLocks(root)
@@ -266,7 +266,7 @@ def _task_index(task: str) -> int:
     return stems[task]
 
 
-def _generator_settings(
+def generator_settings(
     generator: str, episodes_per_task: int, seed: int, pool_seed: int
 ) -> dict[str, Any]:
     """Everything that decides the data; a resumed generation must match it exactly.
@@ -352,7 +352,7 @@ def check_store_settings(
     with these settings (else the one-line error generation itself would give, later)."""
     if not (root / MANIFEST_NAME).exists():
         return
-    settings = _generator_settings(generator, episodes_per_task, seed, pool_seed)
+    settings = generator_settings(generator, episodes_per_task, seed, pool_seed)
     _check_same_settings(root, read_manifest(root), {"source": "scripted", "generator": settings})
 
 

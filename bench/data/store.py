@@ -417,6 +417,14 @@ def add_tasks_to_manifest(
     with manifest_lock(root):
         path = root / MANIFEST_NAME
         old = read_manifest(root) if path.exists() else {"tasks": {}}
+        # What decides the data is checked when a writer starts; two writers with different
+        # settings started before either listed a task meet here: never mix their tasks.
+        for key in ("source", "generator"):
+            if key in old and key in header and old[key] != header[key]:
+                raise UserError(
+                    f"{root} was listed meanwhile by a writer with other {key} settings "
+                    f"({old[key]!r}, this one {header[key]!r}); generate into another folder"
+                )
         tasks = {task: entry for task, entry in old["tasks"].items() if task not in entries}
         tasks.update(entries)
         manifest: dict[str, Any] = {"schema_version": SCHEMA_VERSION}

@@ -19,7 +19,7 @@ import pytest
 
 from bench.data.behaviour import BEHAVIOURS
 from bench.data.chunks import CHUNK_EPISODES, INDEX_NAME, Chunk, PartialTask, partial_folder
-from bench.data.generate import _generator_settings, generate_dataset, generate_task
+from bench.data.generate import generate_dataset, generate_task, generator_settings
 from bench.data.store import ARRAY_NAMES, DatasetStore
 
 TASK = "reach-v3"  # the fastest task
@@ -53,7 +53,7 @@ class Killed(Exception):
 
 def save_chunks(root: Path, count: int) -> None:
     """Leave in `root` what a generation of TASK killed after `count` chunks leaves."""
-    partial = PartialTask(root, TASK, _generator_settings("replay", EPISODES, 0, 0))
+    partial = PartialTask(root, TASK, generator_settings("replay", EPISODES, 0, 0))
 
     def save_then_stop(chunk: Chunk) -> None:
         partial.save(chunk)
@@ -140,7 +140,7 @@ def test_episodes_saved_with_other_settings_are_not_used(uninterrupted, tmp_path
     carried = {"shift_wander": np.zeros((3, 3)), "bias_wander": np.zeros(4)}
     state = np.random.default_rng(1).bit_generator.state
     chunk = Chunk(0, CHUNK_EPISODES, steps, np.zeros(CHUNK_EPISODES, bool), state, carried)
-    PartialTask(tmp_path, TASK, _generator_settings("replay", EPISODES, 1, 0)).save(chunk)
+    PartialTask(tmp_path, TASK, generator_settings("replay", EPISODES, 1, 0)).save(chunk)
 
     store = generate_dataset(tmp_path, [TASK], EPISODES, seed=0, workers=1, progress=False)
 

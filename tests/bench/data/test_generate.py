@@ -23,10 +23,10 @@ from bench.cli import main
 from bench.data.behaviour import BEHAVIOURS, noise_schedule
 from bench.data.generate import (
     TaskRollout,
-    _generator_settings,
     generate_dataset,
     generate_task,
     generator_name,
+    generator_settings,
 )
 from bench.data.locations import STORE_PREFIXES, dataset_path
 from bench.data.probe import probe_task
@@ -331,7 +331,7 @@ def test_generator_names_of_stores():
 
 
 def test_noisy_expert_settings_are_those_of_the_stores_made_before_generators_had_names():
-    settings = _generator_settings("noisy_expert", 3, 0, 0)
+    settings = generator_settings("noisy_expert", 3, 0, 0)
     assert "name" not in settings
     assert list(settings) == ["policy", "episodes_per_task", "episode_steps", "seed",
                               "pool_seed", "rng", "goals", "noise_schedule", "metaworld",
@@ -339,7 +339,7 @@ def test_noisy_expert_settings_are_those_of_the_stores_made_before_generators_ha
     assert settings["noise_schedule"] == (
         "progress = e / max(N - 1, 1); random_prob = 1 - progress; noise_std = 0.5 * (1 - progress)"
     )
-    assert _generator_settings("replay", 3, 0, 0)["name"] == "replay"
+    assert generator_settings("replay", 3, 0, 0)["name"] == "replay"
 
 
 # Faults: another generator, a killed parent, a full disk, what killed writers leave ----------

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.data.generate import generator_settings
 from bench.data.store import (
     ARRAY_NAMES,
     STAMP_NAME,
@@ -104,6 +105,21 @@ def test_adding_tasks_keeps_earlier_ones_and_their_order(dataset):
     assert store.manifest["note"] == "second"
     np.testing.assert_array_equal(store.open_task("push-v3").episode_starts, [0])
     assert not list(root.glob(".tmp-*"))
+
+
+def test_a_writer_with_other_settings_cannot_list_its_task_beside_the_others(dataset):
+    """Two generations of one folder with different seeds, both started before either listed
+    a task, passed the start's check: the second to list must not mix its task in."""
+    root, _ = dataset
+    add_tasks_to_manifest(root, {}, {"source": "test", "generator": {"seed": 0}})
+    entry = write_task(root, "push-v3", make_arrays((4,), seed=1))
+
+    with pytest.raises(UserError, match="listed meanwhile by a writer with other generator"):
+        add_tasks_to_manifest(
+            root, {"push-v3": entry}, {"source": "test", "generator": {"seed": 1}}
+        )
+
+    assert DatasetStore(root).tasks == [TASK]
 
 
 def test_truncated_file_is_named(dataset):
@@ -264,7 +280,7 @@ def test_damage_names_the_file_and_hashes_only_when_asked(dataset):
 def write_generated_store(root: Path, tasks: tuple[str, ...]) -> Path:
     """Hand-made arrays under the manifest header of a `bench data generate` store."""
     entries = {task: write_task(root, task, make_arrays()) for task in tasks}
-    generator = {"episodes_per_task": 2, "seed": 3, "pool_seed": 4}
+    generator = generator_settings("noisy_expert", episodes_per_task=2, seed=3, pool_seed=4)
     add_tasks_to_manifest(root, entries, {"source": "scripted", "generator": generator})
     return root
 
