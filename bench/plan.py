@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.data.locations import dataset_path
+from bench.data.locations import dataset_path, expert_path
 
 # The store's own sizes, so that an estimate follows any change to what the store writes.
 from bench.data.store import read_manifest, task_file_bytes
@@ -124,8 +124,8 @@ def data_work(settings: Settings, tasks: Sequence[str]) -> DataWork:
     from bench.envs import mujoco_meta
 
     families = [mujoco_meta.parse_task(task)[0] for task in missing]
-    experts = tuple(f for f in sorted(set(families))
-                    if not (store / ".experts" / f"{f}.pt").exists())  # fmt: skip
+    trained = {f for f in families if expert_path(store, f, data.expert_steps, data.seed).exists()}
+    experts = tuple(sorted(set(families) - trained))
     # One expert per family, then each task rolled out, all in the run's own process
     # (bench/data/sac_experts.py); no MuJoCo rollout rate was measured: Meta-World's is used.
     steps = mujoco_meta.EPISODE_STEPS * episodes

@@ -23,6 +23,12 @@ DEFAULT_GENERATOR = "replay"
 STORE_PREFIXES = {"replay": "replay", "noisy_expert": "scripted"}
 
 
+def expert_path(store: Path, family: str, steps: int, seed: int) -> Path:
+    """A meta-RL family's SAC expert in `store`, named by what trains it: a generation with
+    other `data.expert_steps` or `data.seed` trains its own instead of reusing it."""
+    return store / ".experts" / f"{family}-steps{steps}-seed{seed}.pt"
+
+
 def generator_choice(data: Mapping[str, Any]) -> str:
     """`data.generator` (the default where a section has none), or a one-line UserError naming
     the valid choices."""

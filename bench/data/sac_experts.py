@@ -7,7 +7,8 @@ direction, the target velocity, or the goal angle's cosine and sine), then each 
 is rolled out with that expert's own stochastic policy into the usual store format. Test tasks
 are rolled out too: their prompts come from their data.
 
-Resumable: a trained expert is kept in `<store>/.experts/<family>.pt` and each task is written
+Resumable: a trained expert is kept in `<store>/.experts/<family>-steps<N>-seed<k>.pt` (named by
+its settings, bench.data.locations.expert_path) and each task is written
 whole (bench.data.store), so a re-run trains nothing twice and skips the tasks already listed.
 Two processes asking for one store make it once: a task is made only under its lock, and an
 expert trained only under its family's (bench.data.writers).
@@ -28,7 +29,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bench.atomic import atomic_file
 from bench.data.generate import tasks_to_write
+from bench.data.locations import expert_path
 from bench.data.store import DatasetStore, add_tasks_to_manifest, provenance, write_task
 from bench.data.task_cache import file_lock
 from bench.data.writers import TaskLocks
@@ -157,7 +160,7 @@ def _make_learner(family: str, seed: int) -> Any:
 def train_expert(root: Path, family: str, steps: int, seed: int, progress: bool) -> Expert:
     """The family's expert: loaded from `<root>/.experts/` when it was trained before (by
     another process too: it is trained under the family's lock)."""
-    path = root / ".experts" / f"{family}.pt"
+    path = expert_path(root, family, steps, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(path.with_name(f".{family}.lock")):
         return _load_or_train_expert(path, family, steps, seed, progress)
@@ -220,12 +223,10 @@ def _load_or_train_expert(path: Path, family: str, steps: int, seed: int, progre
             bar.update()
     if env is not None:
         env.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
     saved = io.BytesIO()
     learner.impl.save_model(saved)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(saved.getvalue())
-    temporary.rename(path)
+    with atomic_file(path, "wb") as handle:  # fsynced: a crash leaves no half an expert
+        handle.write(saved.getvalue())
     return Expert(learner)
 
 

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 
+from bench.data.locations import expert_path
 from bench.data.sac_experts import generate_sac_dataset
 from bench.data.store import DatasetStore
 from bench.envs import mujoco_meta
@@ -51,13 +52,18 @@ def test_a_rerun_reuses_the_expert_and_regenerates_a_lost_task_identically(
     """Resuming into a fresh store with the same saved expert makes the same bits."""
     source = meta_rl_data_root / f"sac-ep{SMOKE_EPISODES}"
     copy = tmp_path / "store"
-    (copy / ".experts").mkdir(parents=True)
-    shutil.copy(source / ".experts" / "cheetah_vel.pt", copy / ".experts")
-    expert_time = (copy / ".experts" / "cheetah_vel.pt").stat().st_mtime_ns
+    expert = expert_path(copy, "cheetah_vel", SMOKE_EXPERT_STEPS, seed=0)
+    expert.parent.mkdir(parents=True)
+    shutil.copy(expert_path(source, "cheetah_vel", SMOKE_EXPERT_STEPS, seed=0), expert)
+    expert_time = expert.stat().st_mtime_ns
     store = generate_sac_dataset(
         copy, ["cheetah_vel-7"], SMOKE_EPISODES, SMOKE_EXPERT_STEPS, progress=False
     )
-    assert (copy / ".experts" / "cheetah_vel.pt").stat().st_mtime_ns == expert_time
+    assert expert.stat().st_mtime_ns == expert_time
+    assert list(expert.parent.glob("*.pt")) == [expert]  # reused, no other trained
+    # An expert of other settings is another file: never loaded in its place.
+    assert expert_path(copy, "cheetah_vel", SMOKE_EXPERT_STEPS + 1, seed=0) != expert
+    assert expert_path(copy, "cheetah_vel", SMOKE_EXPERT_STEPS, seed=1) != expert
     original = DatasetStore(source).open_task("cheetah_vel-7")
     again = store.open_task("cheetah_vel-7")
     for name in ("observations", "actions", "rewards", "timeouts", "episode_starts"):
