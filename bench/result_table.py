@@ -29,7 +29,8 @@ CELL = ["method", "variant", "suite", "data"]
 
 
 def find_results(root: Path) -> list[Path]:
-    return sorted(Path(root).rglob(results.RESULT))
+    found = Path(root).rglob(results.RESULT)  # not the files a restart set aside (results.py)
+    return sorted(path for path in found if results.SET_ASIDE not in path.parts)
 
 
 def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFrame:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -217,7 +218,7 @@ def check_runs_folder(root: Path) -> None:
 
 def find_runs(root: Path) -> list[Path]:
     """Every run directory below `root` (a folder holding a status file), sorted."""
-    return sorted(path.parent for path in Path(root).rglob(STATUS))
+    return sorted(path.parent for path in Path(root).rglob(STATUS) if SET_ASIDE not in path.parts)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -312,6 +313,31 @@ def clear_run(run_dir: Path) -> None:
     """Remove a run's files (not its lock, which the caller holds)."""
     for name in (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
+
+
+SET_ASIDE = ".set-aside"  # a run's files while a restart's submission may still fail
+
+
+def set_aside_run(run_dir: Path) -> None:
+    """`clear_run` that can be undone: the files move into `<run_dir>/.set-aside/` until
+    `restore_run` puts them back (the submission failed) or `discard_set_aside` drops them."""
+    aside = run_dir / SET_ASIDE
+    aside.mkdir(exist_ok=True)
+    for name in (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG):
+        if (run_dir / name).exists():
+            os.replace(run_dir / name, aside / name)
+
+
+def restore_run(run_dir: Path) -> None:
+    aside = run_dir / SET_ASIDE
+    if aside.is_dir():
+        for kept in aside.iterdir():
+            os.replace(kept, run_dir / kept.name)
+        aside.rmdir()
+
+
+def discard_set_aside(run_dir: Path) -> None:
+    shutil.rmtree(run_dir / SET_ASIDE, ignore_errors=True)
 
 
 def remove_stale_temporaries(run_dir: Path) -> None:

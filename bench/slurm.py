@@ -212,6 +212,7 @@ def _submit(
                 "log": str(job.paths.stdout).replace("%j", job.job_id),
             }
             write_json(settings.run_dir / JOB_RECORD, record)
+            results.discard_set_aside(settings.run_dir)
         array = submitted[0].job_id.split("_")[0]
         print(f"submitted job array {array} ({count} runs); logs in {logs}/{array}_<task>/")
 
@@ -224,8 +225,8 @@ def _prepare(job: list[str], settings: Settings) -> list[str]:
     lock = RunLock(run_dir)
     lock.acquire()
     try:
-        if settings.run.restart:
-            results.clear_run(run_dir)
+        if settings.run.restart:  # undone if sbatch refuses the array
+            results.set_aside_run(run_dir)
         results.write_status(run_dir, "pending")
     finally:
         lock.release()
@@ -253,6 +254,7 @@ def _sbatch_stderr() -> Iterator[list[str]]:
 
 def _unprepare(run_dir: Path, status: str | None, existed: bool) -> None:
     """Undo `_prepare` for a run whose submission failed."""
+    results.restore_run(run_dir)  # what run.restart=true had set aside
     if status is not None:
         results.write_status(run_dir, status.strip())
         return

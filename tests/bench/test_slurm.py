@@ -181,6 +181,24 @@ def test_a_submission_sbatch_refuses_is_one_line_and_leaves_no_run(
     assert not list((tmp_path / "runs").glob("mt5"))
 
 
+def test_a_restart_that_sbatch_refuses_keeps_the_runs_it_would_have_cleared(
+    slurm, smoke_data_root, tmp_path
+):
+    local = ["run", "tasks=mt5", "scale=smoke", "progress=false", "method=mtbc",
+             f"data.root={smoke_data_root}", "run.root=runs"]  # fmt: skip
+    assert _bench(tmp_path, *local).returncode == 0  # a finished run, made here
+    run_dir = next((tmp_path / "runs").rglob("result.json")).parent
+    files = lambda: {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"}
+    kept = files()
+
+    args = _sweep(smoke_data_root, "method=mtbc", "run.restart=true", "launcher.partition=nosuch")
+    done = _bench(tmp_path, *args)
+
+    assert done.returncode == 2 and done.stderr.startswith("error: sbatch refused the jobs: ")
+    assert files() == kept and "result.json" in kept
+    assert not (run_dir / ".set-aside").exists()
+
+
 def test_data_generation_is_one_job_per_task(slurm, tmp_path):
     args = ("data", "generate", "tasks=mt5", "data.episodes_per_task=2", "launcher=slurm",
             "launcher.cpus_per_task=1", f"data.root={tmp_path / 'data'}")  # fmt: skip
