@@ -95,8 +95,8 @@ def harmony_curves(curves: pd.DataFrame, path: Path, title: str) -> Path:
         plot_with_chance(axes, by_step, f"{label} ({series})")
     axes.set(xlabel="training step", ylabel="average harmony score\ndashed: its chance level",
              title=title)  # fmt: skip
-    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # a line per cell
-    # and series: beside the axes, not over the curves
+    # A line per cell and series: the legend beside the axes, not over the curves.
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     axes.grid(alpha=0.3)
     return _save(figure, path)
 
