@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.errors import UserError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -62,7 +64,27 @@ def manifest_problem(manifest: Mapping[str, Any]) -> str | None:
                 return f"lists the file {name!r} for task {task}, which {problem}"
             if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256"))):
                 return f"lists the file {name} of task {task} without a sha256"
+            problem = _record_problem(record)
+            if problem:
+                return f"lists the file {name} of task {task} {problem}"
     return None
+
+
+def _record_problem(record: Mapping[str, Any]) -> str | None:
+    """What a file record lacks of what opening the file checks (size, shape, dtype), or None:
+    a hand-edited manifest is named, not a KeyError."""
+    size, shape, dtype = record.get("size"), record.get("shape"), record.get("dtype")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return f"without a size in bytes (got {size!r})"
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        return f"without a shape (got {shape!r})"
+    try:
+        known = isinstance(dtype, str) and bool(np.dtype(dtype))
+    except (TypeError, ValueError):
+        known = False
+    return None if known else f"without a dtype numpy knows (got {dtype!r})"
 
 
 def file_refusal(path: Path, folder: Path | None = None) -> str | None:

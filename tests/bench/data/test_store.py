@@ -430,6 +430,27 @@ def test_a_manifest_naming_a_task_or_checksum_outside_the_store_is_refused(datas
         DatasetStore(root)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        ("size", None, "without a size in bytes (got None)"),
+        ("shape", "3000", "without a shape (got '3000')"),
+        ("dtype", "float99", "without a dtype numpy knows (got 'float99')"),
+    ],
+)
+def test_a_hand_edited_file_record_is_named_not_a_traceback(dataset, key, value, said):
+    root, _ = dataset
+
+    def edit(manifest: dict) -> None:
+        manifest["tasks"][TASK]["files"]["actions.npy"][key] = value
+
+    edit_manifest(root, edit)
+    with pytest.raises(
+        UserError, match=re.escape(f"lists the file actions.npy of task {TASK} {said}")
+    ):
+        DatasetStore(root)
+
+
 def test_a_task_file_linked_to_a_device_or_out_of_the_store_is_refused(dataset, tmp_path):
     root, _ = dataset
     path = root / TASK / "observations.npy"
