@@ -462,13 +462,26 @@ def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[s
     if not missing:
         print(f"{store}: every task of {suite.name} is there; nothing to submit")
         return 0
-    if queued_jobs() is None:
+    queue = queued_jobs()
+    if queue is None:
         raise UserError("launcher=slurm: Slurm does not answer (`squeue` failed)")
+    # A task whose job an earlier submission queued is not queued again: its second job would
+    # hold an allocation only to wait on the first one's task lock.
+    record = store.parent / f".{store.name}.slurm-generation.json"
+    earlier = json.loads(record.read_text()) if record.exists() else {}
+    waiting = {task: earlier[task] for task in missing if earlier.get(task) in queue}
+    missing = [task for task in missing if task not in waiting]
+    if waiting:
+        print(f"{len(waiting)} tasks already queued (jobs {', '.join(sorted(waiting.values()))})")
+    if not missing:
+        print("nothing more to submit")
+        return 0
     logs = store.parent / ".slurm"
     executor = options.executor(logs / "%j", job_name="bench-data")
     count = len(missing)
     jobs = executor.map_array(generate_task_job, missing, [dict(data)] * count,
                               [os.getcwd()] * count)  # fmt: skip
+    write_json(record, {**waiting, **{t: job.job_id for t, job in zip(missing, jobs, strict=True)}})
     array = jobs[0].job_id.split("_")[0]
     print(f"submitted job array {array}: {count} tasks of {suite.name} into {store}; "
           f"logs in {logs}/{array}_<task>/")  # fmt: skip

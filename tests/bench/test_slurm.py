@@ -219,6 +219,22 @@ def test_data_generation_is_one_job_per_task(slurm, tmp_path):
     assert "nothing to submit" in _bench(tmp_path, *args).stdout
 
 
+def test_a_second_generation_submission_does_not_queue_the_same_tasks_again(slurm, tmp_path):
+    # The jobs wait an hour to start (an #SBATCH line of the user's own): still queued.
+    args = ("data", "generate", "tasks=mt5", "data.episodes_per_task=2", "launcher=slurm",
+            "launcher.cpus_per_task=1", f"data.root={tmp_path / 'data'}",
+            "+launcher.sbatch.begin=now+3600")  # fmt: skip
+    first = _bench(tmp_path, *args)
+    array = first.stdout.split("submitted job array ")[1].split(":")[0]
+    try:
+        again = _bench(tmp_path, *args)
+        assert again.returncode == 0, again.stderr
+        assert f"5 tasks already queued (jobs {array}_0, " in again.stdout
+        assert "nothing more to submit" in again.stdout and "submitted" not in again.stdout
+    finally:
+        subprocess.run(["scancel", array], check=False)
+
+
 def test_a_meta_rl_run_trains_on_its_sac_store_and_ends_with_a_result(
     slurm, meta_rl_data_root, tmp_path
 ):
