@@ -89,7 +89,7 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
         "train_seconds": result.wall_time_s.train,
         "commit": result.git.get("commit", "unknown"),
         "dirty": bool(result.git.get("dirty")),
-        "commits": _commits(run_dir, saved, result),
+        "commits": run_commits(run_dir, saved, result),
         "dataset_hash": result.dataset_hash or "unknown",
         "store_hash": (result.dataset_store or {}).get("hash", "unknown"),
         "store": (result.dataset_store or {}).get("path") or result.data.record.get("path"),
@@ -109,10 +109,13 @@ def _result_rows(result_path: Path, result: RunResult) -> list[dict[str, Any]]:
     ]
 
 
-def _commits(run_dir: Path, saved: Mapping[str, Any], result: RunResult) -> str:
-    """Every commit the run was made at, in order: its start (config.yaml), each resume
-    (metrics.jsonl) and its end (result.json), e.g. `6731e6a483bb, efa76af72066 (dirty tree)`.
-    A run resumed by later code is traced to each piece of code that trained it."""
+def run_commits(
+    run_dir: Path, saved: Mapping[str, Any], result: RunResult, digits: int = 12
+) -> str:
+    """Every commit the run was made at, in order: its start (config.yaml, `saved`), each
+    resume (metrics.jsonl) and its end (result.json), e.g. `6731e6a483bb, efa76af72066 (dirty
+    tree)`, each shortened to `digits`. A run resumed by later code is traced to each piece of
+    code that trained it."""
     try:
         resumes = [e for e in results.read_metrics(run_dir) if e.get("event") == "resume"]
     except UserError:  # a damaged metrics.jsonl loses the resumes, not the result
@@ -120,7 +123,7 @@ def _commits(run_dir: Path, saved: Mapping[str, Any], result: RunResult) -> str:
     seen: list[str] = []
     for git in [saved.get("git"), *(e.get("git") for e in resumes), result.git]:
         if isinstance(git, Mapping) and git.get("commit"):
-            name = f"{str(git['commit'])[:12]}{' (dirty tree)' if git.get('dirty') else ''}"
+            name = f"{str(git['commit'])[:digits]}{' (dirty tree)' if git.get('dirty') else ''}"
             if name not in seen:
                 seen.append(name)
     return ", ".join(seen) or "unknown"

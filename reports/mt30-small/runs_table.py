@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from bench import results
+from bench.result_table import run_commits
+from bench.run_result import read_result
 
 HERE = Path(__file__).parent
 NOTES = HERE.parent / "mt30-small-notes.md"
@@ -42,14 +44,10 @@ def _percent(rate: float) -> str:
     return f"{100 * rate:.1f}"
 
 
-def _commits(run_dir: Path, result: dict) -> str:
+def _commits(run_dir: Path) -> str:
+    """The commits that trained the run, as the report's provenance names them (7 digits)."""
     saved = yaml.safe_load((run_dir / results.CONFIG).read_text())
-    resumes = [e for e in results.read_metrics(run_dir) if e.get("event") == "resume"]
-    names: list[str] = []
-    for git in [saved.get("git"), *(e.get("git") for e in resumes), result.get("git")]:
-        if git and git.get("commit") and git["commit"][:7] not in names:
-            names.append(git["commit"][:7])
-    return ", ".join(names)
+    return run_commits(run_dir, saved, read_result(run_dir), digits=7)
 
 
 def row(run_dir: Path, label: str) -> str:
@@ -70,7 +68,7 @@ def row(run_dir: Path, label: str) -> str:
     seed = result["seed"]
     return (
         f"| {label} seed {seed} | {_percent(result['success_rate'])} | {best_cell} | {curve} "
-        f"| {_commits(run_dir, result)} |"
+        f"| {_commits(run_dir)} |"
     )
 
 
