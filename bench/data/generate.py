@@ -69,6 +69,7 @@ from bench.errors import Interrupted, UserError, unknown_choice
 from bench.stop_signals import StopRequest, handle_stop_signals
 from bench.suites import HARMODT_MT50_ORDER, v3_name
 
+SOURCE = "scripted"  # a generated Meta-World store's manifest `source`, whichever generator
 _POLL_SECONDS = 0.25  # how often the parent refreshes the bar and looks for a stop request
 
 
@@ -182,7 +183,7 @@ def generate_dataset(
             f"seed ({seed}) and pool seed ({pool_seed}) non-negative"
         )
     header = {
-        "source": "scripted",
+        "source": SOURCE,
         "generator": generator_settings(generator, episodes_per_task, seed, pool_seed),
         **provenance(),
     }
@@ -253,7 +254,7 @@ def generator_name(manifest: Mapping[str, Any]) -> str:
     `noisy_expert` for generated Meta-World data (stores made before generators had names are
     noisy_expert's), else the store's source (`sac`, `npz-import`, ...)."""
     source = str(manifest.get("source"))
-    if source != "scripted":
+    if source != SOURCE:
         return source
     return str((manifest.get("generator") or {}).get("name", "noisy_expert"))
 
@@ -353,7 +354,7 @@ def check_store_settings(
     if not (root / MANIFEST_NAME).exists():
         return
     settings = generator_settings(generator, episodes_per_task, seed, pool_seed)
-    _check_same_settings(root, read_manifest(root), {"source": "scripted", "generator": settings})
+    _check_same_settings(root, read_manifest(root), {"source": SOURCE, "generator": settings})
 
 
 def _damaged_tasks(
