@@ -13,7 +13,8 @@ The lifecycle of a run directory (bench.results has the files):
 - its status says the phase it is in (`running: training`) and, once stopped, the one it
   stopped in;
 - Ctrl-C or SIGTERM stops after the current step with a checkpoint, status `interrupted`,
-  and one line; a NaN loss stops with status `failed` and no result.json.
+  and one line (during an evaluation, at once: the run makes it again when it resumes);
+  a NaN loss stops with status `failed` and no result.json.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -386,15 +388,27 @@ class _Run:
                         self._save_checkpoint(method, done, seconds())
                     raise self.interrupted(stop)
                 if train.eval_every and done % train.eval_every == 0 and done < total_steps:
-                    paused += self._periodic_evaluation(method, done, protocol)
+                    if self.checkpoint_step != done:
+                        # A stop does not wait for the evaluation: the run resumes here and
+                        # makes it again (`periodic_evaluation_lost`).
+                        self._save_checkpoint(method, done, seconds())
+                    paused += self._periodic_evaluation(method, done, protocol, stop)
                     # A new rate window: the evaluation's time and steps are not training's.
                     window_start, window_steps = time.perf_counter(), 0
 
-    def _periodic_evaluation(self, method: Method, done: int, protocol: EvalProtocol) -> float:
-        """An evaluation during training, recorded as an `eval` event; its seconds."""
+    def _periodic_evaluation(
+        self,
+        method: Method,
+        done: int,
+        protocol: EvalProtocol,
+        stop: StopRequest | None = None,
+    ) -> float:
+        """An evaluation during training, recorded as an `eval` event; its seconds. A stop
+        requested of `stop` ends it at once."""
         eval_start = time.perf_counter()
         self.enter(results.evaluating(done))
-        scores = evaluate(self.settings.suite, method.policy, protocol, progress=False)
+        with stop.immediate() if stop else nullcontext():
+            scores = evaluate(self.settings.suite, method.policy, protocol, progress=False)
         self._record({"event": "eval", "step": done, "final": False, **_scores_only(scores)})
         self.enter(results.TRAINING)
         return time.perf_counter() - eval_start

@@ -46,6 +46,19 @@ class StopRequest:
         finally:
             self._defer = False
 
+    @contextmanager
+    def immediate(self) -> Iterator[None]:
+        """Inside deferral, a block that a signal interrupts at once: long work that leaves
+        nothing half made (an evaluation the run makes again when it resumes), which a stop
+        must not wait for, as a preemption's grace period would end first."""
+        if self.requested:
+            raise KeyboardInterrupt
+        deferring, self._defer = self._defer, False
+        try:
+            yield
+        finally:
+            self._defer = deferring
+
 
 @contextmanager
 def handle_stop_signals(stop: StopRequest) -> Iterator[StopRequest]:

@@ -155,6 +155,38 @@ def test_bench_status_names_the_phase_a_run_was_killed_or_stopped_in(
     assert result["best_of_evaluations"]["evaluations"] == 3
 
 
+def test_a_stop_during_a_periodic_evaluation_ends_it_at_once_and_the_resume_makes_it_again(
+    smoke_data_root, tmp_path, capsys
+):
+    """A preemption's notice gives seconds, an MT30 evaluation takes minutes: the stop does not
+    wait for it. The checkpoint every 25 steps does not fall on the evaluation at step 20, so
+    the run writes one there before it evaluates."""
+    extra = ("train.eval_every=20", "train.checkpoint_every=25", "eval.episodes=3")
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(_args(smoke_data_root, straight, *extra)) == 0
+    run_dir = load_settings(_args(smoke_data_root, stopped, *extra)[1:]).run_dir
+
+    process = _bench(_args(smoke_data_root, stopped, *extra))
+    _wait_for_status(run_dir, "running: evaluating at step 20", process)
+    os.killpg(process.pid, signal.SIGTERM)  # what Slurm sends (submitit's notice becomes it)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143
+    said = "interrupted at step 20 while evaluating at step 20"
+    assert stderr == f"{said}; run the same command to resume\n"
+    assert read_status(run_dir) == said
+    assert not [e for e in read_metrics(run_dir) if e["event"] == "eval"]  # none half recorded
+
+    capsys.readouterr()
+    assert main(_args(smoke_data_root, stopped, *extra)) == 0
+    assert "resuming from step 20 of 50" in capsys.readouterr().out
+    assert [e["step"] for e in read_metrics(run_dir) if e["event"] == "eval"] == [20, 40, 50]
+    straight_dir = straight / run_dir.relative_to(stopped)
+    assert _result(run_dir) == _result(straight_dir)
+    best = [json.loads((d / "result.json").read_text())["best_of_evaluations"]
+            for d in (run_dir, straight_dir)]  # fmt: skip
+    assert best[0] == best[1]
+
+
 def test_a_final_evaluation_recorded_before_the_result_is_made_again_not_counted_twice(
     smoke_data_root, tmp_path
 ):
