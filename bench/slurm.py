@@ -47,6 +47,7 @@ from bench.slurm_queue import (
     describe_runs,
     max_array_size,
     queued_jobs,
+    read_generation_record,
     read_job_record,
 )
 from bench.suites import Suite
@@ -465,10 +466,9 @@ def submit_generation(suite: Suite, data: Mapping[str, Any], launcher: Mapping[s
     queue = queued_jobs()
     if queue is None:
         raise UserError("launcher=slurm: Slurm does not answer (`squeue` failed)")
-    # A task whose job an earlier submission queued is not queued again: its second job would
-    # hold an allocation only to wait on the first one's task lock.
+    # Tasks queued earlier are not queued again: a second job would only wait on their lock.
     record = store.parent / f".{store.name}.slurm-generation.json"
-    earlier = json.loads(record.read_text()) if record.exists() else {}
+    earlier = read_generation_record(record)
     waiting = {task: earlier[task] for task in missing if earlier.get(task) in queue}
     missing = [task for task in missing if task not in waiting]
     if waiting:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import results
+from bench.errors import UserError
 
 JOB_RECORD = "slurm.json"
 
@@ -32,6 +33,25 @@ def read_job_record(run_dir: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except ValueError:
         return None  # torn by a kill while written: as if never submitted
+
+
+def read_generation_record(path: Path) -> dict[str, str]:
+    """{task: job id} that an earlier `bench data generate ... launcher=slurm` queued into a
+    store (empty before the first); a damaged record is refused, as reading it as empty would
+    queue its tasks a second time."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as error:
+        record = error
+    if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
+        why = record if isinstance(record, ValueError) else "not {task: job id}"
+        raise UserError(
+            f"{path} is damaged ({why}); delete it to submit every task the store lacks "
+            "(scancel the generation jobs still queued first: they would run twice)"
+        )
+    return record
 
 
 def queued_jobs() -> dict[str, str] | None:

@@ -231,6 +231,12 @@ def test_a_second_generation_submission_does_not_queue_the_same_tasks_again(slur
         assert again.returncode == 0, again.stderr
         assert f"5 tasks already queued (jobs {array}_0, " in again.stdout
         assert "nothing more to submit" in again.stdout and "submitted" not in again.stdout
+        record = tmp_path / "data/.replay-ep2.slurm-generation.json"
+        record.write_text(record.read_text()[:-3])  # damaged: read as empty, all 5 go twice
+        damaged = _bench(tmp_path, *args)
+        assert damaged.returncode == 2 and damaged.stderr.count("\n") == 1, damaged.stderr
+        assert damaged.stderr.startswith(f"error: {record} is damaged (")
+        assert "delete it to submit every task the store lacks" in damaged.stderr
     finally:
         subprocess.run(["scancel", array], check=False)
 
