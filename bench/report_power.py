@@ -33,19 +33,26 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
         f"{bound:.1f} were every task at 50 %)"
     )
     pooled = statistics.pooled_seed_std(matrices)
-    seeds = min(len(m) for m in matrices.values())
-    if pooled is None or seeds < 2:
-        which = "every method has" if pooled is None else "some method has"
+    if pooled is None:
         return (
-            f"Smallest detectable difference: not stated, as {which} a single run; it needs the "
-            "seed-to-seed spread of two runs or more of each method (3 seeds or more "
+            "Smallest detectable difference: not stated, as every method has a single run; it "
+            "needs the seed-to-seed spread of two runs or more of a method (3 seeds or more "
             f"recommended). {evaluation}."
         )
+    # A method with one run is compared with no test at all: it is named, not pooled.
+    single = [name for name, runs in matrices.items() if len(runs) < 2]
+    seeds = min(len(runs) for runs in matrices.values() if len(runs) >= 2)
+    left_out = (
+        f" {', '.join(single)} {'has' if len(single) == 1 else 'have'} a single run, which no "
+        "test can tell from another method's: left out of it."
+        if single
+        else ""
+    )
     std, dof = pooled
     if std == 0:
         return (
             "Smallest detectable difference: not stated, as every method's runs scored alike "
-            f"(no seed-to-seed spread to scale it by). {evaluation}."
+            f"(no seed-to-seed spread to scale it by).{left_out} {evaluation}."
         )
     difference = 100 * statistics.detectable_difference(std, seeds, ALPHA, POWER)
     share = min(1.0, (noise / (100 * std)) ** 2)
@@ -54,7 +61,7 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
         f"{100 * std:.1f} points from seed to seed (pooled within methods, {dof} degrees of "
         f"freedom); with {seeds} seeds per method a two-sided t-test at level {ALPHA} finds a "
         f"true difference of {difference:.1f} points {POWER:.0%} of the time (Colas et al. "
-        f"2018). {evaluation}, about {share:.0%} of the seed-to-seed variance."
+        f"2018).{left_out} {evaluation}, about {share:.0%} of the seed-to-seed variance."
     )
 
 

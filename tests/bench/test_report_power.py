@@ -17,10 +17,24 @@ def test_it_is_stated_from_the_seed_spread_with_the_episodes_share_beside_it():
     assert "50 episodes per task alone" in text and "of the seed-to-seed variance" in text
 
 
-def test_a_single_run_of_some_method_leaves_it_unstated():
-    matrices = {"harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8]]), "mtdt": np.array([[0.2, 0.4]])}
+def test_a_method_with_a_single_run_is_named_and_left_out_of_it():
+    matrices = {
+        "harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8], [0.4, 0.6]]),
+        "mtdt": np.array([[0.2, 0.4], [0.3, 0.3], [0.1, 0.5]]),
+        "m3dt": np.array([[0.9, 0.9]]),  # far from both: pooled, it would double the spread
+    }
     text = detectability_note(matrices, 50)
-    assert text.startswith("Smallest detectable difference: not stated, as some method has a")
+    assert "7.1 points from seed to seed (pooled within methods, 4 degrees" in text
+    assert "with 3 seeds per method" in text and "21.7 points 80% of the time" in text
+    assert "m3dt has a single run, which no test can tell from another method's" in text
+    two_singles = detectability_note({**matrices, "mtbc": np.array([[0.1, 0.1]])}, 50)
+    assert "m3dt, mtbc have a single run" in two_singles
+
+
+def test_a_single_run_of_every_method_leaves_it_unstated():
+    matrices = {"harmodt_f": np.array([[0.5, 0.7]]), "mtdt": np.array([[0.2, 0.4]])}
+    text = detectability_note(matrices, 50)
+    assert text.startswith("Smallest detectable difference: not stated, as every method has a")
     alone = detectability_note({"mtdt": np.array([[0.2, 0.4]])}, 50)
     assert alone.startswith("Smallest detectable difference: not stated, as every method has a")
     assert "about" in text and "points (binomial" in text
