@@ -22,7 +22,11 @@ ALPHA, POWER = 0.05, 0.8
 
 def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: int) -> str:
     """One paragraph for a cohort's (runs x tasks) success matrices, in points (%)."""
-    scores = np.concatenate(list(matrices.values()), axis=0)
+    # Only a method with two runs or more has a seed-to-seed spread, and a test needs two such
+    # methods: a method with a single run is named, not counted.
+    tested = {name: runs for name, runs in matrices.items() if len(runs) >= 2}
+    single = [name for name in matrices if name not in tested]
+    scores = np.concatenate(list((tested or matrices).values()), axis=0)
     noise = 100 * statistics.episode_noise(scores, episodes_per_task)
     # Rates near 0 or 1 have almost no binomial spread: give the 50 % bound beside it, so a
     # smoke cohort at 0 % does not read as a noiseless evaluation.
@@ -32,28 +36,31 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
         f"a standard deviation of about {noise:.1f} points (binomial, at the observed rates; "
         f"{bound:.1f} were every task at 50 %)"
     )
-    pooled = statistics.pooled_seed_std(matrices)
-    if pooled is None:
-        return (
-            "Smallest detectable difference: not stated, as every method has a single run; it "
-            "needs the seed-to-seed spread of two runs or more of a method (3 seeds or more "
-            f"recommended). {evaluation}."
+    pooled = statistics.pooled_seed_std(tested)
+    if pooled is None or len(tested) < 2:
+        why = (
+            f"only {next(iter(tested))} has two runs or more"
+            if tested
+            else ("every method has a single run")
         )
-    # A method with one run is compared with no test at all: it is named, not pooled.
-    single = [name for name, runs in matrices.items() if len(runs) < 2]
-    seeds = min(len(runs) for runs in matrices.values() if len(runs) >= 2)
+        return (
+            f"Smallest detectable difference: not stated, as {why}; it "
+            "needs the seed-to-seed spread of two runs or more of each of two methods at least "
+            f"(3 seeds or more recommended). {evaluation}."
+        )
     left_out = (
-        f" {', '.join(single)} {'has' if len(single) == 1 else 'have'} a single run, which no "
-        "test can tell from another method's: left out of it."
+        " Left out of it, as no test tells a single run from another method's runs: "
+        f"{', '.join(single)}."
         if single
         else ""
     )
     std, dof = pooled
     if std == 0:
         return (
-            "Smallest detectable difference: not stated, as every method's runs scored alike "
+            "Smallest detectable difference: not stated, as each method's runs scored alike "
             f"(no seed-to-seed spread to scale it by).{left_out} {evaluation}."
         )
+    seeds = min(len(runs) for runs in tested.values())
     difference = 100 * statistics.detectable_difference(std, seeds, ALPHA, POWER)
     share = min(1.0, (noise / (100 * std)) ** 2)
     return (

@@ -49,7 +49,8 @@ def read_generation_record(path: Path) -> dict[str, str]:
         why = record if isinstance(record, ValueError) else "not {task: job id}"
         raise UserError(
             f"{path} is damaged ({why}); delete it to submit every task the store lacks "
-            "(scancel the generation jobs still queued first: they would run twice)"
+            "(scancel the generation jobs still queued first, or each task is queued twice, "
+            "its second job holding a node to wait on the first)"
         )
     return record
 

@@ -51,10 +51,10 @@ class StopRequest:
         """Inside deferral, a block that a signal interrupts at once: long work that leaves
         nothing half made (an evaluation the run makes again when it resumes), which a stop
         must not wait for, as a preemption's grace period would end first."""
-        if self.requested:
-            raise KeyboardInterrupt
         deferring, self._defer = self._defer, False
         try:
+            if self.requested:  # after deferral ends: a signal in between is not left waiting
+                raise KeyboardInterrupt
             yield
         finally:
             self._defer = deferring

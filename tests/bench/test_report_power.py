@@ -21,14 +21,24 @@ def test_a_method_with_a_single_run_is_named_and_left_out_of_it():
     matrices = {
         "harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8], [0.4, 0.6]]),
         "mtdt": np.array([[0.2, 0.4], [0.3, 0.3], [0.1, 0.5]]),
-        "m3dt": np.array([[0.9, 0.9]]),  # far from both: pooled, it would double the spread
+        "m3dt": np.array([[0.9, 0.9]]),  # one run: its seeds would be 1, stating nothing
     }
     text = detectability_note(matrices, 50)
     assert "7.1 points from seed to seed (pooled within methods, 4 degrees" in text
     assert "with 3 seeds per method" in text and "21.7 points 80% of the time" in text
-    assert "m3dt has a single run, which no test can tell from another method's" in text
+    assert "Left out of it, as no test tells a single run from another method's runs: m3dt." in (
+        text
+    )
     two_singles = detectability_note({**matrices, "mtbc": np.array([[0.1, 0.1]])}, 50)
-    assert "m3dt, mtbc have a single run" in two_singles
+    assert "another method's runs: m3dt, mtbc." in two_singles
+    # The episodes' spread is that of the runs it is set beside: 4.4 with m3dt's run at 90 %.
+    assert "about 4.6 points (binomial" in text
+
+
+def test_one_method_with_runs_to_spare_is_not_enough():
+    matrices = {"harmodt_f": np.array([[0.5, 0.7], [0.6, 0.8]]), "mtdt": np.array([[0.2, 0.4]])}
+    text = detectability_note(matrices, 50)
+    assert text.startswith("Smallest detectable difference: not stated, as only harmodt_f has two")
 
 
 def test_a_single_run_of_every_method_leaves_it_unstated():
@@ -43,7 +53,7 @@ def test_a_single_run_of_every_method_leaves_it_unstated():
 def test_runs_that_score_alike_leave_it_unstated_rather_than_zero():
     same = np.array([[0.5, 0.7], [0.5, 0.7]])
     text = detectability_note({"harmodt_f": same, "mtdt": same / 2}, 50)
-    assert text.startswith("Smallest detectable difference: not stated, as every method's runs")
+    assert text.startswith("Smallest detectable difference: not stated, as each method's runs")
 
 
 def test_runs_at_zero_success_still_state_what_the_episodes_could_spread():
