@@ -30,7 +30,7 @@ from bench import report_render as render
 from bench.errors import UserError, unknown_choice
 from bench.output_paths import check_output_file, check_output_folder
 from bench.report_figures import cell_label
-from bench.report_power import detectability_note, differences_table
+from bench.report_power import corrections_note, detectability_note, differences_table
 from bench.result_table import COHORT, load_results, unfinished_runs
 from bench.suites import SUITES
 
@@ -448,9 +448,11 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
     if len(matrices) > 1:
         caption = (
             f"Differences: {suite} {data}, row minus column in points of mean success, with "
-            "Welch's t-test over runs (no correction for multiple comparisons)"
+            "Welch's t-test over runs (p uncorrected for multiple comparisons)"
         )
         parts.append(render.table(differences_table(matrices), fmt, caption))
+        if corrected := corrections_note(matrices):
+            parts.append(render.note(fmt, corrected))
     per_task = _per_task(frame)
     details = render.table(
         per_task.map(lambda v: f"{100 * v:.0f}"),

@@ -6,6 +6,8 @@ seed to the next. It is pooled within methods (each method's runs about their ow
 method's runs count towards it, and a two-sample t-test with the seeds a method has then needs a
 true difference of `detectable_difference` to find it 80 % of the time. Part of that spread is
 the evaluation's own: finite episodes per task (binomial), stated beside it.
+
+Beside the differences table's uncorrected p-values, the pairs that survive testing every pair.
 """
 
 from __future__ import annotations
@@ -86,3 +88,30 @@ def differences_table(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
             p_value = f"p={pair.p_value:.2f}"
         table.loc[pair.first, pair.second] = f"{100 * pair.difference:+.1f} ({p_value})"
     return table
+
+
+def corrections_note(matrices: Mapping[str, np.ndarray]) -> str | None:
+    """Which of the differences table's pairs with p < ALPHA survive a correction for testing
+    every pair: Holm's (family-wise error) and Benjamini-Hochberg's (false discovery rate), both
+    at ALPHA. None where no pair is below ALPHA before correction."""
+    from statsmodels.stats.multitest import multipletests
+
+    pairs = statistics.pairwise_welch(matrices)
+    pairs = pairs[(pairs["difference"] > 0) | ((pairs["difference"] == 0) & (pairs.index % 2 == 0))]
+    pairs = pairs.dropna(subset=["p_value"])
+    below = pairs["p_value"] < ALPHA
+    if not below.any():
+        return None
+    names = [f"{pair.first} > {pair.second}" for pair in pairs.itertuples()]
+
+    def kept(method: str) -> str:
+        keep = multipletests(pairs["p_value"], alpha=ALPHA, method=method)[0]
+        chosen = [name for name, keep_it in zip(names, keep, strict=True) if keep_it]
+        return f"{len(chosen)}" + (f" ({'; '.join(chosen)})" if chosen else "")
+
+    return (
+        f"Corrected for testing all {len(pairs)} pairs: of the {int(below.sum())} below "
+        f"p = {ALPHA}, Holm's method (family-wise error {ALPHA:.0%}) keeps {kept('holm')}, and "
+        f"Benjamini-Hochberg (false discovery rate {ALPHA:.0%}) keeps {kept('fdr_bh')}. A "
+        "set of comparisons named before the runs were made is corrected among itself only."
+    )

@@ -1,8 +1,9 @@
-"""The report's smallest-detectable-difference paragraph."""
+"""The report's smallest-detectable-difference paragraph and its corrections for testing every
+pair."""
 
 import numpy as np
 
-from bench.report_power import detectability_note
+from bench.report_power import corrections_note, detectability_note
 
 
 def test_it_is_stated_from_the_seed_spread_with_the_episodes_share_beside_it():
@@ -63,3 +64,25 @@ def test_runs_at_zero_success_still_state_what_the_episodes_could_spread():
     assert "about 0.0 points (binomial, at the observed rates; 15.8 were every task at 50 %)" in (
         text
     )
+
+
+def test_the_corrections_name_the_pairs_that_survive_testing_every_pair():
+    matrices = {
+        "strong": np.array([[0.9, 0.9], [0.92, 0.88], [0.91, 0.89]]),
+        "weak": np.array([[0.5, 0.5], [0.62, 0.62], [0.55, 0.55]]),
+        "base": np.array([[0.4, 0.4], [0.45, 0.45], [0.42, 0.42]]),
+        "twin": np.array([[0.41, 0.41], [0.44, 0.44], [0.43, 0.43]]),
+    }
+    text = corrections_note(matrices)
+    # Welch p: strong over the others 0.0003-0.010, weak over base 0.046 (over twin 0.057)
+    assert text is not None and "all 6 pairs: of the 4 below p = 0.05" in text
+    kept = "keeps 3 (strong > weak; strong > base; strong > twin)"
+    assert f"Holm's method (family-wise error 5%) {kept}" in text
+    assert f"Benjamini-Hochberg (false discovery rate 5%) {kept}" in text
+    assert "weak > base" not in text  # p = 0.046 alone, not once 6 pairs are tested
+
+
+def test_no_correction_is_stated_where_no_pair_differs():
+    first = np.array([[0.4, 0.4], [0.5, 0.5], [0.45, 0.45]])
+    second = np.array([[0.42, 0.42], [0.47, 0.47], [0.44, 0.44]])
+    assert corrections_note({"a": first, "b": second}) is None
