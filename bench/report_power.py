@@ -40,11 +40,9 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
     )
     pooled = statistics.pooled_seed_std(tested)
     if pooled is None or len(tested) < 2:
-        why = (
-            f"only {next(iter(tested))} has two runs or more"
-            if tested
-            else ("every method has a single run")
-        )
+        why = "every method has a single run"
+        if tested:
+            why = f"only {next(iter(tested))} has two runs or more"
         return (
             f"Smallest detectable difference: not stated, as {why}; it "
             "needs the seed-to-seed spread of two runs or more of each of two methods at least "
@@ -96,13 +94,16 @@ def corrections_note(matrices: Mapping[str, np.ndarray]) -> str | None:
     at ALPHA. None where no pair is below ALPHA before correction."""
     from statsmodels.stats.multitest import multipletests
 
-    pairs = statistics.pairwise_welch(matrices)
-    pairs = pairs[(pairs["difference"] > 0) | ((pairs["difference"] == 0) & (pairs.index % 2 == 0))]
-    pairs = pairs.dropna(subset=["p_value"])
+    # pairwise_welch gives each pair in both orders, one after the other: one of each, named
+    # with its higher method first.
+    pairs = statistics.pairwise_welch(matrices).iloc[::2].dropna(subset=["p_value"])
     below = pairs["p_value"] < ALPHA
     if not below.any():
         return None
-    names = [f"{pair.first} > {pair.second}" for pair in pairs.itertuples()]
+    names = [
+        f"{pair.first} > {pair.second}" if pair.difference >= 0 else f"{pair.second} > {pair.first}"
+        for pair in pairs.itertuples()
+    ]
 
     def kept(method: str) -> str:
         keep = multipletests(pairs["p_value"], alpha=ALPHA, method=method)[0]
