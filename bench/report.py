@@ -450,8 +450,9 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
             f"Differences: {suite} {data}, row minus column in points of mean success, with "
             "Welch's t-test over runs (p uncorrected for multiple comparisons)"
         )
-        parts.append(render.table(differences_table(matrices), fmt, caption))
-        if corrected := corrections_note(matrices):
+        pairs = statistics.pairwise_welch(matrices)
+        parts.append(render.table(differences_table(matrices, pairs), fmt, caption))
+        if corrected := corrections_note(pairs):
             parts.append(render.note(fmt, corrected))
     per_task = _per_task(frame)
     details = render.table(

@@ -72,13 +72,14 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
     )
 
 
-def differences_table(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
+def differences_table(matrices: Mapping[str, np.ndarray], pairs: pd.DataFrame) -> pd.DataFrame:
     """Row minus column, in points of mean success, with Welch's p-value over the runs: the
     run-level comparison that the per-task bootstrap intervals are not (they resample runs
-    within each task, as if a run's tasks were independent)."""
+    within each task, as if a run's tasks were independent). `pairs`: the matrices'
+    `statistics.pairwise_welch`."""
     names = list(matrices)
     table = pd.DataFrame("", index=names, columns=names)
-    for pair in statistics.pairwise_welch(matrices).itertuples():
+    for pair in pairs.itertuples():
         if np.isnan(pair.p_value):
             runs = min(len(matrices[pair.first]), len(matrices[pair.second]))
             p_value = "one run" if runs < 2 else "no spread"
@@ -88,15 +89,16 @@ def differences_table(matrices: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return table
 
 
-def corrections_note(matrices: Mapping[str, np.ndarray]) -> str | None:
-    """Which of the differences table's pairs with p < ALPHA survive a correction for testing
-    every pair: Holm's (family-wise error) and Benjamini-Hochberg's (false discovery rate), both
-    at ALPHA. None where no pair is below ALPHA before correction."""
+def corrections_note(pairs: pd.DataFrame) -> str | None:
+    """Which of the differences table's `pairs` (`statistics.pairwise_welch`) with p < ALPHA
+    survive a correction for testing every pair: Holm's (family-wise error) and
+    Benjamini-Hochberg's (false discovery rate), both at ALPHA. None where no pair is below
+    ALPHA before correction."""
     from statsmodels.stats.multitest import multipletests
 
     # pairwise_welch gives each pair in both orders, one after the other: one of each, named
     # with its higher method first.
-    pairs = statistics.pairwise_welch(matrices).iloc[::2].dropna(subset=["p_value"])
+    pairs = pairs.iloc[::2].dropna(subset=["p_value"])
     below = pairs["p_value"] < ALPHA
     if not below.any():
         return None

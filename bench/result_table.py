@@ -29,8 +29,7 @@ CELL = ["method", "variant", "suite", "data"]
 
 
 def find_results(root: Path) -> list[Path]:
-    found = Path(root).rglob(results.RESULT)  # not the files a restart set aside (results.py)
-    return sorted(path for path in found if results.SET_ASIDE not in path.parts)
+    return results.find_run_files(root, results.RESULT)
 
 
 def load_results(root: Path, unreadable: list[str] | None = None) -> pd.DataFrame:

@@ -216,9 +216,14 @@ def check_runs_folder(root: Path) -> None:
         raise UserError(f"{what}: {root}")
 
 
+def find_run_files(root: Path, name: str) -> list[Path]:
+    """Every run's file `name` below `root`, sorted; not those a restart set aside."""
+    return sorted(path for path in Path(root).rglob(name) if SET_ASIDE not in path.parts)
+
+
 def find_runs(root: Path) -> list[Path]:
     """Every run directory below `root` (a folder holding a status file), sorted."""
-    return sorted(path.parent for path in Path(root).rglob(STATUS) if SET_ASIDE not in path.parts)
+    return [path.parent for path in find_run_files(root, STATUS)]
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -309,9 +314,12 @@ def has_result(run_dir: Path) -> bool:
     return isinstance(result, dict) and all(key in result for key in RESULT_KEYS)
 
 
+RUN_FILES = (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG)  # not its lock: its holder's
+
+
 def clear_run(run_dir: Path) -> None:
     """Remove a run's files (not its lock, which the caller holds)."""
-    for name in (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG):
+    for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
 
 
@@ -323,7 +331,7 @@ def set_aside_run(run_dir: Path) -> None:
     `restore_run` puts them back (the submission failed) or `discard_set_aside` drops them."""
     aside = run_dir / SET_ASIDE
     aside.mkdir(exist_ok=True)
-    for name in (CHECKPOINT, RESULT, METRICS, STATUS, CONFIG):
+    for name in RUN_FILES:
         if (run_dir / name).exists():
             os.replace(run_dir / name, aside / name)
 

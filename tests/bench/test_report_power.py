@@ -4,6 +4,7 @@ pair."""
 import numpy as np
 
 from bench.report_power import corrections_note, detectability_note
+from bench.statistics import pairwise_welch
 
 
 def test_it_is_stated_from_the_seed_spread_with_the_episodes_share_beside_it():
@@ -73,7 +74,7 @@ def test_the_corrections_name_the_pairs_that_survive_testing_every_pair():
         "base": np.array([[0.4, 0.4], [0.45, 0.45], [0.42, 0.42]]),
         "twin": np.array([[0.41, 0.41], [0.44, 0.44], [0.43, 0.43]]),
     }
-    text = corrections_note(matrices)
+    text = corrections_note(pairwise_welch(matrices))
     # Welch p: strong over the others 0.000003-0.007, weak over base 0.046 (over twin 0.057)
     assert text is not None and "all 6 pairs: of the 4 below p = 0.05" in text
     kept = "keeps 3 (strong > weak; strong > base; strong > twin)"
@@ -85,4 +86,4 @@ def test_the_corrections_name_the_pairs_that_survive_testing_every_pair():
 def test_no_correction_is_stated_where_no_pair_differs():
     first = np.array([[0.4, 0.4], [0.5, 0.5], [0.45, 0.45]])
     second = np.array([[0.42, 0.42], [0.47, 0.47], [0.44, 0.44]])
-    assert corrections_note({"a": first, "b": second}) is None
+    assert corrections_note(pairwise_welch({"a": first, "b": second})) is None
