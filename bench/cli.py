@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import yaml
 
-from bench.errors import Interrupted, UserError, unknown_choice
+from bench.errors import Interrupted, RunFailed, UserError, unknown_choice
 from bench.stop_signals import one_line_stops, stop_line
 
 if TYPE_CHECKING:
@@ -86,16 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _command(argv: Sequence[str] | None) -> int:
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
-    if extra and hasattr(args, "overrides") and all(_is_override(arg) for arg in extra):
-        args.overrides = [*args.overrides, *extra]
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    from bench.runner import RunFailed
-
     try:
+        # Building the parser reads MTBENCH_PLUGINS' folders (`bench run --help` lists their
+        # configs): a bad one is a one-line error even for `--version`.
+        parser = _parser()
+        args, extra = parser.parse_known_args(argv)
+        # Overrides after an option (`bench perf train --steps 5 method=mtdt`) are overrides too.
+        if extra and hasattr(args, "overrides") and all(_is_override(arg) for arg in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UserError as error:
@@ -312,7 +312,8 @@ def _methods(args: argparse.Namespace) -> int:
     """A line per registered method: its name and the first comment line of its YAML. With a
     name: its options as a run with `overrides` resolves them (presets applied), as YAML."""
     from bench.config import compose_run, group_file
-    from bench.registry import get_method, registered
+    from bench.registry import get_method, make_config, registered
+    from bench.suites import get_suite
 
     if args.name:
         spec = get_method(args.name)  # an unknown name: one line naming the choices
@@ -320,7 +321,20 @@ def _methods(args: argparse.Namespace) -> int:
         module = sys.modules[spec.config_cls.__module__].__file__
         print(f"# {args.name}: {spec.config_cls.__name__} in {Path(str(module)).name}; "
               f"scale={config['scale']['name']}. Set one with method.<option>=V.")  # fmt: skip
+        section = {k: v for k, v in config["method"].items() if k != "name"}
         print(yaml.safe_dump({"method": config["method"]}, sort_keys=False), end="")
+        # What the section leaves to the run, worked out as the run will (its checks too).
+        typed = make_config(spec, section)
+        suite, steps = get_suite(config["tasks"]["name"]), int(config["train"]["steps"])
+        if None in section.values():
+            print("# null: worked out in the run from other values (its docs say how)")
+        stages = typed.training_stages(steps)
+        if len(stages) > 1:
+            print(f"# stages of train.steps={steps}: " + ", ".join(
+                f"{stage.name} {stage.steps} (from step {stage.first_step})" for stage in stages
+            ))  # fmt: skip
+        for note in typed.run_notes(suite):
+            print(f"# note with tasks={suite.name}: {note}")
         return 0
     if args.overrides:
         raise UserError(f"{args.overrides[0]}: overrides need a method name (bench methods <name>)")

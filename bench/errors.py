@@ -1,7 +1,7 @@
-"""The one exception type for mistakes a user can fix (bad value, missing data, corrupt file).
-
-The CLI catches it once, prints its message as a single line and exits with status 2. Bugs raise
-anything else and keep their traceback.
+"""The exceptions the CLI turns into one line: `UserError`, a mistake a user can fix (bad value,
+missing data, corrupt file; exit status 2), `RunFailed` (a run ended without a result; 1) and
+`Interrupted` (Ctrl-C or SIGTERM; 128 + the signal). Bugs raise anything else and keep their
+traceback.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def damage_reason(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"no {error}"
     return " ".join(str(error).split()) or type(error).__name__
+
+
+class RunFailed(Exception):
+    """A run stopped without a result (its status says why)."""
 
 
 class Interrupted(Exception):

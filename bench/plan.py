@@ -26,9 +26,10 @@ from bench.registry import TrainingStage
 from bench.results import RESULT, periodic_evaluation_lost
 from bench.settings import Settings
 
-# Measured on this machine kind (2 cores):
-GENERATION_STEPS_PER_SECOND = 1930  # a scripted-expert env step per CPU-second, harmonic mean
-GENERATION_SOURCE = "~1930 env steps/s per worker, shared/notes/metaworld-v3.md"  # over MT50
+# Measured on this machine kind (2 cores), in the project's notes kept outside this repository
+# (shared/notes/): the plan prints what was measured, not a path a user does not have.
+GENERATION_STEPS_PER_SECOND = 1930  # expert env steps per CPU-second, MT50 harmonic mean
+GENERATION_SOURCE = "~1930 env steps/s per worker, measured over MT50 on a 2-core machine"
 SAC_STEPS_PER_SECOND = 70  # d3rlpy SAC, an update per env step (shared/notes/d3rlpy.md)
 # docs/performance.md: an env-step with the evaluator's bookkeeping ("Evaluation"), and making
 # and resetting an episode's env (3.0 s per task of 50 episodes, "Making the environments").
@@ -239,7 +240,7 @@ def _data_line(work: DataWork) -> str:
     else:  # SAC experts, then rollouts put at Meta-World's step rate (none measured for MuJoCo)
         experts = ", ".join(work.experts)
         how = (f"SAC experts for {experts} first ({SAC_STEPS_PER_SECOND} steps/s, "
-               "shared/notes/d3rlpy.md), then rollouts" if experts else "rollouts")  # fmt: skip
+               "measured, 2 cores), then rollouts" if experts else "rollouts")  # fmt: skip
         how += f" ({GENERATION_SOURCE})"
     return (f"{work.store}: {work.tasks} task(s) to make, {work.tasks * work.episodes:,} "
             f"episodes, {size(work.bytes)}; about {duration(work.seconds)}, {how}")  # fmt: skip

@@ -32,3 +32,12 @@ def plugin_folders() -> list[Path]:
 def plugin_config_dirs() -> list[Path]:
     """The plugins' `configs/` folders, searched after the repository's own."""
     return [folder / "configs" for folder in plugin_folders() if (folder / "configs").is_dir()]
+
+
+def plugin_method_yaml(name: str) -> Path | None:
+    """A plugin's `configs/method/<name>.yaml`, if one has it."""
+    for configs in plugin_config_dirs():
+        path = configs / "method" / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None

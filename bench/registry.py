@@ -5,7 +5,8 @@ defaults (the paper's), their checks and its abilities (class attributes, not pr
 `bench.method_section` fills a run's `method:` section from it; the YAML of configs/method/
 only selects it by name.
 
-The method contract (DESIGN.md): a method is built from (suite, data, config, seed, device),
+The method contract (docs/architecture.md, "Adding a method"): a method is built as
+`cls(config, suite, data, seed, device)`,
 trains with `train_step(step) -> dict of floats` (and `pop_events()` for richer log events),
 acts through `policy(task_id)` for n parallel episodes of one task, and resumes bit-for-bit
 from `state_dict()` / `load_state_dict()`.
@@ -16,19 +17,21 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import math
 import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 
 from bench.data.samplers import OfflineData
 from bench.errors import UserError, leading_zero_hint, unknown_choice
-from bench.plugins import plugin_folders
+from bench.plugins import VARIABLE, plugin_folders, plugin_method_yaml
 from bench.policy import Policy
 from bench.suites import Suite
 
@@ -90,6 +93,12 @@ class MethodConfig:
     def check_suite(self, suite: Suite) -> None:
         """Raise a UserError where these values cannot run on `suite` (before anything is made)."""
 
+    def run_notes(self, suite: Suite) -> list[str]:
+        """What a run of these values on `suite` says as it starts (`note: ...`, a line each):
+        a value that runs as another (M3DT's num_experts above the task count), so that a
+        sweep over it does not silently make the same run twice."""
+        return []
+
     def training_stages(self, total_steps: int) -> tuple[TrainingStage, ...]:
         """The stretches of a run of `total_steps` whose steps cost alike: one for most
         methods, M3DT's three. The plan and `bench perf train` time each and weigh them by
@@ -140,8 +149,18 @@ def _load_methods() -> None:
     for folder in plugin_folders():
         if str(folder) not in sys.path:
             sys.path.append(str(folder))
-        for module in sorted(folder.glob("*.py")):
-            importlib.import_module(module.stem)
+        for path in sorted(folder.glob("*.py")):
+            # A plugin folder comes last on sys.path, so a module of the same name found first
+            # (the standard library's statistics, an installed package) would be imported in
+            # its place and the plugin's method would silently not exist.
+            found = importlib.util.find_spec(path.stem)
+            origin = found.origin if found is not None else None
+            if origin is None or Path(origin).resolve() != path.resolve():
+                raise UserError(
+                    f"{VARIABLE}: {path} is named like the module {path.stem!r} at "
+                    f"{origin or 'a built-in'}, which Python imports instead: rename the file"
+                )
+            importlib.import_module(path.stem)
 
 
 def config_classes() -> list[type[MethodConfig]]:
@@ -158,6 +177,13 @@ def registered() -> list[str]:
 def get_method(name: str) -> MethodSpec:
     _load_methods()
     if name not in _REGISTRY:
+        orphan = plugin_method_yaml(name)
+        if orphan is not None:
+            raise UserError(
+                f"method {name!r}: {orphan} selects it, but no module in the {VARIABLE} folders "
+                f"registers it (@register({name!r}, config=...) in a .py beside configs/); "
+                f"registered: {', '.join(sorted(_REGISTRY))}"
+            )
         raise unknown_choice("method", name, _REGISTRY)
     return _REGISTRY[name]
 

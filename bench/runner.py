@@ -38,7 +38,7 @@ from bench.atomic import write_json
 from bench.data.generate import generator_name
 from bench.data.locations import dataset_path
 from bench.data.prepare import open_dataset
-from bench.errors import Interrupted, UserError
+from bench.errors import Interrupted, RunFailed, UserError
 from bench.evaluate import EvalProtocol, evaluate
 from bench.plan import first_rate_line
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything, set_threads
@@ -60,10 +60,6 @@ from bench.suites import Suite
 from bench.tracking import Trackers, hyperparameters, start_trackers
 
 Say = Callable[[str], None]
-
-
-class RunFailed(Exception):
-    """The run stopped without a result (status says why)."""
 
 
 def _print(line: str) -> None:
@@ -176,6 +172,8 @@ class _Run:
         say(f"run: {self.run_dir}")
         store_path = dataset_path(data_config.section(), suite)
         say(f"data: {store_path}")
+        for note in settings.method_config.run_notes(suite):
+            say(f"note: {note}")
         store = open_dataset(data_config.section(), suite, settings.progress)
         # The bytes it trains on, re-hashed before the first step: bench.data.store says why.
         store.verify(suite.data_tasks)

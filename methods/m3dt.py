@@ -64,14 +64,21 @@ class M3DTConfig(PromptDTConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        backbone, experts = self.stage_lengths()
+        stages = self.training_stages(self.total_steps)
+        # One message with the lengths as resolved: a user who set neither length (train.steps
+        # too short for three stages) sees where each came from.
+        origin = {
+            "backbone": "method.backbone_steps" if self.backbone_steps is not None else "40 %",
+            "experts": "method.expert_steps" if self.expert_steps is not None else "20 %",
+            "router": "the rest",
+        }
+        split = ", ".join(f"{s.name} {s.steps} ({origin[s.name]})" for s in stages)
         problems = {
             "num_experts must be >= 1": self.num_experts < 1,
             "grouping must be gradient or random": self.grouping not in ("gradient", "random"),
-            "backbone_steps must be >= 1": backbone < 1,
-            "expert_steps must be >= 1": experts < 1,
-            f"backbone_steps + expert_steps must leave router steps in total_steps="
-            f"{self.total_steps}": backbone + experts >= self.total_steps,
+            "method.backbone_steps, method.expert_steps and train.steps must give each of "
+            f"M3DT's three stages a step at least: train.steps={self.total_steps} gives "
+            f"{split}": min(stage.steps for stage in stages) < 1,
             "grouping_batches must be >= 1": self.grouping_batches < 1,
             "kmeans_restarts and kmeans_repeats must be >= 1": min(
                 self.kmeans_restarts, self.kmeans_repeats
@@ -92,6 +99,16 @@ class M3DTConfig(PromptDTConfig):
             TrainingStage(STAGE_NAMES[number], start, length)
             for number, start, length in zip((1, 2, 3), starts, lengths, strict=True)
         )
+
+    def run_notes(self, suite: Suite) -> list[str]:
+        tasks = suite.num_tasks
+        if self.num_experts <= tasks:
+            return []
+        return [
+            f"method.num_experts={self.num_experts} is more than the {tasks} training tasks of "
+            f"{suite.name}: {tasks} experts, one per task, as any num_experts >= {tasks} gives "
+            "(docs/m3dt.md)"
+        ]
 
     def tasks_per_step(self, num_tasks: int) -> int:
         return min(self.num_experts, num_tasks)  # an expert step: one batch per expert's group

@@ -139,11 +139,29 @@ def test_methods_with_a_name_lists_its_options_as_a_run_resolves_them(capsys):
     assert main(["methods", "scale=small"]) == 2  # a method name first
 
 
+def test_methods_with_a_name_works_out_what_the_section_leaves_to_the_run(capsys):
+    assert main(["methods", "m3dt", "tasks=mt5", "scale=smoke"]) == 0
+    out = capsys.readouterr().out
+    shown = yaml.safe_load(out)["method"]
+    assert shown["backbone_steps"] is None and shown["num_experts"] == 16
+    comments = [line for line in out.splitlines() if line.startswith("# ")][1:]
+    assert comments == [
+        "# null: worked out in the run from other values (its docs say how)",
+        "# stages of train.steps=50: backbone 20 (from step 0), experts 10 (from step 20), "
+        "router 20 (from step 30)",
+        "# note with tasks=mt5: method.num_experts=16 is more than the 5 training tasks of "
+        "mt5: 5 experts, one per task, as any num_experts >= 5 gives (docs/m3dt.md)",
+    ]
+    assert main(["methods", "m3dt", "tasks=mt5", "scale=smoke", "method.expert_steps=40"]) == 2
+    assert "train.steps=50 gives backbone 20 (40 %), experts 40" in capsys.readouterr().err
+
+
 def test_first_contact_commands(capsys):
     assert main(["methods"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == _methods()
     assert all(len(line.split()) > 3 for line in lines)  # a description on every line
+    assert not any(line.rstrip().endswith(("/", "(", ":")) for line in lines)  # none cut off
     completed = subprocess.run(
         [sys.executable, "-m", "bench.cli", "run", "--help"], capture_output=True, text=True
     )

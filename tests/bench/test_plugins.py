@@ -85,3 +85,33 @@ def _dt_fields() -> list[str]:
     from methods.dt import DTConfig
 
     return [field.name for field in dataclasses.fields(DTConfig)]
+
+
+def test_a_plugin_folder_that_is_not_there_is_one_line_even_for_version(tmp_path):
+    done = _bench(["--version"], tmp_path / "nowhere", tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: MTBENCH_PLUGINS: {tmp_path / 'nowhere'} is not a folder"
+    ]
+
+
+def test_a_plugin_module_named_like_another_module_is_refused_not_lost(toy_plugin, tmp_path):
+    # The standard library's `statistics` comes first on sys.path: the plugin would never run.
+    (toy_plugin / "toy_method.py").rename(toy_plugin / "statistics.py")
+    done = _bench(["methods"], toy_plugin, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: MTBENCH_PLUGINS: {toy_plugin / 'statistics.py'} is named like")
+    assert line.endswith("which Python imports instead: rename the file")
+
+
+def test_a_plugin_yaml_no_module_registers_names_the_yaml(toy_plugin, tmp_path):
+    (toy_plugin / "configs" / "method" / "orphan.yaml").write_text("name: orphan\n")
+    done = _bench(["run", "method=orphan", "tasks=mt5"], toy_plugin, tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(
+        f"error: method 'orphan': {toy_plugin / 'configs' / 'method' / 'orphan.yaml'} selects "
+        "it, but no module in the MTBENCH_PLUGINS folders registers it"
+    )
+    assert not (tmp_path / "runs").exists()

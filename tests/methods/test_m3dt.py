@@ -15,6 +15,7 @@ from bench.errors import UserError
 from bench.process_state import capture_rng_state, restore_rng_state, seed_everything
 from bench.settings import load_settings
 from methods.dt import action_error
+from methods.m3dt import M3DTConfig
 from methods.m3dt_moe import ROUTER, gradient_groups, random_groups
 
 STAGES = {"total_steps": 8, "backbone_steps": 3, "expert_steps": 2}  # 3 + 2 + 3 steps
@@ -205,12 +206,25 @@ def test_more_experts_than_tasks_gives_each_task_its_own_and_says_so(build):
 
 
 def test_stage_lengths_must_leave_the_router_steps(build):
-    with pytest.raises(UserError, match="must leave router steps"):
+    with pytest.raises(UserError, match="must give each of M3DT's three stages a step") as error:
         build(backbone_steps=5, expert_steps=3)
+    assert "backbone 5 (method.backbone_steps), experts 3 (method.expert_steps), router 0" in str(
+        error.value
+    )
+
+
+def test_a_run_too_short_for_three_stages_says_how_it_split():
+    with pytest.raises(UserError) as error:
+        M3DTConfig(total_steps=2)
+    assert str(error.value) == (
+        "method.backbone_steps, method.expert_steps and train.steps must give each of M3DT's "
+        "three stages a step at least: train.steps=2 gives backbone 1 (40 %), experts 0 (20 %), "
+        "router 1 (the rest)"
+    )
 
 
 def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_result(
-    smoke_data_root, tmp_path, kill_at_first_checkpoint
+    smoke_data_root, tmp_path, kill_at_first_checkpoint, capsys
 ):
     # Stage 2 spans steps 20..60: the first checkpoint (step 20) is its boundary, where a
     # stage_start logged after the checkpoint must not be kept and logged again; the next
@@ -233,6 +247,11 @@ def test_a_run_killed_with_sigkill_in_stage_two_resumes_to_the_uninterrupted_res
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert main(args(straight)) == 0
+    # scale=smoke asks for more experts than MT5 has tasks: the run says what it trains.
+    assert (
+        "note: method.num_experts=16 is more than the 5 training tasks of mt5: 5 experts, one per "
+        "task, as any num_experts >= 5 gives (docs/m3dt.md)"
+    ) in capsys.readouterr().out.splitlines()
     run_dir = load_settings(args(killed)[1:]).run_dir
     command = [sys.executable, "-m", "bench.cli", *args(killed)]
     kill_at_first_checkpoint(command, run_dir)
