@@ -318,14 +318,17 @@ def _methods(args: argparse.Namespace) -> int:
     if args.name:
         spec = get_method(args.name)  # an unknown name: one line naming the choices
         config = compose_run([f"method={args.name}", *args.overrides]).config
+        section = {k: v for k, v in config["method"].items() if k != "name"}
+        # The values a run would refuse are refused here (the method's own checks and the
+        # suite's), before anything is printed.
+        typed = make_config(spec, section)
+        suite, steps = get_suite(config["tasks"]["name"]), int(config["train"]["steps"])
+        typed.check_suite(suite)
         module = sys.modules[spec.config_cls.__module__].__file__
         print(f"# {args.name}: {spec.config_cls.__name__} in {Path(str(module)).name}; "
               f"scale={config['scale']['name']}. Set one with method.<option>=V.")  # fmt: skip
-        section = {k: v for k, v in config["method"].items() if k != "name"}
         print(yaml.safe_dump({"method": config["method"]}, sort_keys=False), end="")
-        # What the section leaves to the run, worked out as the run will (its checks too).
-        typed = make_config(spec, section)
-        suite, steps = get_suite(config["tasks"]["name"]), int(config["train"]["steps"])
+        # What the section leaves to the run, worked out as the run will.
         if None in section.values():
             print("# null: worked out in the run from other values (its docs say how)")
         stages = typed.training_stages(steps)

@@ -150,17 +150,35 @@ def _load_methods() -> None:
         if str(folder) not in sys.path:
             sys.path.append(str(folder))
         for path in sorted(folder.glob("*.py")):
-            # A plugin folder comes last on sys.path, so a module of the same name found first
-            # (the standard library's statistics, an installed package) would be imported in
-            # its place and the plugin's method would silently not exist.
-            found = importlib.util.find_spec(path.stem)
-            origin = found.origin if found is not None else None
-            if origin is None or Path(origin).resolve() != path.resolve():
-                raise UserError(
-                    f"{VARIABLE}: {path} is named like the module {path.stem!r} at "
-                    f"{origin or 'a built-in'}, which Python imports instead: rename the file"
-                )
-            importlib.import_module(path.stem)
+            _import_plugin(path)
+
+
+def _import_plugin(path: Path) -> None:
+    """Import a plugin folder's module by its file name. The folder comes last on sys.path, so a
+    module of that name found first (the standard library's statistics, an installed package)
+    would be imported in its place and the plugin's method would silently not exist: refused."""
+    name = path.stem
+    if not name.isidentifier() or name == "__main__":
+        raise UserError(
+            f"{VARIABLE}: {path}: a plugin module's name must be a Python identifier other "
+            "than __main__ (letters, digits and _): rename the file"
+        )
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UserError(f"{VARIABLE}: {path} cannot be imported as {name!r}")
+    if found.has_location and found.origin is not None:
+        if Path(found.origin).resolve() == path.resolve():
+            importlib.import_module(name)
+            return
+        other = f"the module {name!r} at {found.origin}"
+    else:
+        other = f"Python's {found.origin or 'namespace'} module {name!r}"
+    raise UserError(
+        f"{VARIABLE}: {path} is named like {other}, which Python imports instead: rename the file"
+    )
 
 
 def config_classes() -> list[type[MethodConfig]]:

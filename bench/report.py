@@ -45,6 +45,12 @@ INTERVALS_NOTE = (
     "mean from seed to seed. The differences table below compares whole runs."
 )
 REFERENCE_METHOD = "harmodt_f"  # probability of improvement is of HarmoDT-F over each other one
+IMPROVEMENT_NOTE = (
+    "Per task, the share of (run, run) pairs in which {method} scores higher, ties counting a "
+    "half, averaged over tasks (rliable's probability of improvement): a task that every run of "
+    "both methods fails, or solves, counts 0.5, so many such tasks pull it towards 0.5 whatever "
+    "the gap in mean success. Its intervals resample as the aggregates' do."
+)
 SMOKE = "smoke"
 NO_INTERVAL = "(1 run: no interval)"
 SMOKE_BANNER = (
@@ -445,6 +451,7 @@ def _aggregates(frame: pd.DataFrame, output: _Output, name: str, unfinished: pd.
             index=improvement.index,
         )
         parts.append(render.table(shown, fmt, f"Probability of improvement: {suite} {data}"))
+        parts.append(render.note(fmt, IMPROVEMENT_NOTE.format(method=REFERENCE_METHOD)))
     if len(matrices) > 1:
         caption = (
             f"Differences: {suite} {data}, row minus column in points of mean success, with "

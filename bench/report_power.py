@@ -66,7 +66,8 @@ def detectability_note(matrices: Mapping[str, np.ndarray], episodes_per_task: in
     return (
         f"Smallest detectable difference: a run's mean success has a standard deviation of "
         f"{100 * std:.1f} points from seed to seed (pooled within methods, {dof} degrees of "
-        f"freedom); with {seeds} seeds per method a two-sided t-test at level {ALPHA} finds a "
+        f"freedom); with {seeds} seeds per method a two-sided t-test at level {ALPHA} ({seeds} "
+        f"runs against {seeds}, {2 * seeds - 2} degrees of freedom) finds a "
         f"true difference of {difference:.1f} points {POWER:.0%} of the time (Colas et al. "
         f"2018).{left_out} {evaluation}, about {share:.0%} of the seed-to-seed variance."
     )
@@ -84,9 +85,15 @@ def differences_table(matrices: Mapping[str, np.ndarray], pairs: pd.DataFrame) -
             runs = min(len(matrices[pair.first]), len(matrices[pair.second]))
             p_value = "one run" if runs < 2 else "no spread"
         else:
-            p_value = f"p={pair.p_value:.2f}"
+            p_value = p_text(pair.p_value)
         table.loc[pair.first, pair.second] = f"{100 * pair.difference:+.1f} ({p_value})"
     return table
+
+
+def p_text(p_value: float) -> str:
+    """Two significant digits (`p=0.051`, `p=0.0017`), so that a p-value just above a level
+    does not print as the level itself, nor a small one as 0."""
+    return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
 
 
 def corrections_note(pairs: pd.DataFrame) -> str | None:

@@ -33,7 +33,7 @@ def paper_rows(
 ) -> pd.DataFrame | None:
     """The paper's reported rows for `suite` from the table `paper_source` names: a smaller
     model is compared with Table 3's row of its size (near-optimal only), not Tables 1-2."""
-    reference = _reference()
+    reference = reference_tables()
     rows = {}
     source = paper_source(suite, shape)
     if source is None:
@@ -61,16 +61,43 @@ def paper_rows(
     return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
+class PaperNumber(float):
+    """A number of the paper's, which keeps the digits it was printed with (`0.9` is not shown
+    as `0.90`, nor `0.40` as `0.4`)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> PaperNumber:
+        number = super().__new__(cls, float(text))
+        number.text = text
+        return number
+
+
+class _PaperLoader(yaml.SafeLoader):
+    """YAML's floats as `PaperNumber`s, from their text in paper_reference.yaml."""
+
+
+_PaperLoader.add_constructor(
+    "tag:yaml.org,2002:float", lambda loader, node: PaperNumber(loader.construct_scalar(node))
+)
+
+
 @functools.cache
-def _reference() -> dict[str, Any]:
-    return yaml.safe_load(REFERENCE.read_text())
+def reference_tables() -> dict[str, Any]:
+    """paper_reference.yaml, its floats as the paper printed them (`PaperNumber`)."""
+    return yaml.load(REFERENCE.read_text(), Loader=_PaperLoader)
+
+
+def printed(value: float, digits: int = 2) -> str:
+    """A paper's number with its printed digits; any other with `digits` decimals."""
+    return value.text if isinstance(value, PaperNumber) else f"{value:.{digits}f}"
 
 
 def _size_row(suite: str, shape: tuple[int, int]) -> dict | None:
-    table3 = _reference()["table3"]["rows"]
+    table3 = reference_tables()["table3"]["rows"]
     matches = [r for r in table3 if r["suite"] == suite and (r["layers"], r["heads"]) == shape]
     return matches[0] if matches else None
 
 
 def reported(value: list[float] | None) -> str:
-    return "—" if value is None else f"{value[0]:.2f} ± {value[1]:.2f}"
+    return "—" if value is None else f"{printed(value[0])} ± {printed(value[1])}"

@@ -9,9 +9,8 @@ whether it is an unseen task (`test`) or a training task scored again (`train`: 
 from __future__ import annotations
 
 import pandas as pd
-import yaml
 
-from bench.report_reference import REFERENCE
+from bench.report_reference import reference_tables, reported
 from bench.suites import benchmark_of, get_suite
 
 MEAN_COLUMN = "mean over test tasks"
@@ -59,12 +58,12 @@ def unseen_task_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 def paper_rows(suite: str, label: str, columns: list[str]) -> pd.DataFrame | None:
     """The paper's Table 4 number for the suite (the mean over its test tasks) per method."""
-    reference = yaml.safe_load(REFERENCE.read_text())["table4"]["rows"]
+    reference = reference_tables()["table4"]["rows"]
     row = next((r for r in reference if r["suite"] == suite), None)
     if row is None:
         return None
     reported = {
-        f"{method} — {label}": {MEAN_COLUMN: f"{value[0]:.1f} ± {value[1]:.1f}"}
+        f"{method} — {label}": {MEAN_COLUMN: reported(value)}
         for method, value in row.items()
         if method != "suite"
     }

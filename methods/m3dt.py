@@ -77,7 +77,7 @@ class M3DTConfig(PromptDTConfig):
             "num_experts must be >= 1": self.num_experts < 1,
             "grouping must be gradient or random": self.grouping not in ("gradient", "random"),
             "method.backbone_steps, method.expert_steps and train.steps must give each of "
-            f"M3DT's three stages a step at least: train.steps={self.total_steps} gives "
+            f"M3DT's three stages at least one step: train.steps={self.total_steps} gives "
             f"{split}": min(stage.steps for stage in stages) < 1,
             "grouping_batches must be >= 1": self.grouping_batches < 1,
             "kmeans_restarts and kmeans_repeats must be >= 1": min(
@@ -106,8 +106,8 @@ class M3DTConfig(PromptDTConfig):
             return []
         return [
             f"method.num_experts={self.num_experts} is more than the {tasks} training tasks of "
-            f"{suite.name}: {tasks} experts, one per task, as any num_experts >= {tasks} gives "
-            "(docs/m3dt.md)"
+            f"{suite.name}: the run trains {tasks} experts, one per task (any num_experts >= "
+            f"{tasks} gives the same run; docs/m3dt.md)"
         ]
 
     def tasks_per_step(self, num_tasks: int) -> int:

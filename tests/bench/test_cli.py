@@ -150,10 +150,14 @@ def test_methods_with_a_name_works_out_what_the_section_leaves_to_the_run(capsys
         "# stages of train.steps=50: backbone 20 (from step 0), experts 10 (from step 20), "
         "router 20 (from step 30)",
         "# note with tasks=mt5: method.num_experts=16 is more than the 5 training tasks of "
-        "mt5: 5 experts, one per task, as any num_experts >= 5 gives (docs/m3dt.md)",
+        "mt5: the run trains 5 experts, one per task (any num_experts >= 5 gives the same run; "
+        "docs/m3dt.md)",
     ]
+    # A value a run refuses is refused before the section is printed.
     assert main(["methods", "m3dt", "tasks=mt5", "scale=smoke", "method.expert_steps=40"]) == 2
-    assert "train.steps=50 gives backbone 20 (40 %), experts 40" in capsys.readouterr().err
+    refused = capsys.readouterr()
+    assert "train.steps=50 gives backbone 20 (40 %), experts 40" in refused.err
+    assert refused.out == ""
 
 
 def test_first_contact_commands(capsys):

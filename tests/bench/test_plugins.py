@@ -95,14 +95,23 @@ def test_a_plugin_folder_that_is_not_there_is_one_line_even_for_version(tmp_path
     ]
 
 
-def test_a_plugin_module_named_like_another_module_is_refused_not_lost(toy_plugin, tmp_path):
-    # The standard library's `statistics` comes first on sys.path: the plugin would never run.
-    (toy_plugin / "toy_method.py").rename(toy_plugin / "statistics.py")
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        # The standard library's `statistics` comes first on sys.path: the plugin would never run.
+        ("statistics.py", " is named like the module 'statistics' at "),
+        ("my.plugin.py", ": a plugin module's name must be a Python identifier"),
+    ],
+)
+def test_a_plugin_module_that_cannot_be_imported_by_its_name_is_refused_not_lost(
+    toy_plugin, tmp_path, name, why
+):
+    (toy_plugin / "toy_method.py").rename(toy_plugin / name)
     done = _bench(["methods"], toy_plugin, tmp_path)
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
-    assert line.startswith(f"error: MTBENCH_PLUGINS: {toy_plugin / 'statistics.py'} is named like")
-    assert line.endswith("which Python imports instead: rename the file")
+    assert line.startswith(f"error: MTBENCH_PLUGINS: {toy_plugin / name}{why}")
+    assert line.endswith("rename the file")
 
 
 def test_a_plugin_yaml_no_module_registers_names_the_yaml(toy_plugin, tmp_path):
