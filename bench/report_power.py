@@ -93,7 +93,7 @@ def differences_table(matrices: Mapping[str, np.ndarray], pairs: pd.DataFrame) -
 def p_text(p_value: float) -> str:
     """Two significant digits (`p=0.051`, `p=0.0017`), so that a p-value just above a level
     does not print as the level itself, nor a small one as 0."""
-    return "p<0.001" if p_value < 0.001 else f"p={p_value:.2g}"
+    return "p<0.001" if p_value < 0.001 else f"p={p_value:#.2g}"
 
 
 def corrections_note(pairs: pd.DataFrame) -> str | None:

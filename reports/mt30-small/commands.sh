@@ -16,6 +16,10 @@ bench run seed=0 method=harmodt_r tasks=mt30 scale=small progress=false run.root
 bench run seed=1 method=harmodt_r tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs
 # reports/mt30-small/runs/mt30/near_optimal/harmodt_r/seed2, made at 052a0fba7dd9
 bench run seed=2 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=harmodt_r
+# reports/mt30-small/runs/mt30/near_optimal/m3dt/seed0, made at 052a0fba7dd9
+bench run seed=0 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=m3dt
+# reports/mt30-small/runs/mt30/near_optimal/m3dt/seed1, made at 052a0fba7dd9
+bench run seed=1 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=m3dt
 # reports/mt30-small/runs/mt30/near_optimal/mtbc/seed0, made at 6731e6a483bb
 bench run seed=0 method=mtbc tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs
 # reports/mt30-small/runs/mt30/near_optimal/mtbc/seed1, made at efa76af72066

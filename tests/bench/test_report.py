@@ -154,7 +154,7 @@ def test_iqm_and_mean_match_an_independent_computation(runs):
     }
     welch = stats.ttest_ind(means["harmodt_f"], means["mtdt"], equal_var=False).pvalue
     gap = 100 * (np.mean(means["harmodt_f"]) - np.mean(means["mtdt"]))
-    assert f"{gap:+.1f} (p={welch:.2g})" in row
+    assert f"{gap:+.1f} (p={welch:#.2g})" in row
 
 
 def test_plots_and_commands_are_written_beside_the_report(runs, tmp_path):
