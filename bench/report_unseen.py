@@ -62,9 +62,9 @@ def paper_rows(suite: str, label: str, columns: list[str]) -> pd.DataFrame | Non
     row = next((r for r in reference if r["suite"] == suite), None)
     if row is None:
         return None
-    reported = {
+    rows = {
         f"{method} — {label}": {MEAN_COLUMN: reported(value)}
         for method, value in row.items()
         if method != "suite"
     }
-    return pd.DataFrame.from_dict(reported, orient="index").reindex(columns=columns).fillna("—")
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).fillna("—")
