@@ -100,18 +100,22 @@ class M3DTConfig(PromptDTConfig):
             for number, start, length in zip((1, 2, 3), starts, lengths, strict=True)
         )
 
+    def experts_trained(self, num_tasks: int) -> int:
+        """At most one expert per task (docs/m3dt.md): the experts a run on `num_tasks` has."""
+        return min(self.num_experts, num_tasks)
+
     def run_notes(self, suite: Suite) -> list[str]:
-        tasks = suite.num_tasks
-        if self.num_experts <= tasks:
+        trained = self.experts_trained(suite.num_tasks)
+        if trained == self.num_experts:
             return []
         return [
-            f"method.num_experts={self.num_experts} is more than the {tasks} training tasks of "
-            f"{suite.name}: the run trains {tasks} experts, one per task (any num_experts >= "
-            f"{tasks} gives the same run; docs/m3dt.md)"
+            f"method.num_experts={self.num_experts} is more than the {trained} training tasks of "
+            f"{suite.name}: the run trains {trained} experts, one per task (any num_experts >= "
+            f"{trained} gives the same run; docs/m3dt.md)"
         ]
 
     def tasks_per_step(self, num_tasks: int) -> int:
-        return min(self.num_experts, num_tasks)  # an expert step: one batch per expert's group
+        return self.experts_trained(num_tasks)  # an expert step: one batch per expert's group
 
     def stage_lengths(self) -> tuple[int, int]:
         """(backbone steps, expert steps); the router stage has the rest of total_steps."""
@@ -140,7 +144,7 @@ class M3DT(PromptDT):
     ) -> None:
         # At most one expert per task: with fewer tasks (mt5 at the paper preset's 16, or the
         # plan's one-task timing build) each task is its own group; the events say so.
-        self.num_experts = min(config.num_experts, data.num_tasks)
+        self.num_experts = config.experts_trained(data.num_tasks)
         super().__init__(config, suite, data, seed, device)
         _, experts, router = config.training_stages(config.total_steps)
         self.expert_start, self.router_start = experts.first_step, router.first_step
