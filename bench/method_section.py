@@ -59,13 +59,22 @@ def check_owned_overrides(overrides: Sequence[Override], method: str, families: 
         config_cls = get_method(method).config_cls if head == "method" else families[head]
         fields = sorted(f.name for f in dataclasses.fields(config_cls))
         if field_name not in fields:
-            whose = f"method {method!r}" if head == "method" else f"the {head}: family"
             raise UserError(
-                f"unknown option {override.key_or_group!r} for {whose}"
+                f"unknown option {override.key_or_group!r} for {_whose_option(head, method)}"
                 f"{did_you_mean(field_name, fields, prefix=head + '.')}; "
                 f"its options are: {', '.join(fields)}"
             )
+        metadata = next(f for f in dataclasses.fields(config_cls) if f.name == field_name).metadata
+        if not metadata.get("settable", True):
+            raise UserError(
+                f"{key} is {metadata['follows']} for {_whose_option(head, method)}, not an option "
+                f"of its own: set {metadata['follows']}= instead"
+            )
         check_field(key, override.value(), typing.get_type_hints(config_cls)[field_name])
+
+
+def _whose_option(head: str, method: str) -> str:
+    return f"method {method!r}" if head == "method" else f"the {head}: family"
 
 
 def fill(config: DictConfig, families: Families, overrides: Sequence[Override] = ()) -> None:

@@ -62,11 +62,13 @@ class ActsOnUnseenTasks(Protocol):
     def unseen_task_rule(self) -> str: ...
 
 
-def follows(key: str, default: Any) -> Any:
+def follows(key: str, default: Any, *, settable: bool = True) -> Any:
     """A config field whose value in a run is the run's `key` (`follows("train.steps", 10**6)`:
     E in HarmoDT's Eq. 12 is the run's length) unless the field itself is set; `default` is
-    its value where a config is built outside a run."""
-    return field(default=default, metadata={"follows": key})
+    its value where a config is built outside a run. `settable=False`: the field is only ever
+    that key's value (M3DT's stages split the steps the run trains), and setting it is an error
+    naming the key to set instead."""
+    return field(default=default, metadata={"follows": key, "settable": settable})
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,8 @@ class M3DTConfig(PromptDTConfig):
     grouping_batches: int = 10  # batches per task behind its grouping gradient (official: 10)
     kmeans_restarts: int = 40  # official run_kmeans_multiple_times(num_runs=40)
     kmeans_repeats: int = 40  # official: 40 clusterings, the most balanced one kept
-    total_steps: int = follows("train.steps", 1_000_000)
+    # The stages split the steps the run trains: never set apart from train.steps.
+    total_steps: int = follows("train.steps", 1_000_000, settable=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -74,3 +74,15 @@ def test_a_preset_typo_in_a_family_section_is_one_user_error(tmp_path, monkeypat
     monkeypatch.setenv("MTBENCH_PLUGINS", str(tmp_path))
     with pytest.raises(UserError, match=r"unknown option\(s\) n_layers in a preset's dt: section"):
         compose_run(["method=mtbc", "scale=typo"])
+
+
+@pytest.mark.parametrize("key", ["method.total_steps", "m3dt.total_steps"])
+def test_a_field_that_only_copies_a_run_key_cannot_be_set(key):
+    """M3DT's stages split the steps the run trains: a total of its own would leave a run that
+    never reaches its router (train.steps=50, total 1000: stages to 400, 600, 1000)."""
+    with pytest.raises(UserError, match=rf"{key} is train.steps for .*: set train.steps= instead"):
+        compose_run(["method=m3dt", "scale=smoke", f"{key}=1000"])
+    config = compose_run(["method=m3dt", "scale=smoke", "train.steps=90"]).config
+    assert config["method"]["total_steps"] == 90
+    harmodt = compose_run(["method=harmodt_f", "scale=smoke", "method.total_steps=1000"]).config
+    assert harmodt["method"]["total_steps"] == 1000  # E of Eq. 12 may differ from the run's length
