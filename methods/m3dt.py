@@ -35,8 +35,10 @@ from methods.m3dt_moe import (
     ROUTER,
     GroupingRule,
     MixtureFeedForward,
+    RouterInit,
     gradient_groups,
     random_groups,
+    torch_default_init,
 )
 from methods.prompt_dt import PromptDT, PromptDTConfig
 
@@ -53,6 +55,10 @@ class M3DTConfig(PromptDTConfig):
 
     num_experts: int = 16  # official --group_num / --expert_num default (MT160 README: 48)
     grouping: GroupingRule = "gradient"  # gradient | random (the paper's ablation)
+    # official: the code's Router keeps torch's nn.Linear init (U(+-1/sqrt(fan_in)), weights
+    # and biases), drawn as stage 3 starts; normal: N(0, 0.02) and zero biases, the project's
+    # init_weights, drawn with the experts (the MT30 sweep's M3DT runs, made at 052a0fb).
+    router_init: RouterInit = "official"
     # Stage lengths in steps. None: the official 400k : 200k : 400k split of the run
     # (40% backbone, 20% experts, the rest router); the router stage is what is left.
     backbone_steps: int | None = None
@@ -77,6 +83,8 @@ class M3DTConfig(PromptDTConfig):
         problems = {
             "num_experts must be >= 1": self.num_experts < 1,
             "grouping must be gradient or random": self.grouping not in ("gradient", "random"),
+            "router_init must be official or normal": self.router_init
+            not in ("official", "normal"),
             "method.backbone_steps, method.expert_steps and train.steps must give each of "
             f"M3DT's three stages at least one step: train.steps={self.total_steps} gives "
             f"{split}": min(stage.steps for stage in stages) < 1,
@@ -150,9 +158,10 @@ class M3DT(PromptDT):
         _, experts, router = config.training_stages(config.total_steps)
         self.expert_start, self.router_start = experts.first_step, router.first_step
         # (Streams, beside methods/dt.py's: 6 expert and router init, 7 grouping batches,
-        # 8 grouping draws.)
+        # 8 grouping draws, 9 stage 3's router init.)
         self.group_rng = np.random.Generator(np.random.PCG64([seed, 7]))
         self.group_generator = _generator(seed, 8)
+        self.router_generator = _generator(seed, 9)  # router_init=official, at stage 3's start
         self.stage = 0  # 0 until the first step; then 1, 2, 3
         self.groups: list[list[int]] = []
 
@@ -265,9 +274,16 @@ class M3DT(PromptDT):
             event["num_experts_requested"] = self.config.num_experts
         if stage == 2 and not self.groups:
             self.groups = self.group_tasks()
+        if stage == 3 and self.config.router_init == "official":
+            # The official stage-3 script builds its routers fresh; the draws of `build_network`
+            # stay, so that stages 1 and 2 are those of router_init=normal to the bit.
+            for layer in self.moe_layers:
+                torch_default_init(layer.router, self.router_generator)
         if stage >= 2:
             names = [[self.data.task_data[t].task for t in group] for group in self.groups]
             event.update(grouping=self.config.grouping, groups=names, group_ids=self.groups)
+        if stage == 3:
+            event["router_init"] = self.config.router_init
         self.configure_stage(stage)
         trainable = sum(p.numel() for p in self.network.parameters() if p.requires_grad)
         event["trainable_parameters"] = trainable
@@ -357,6 +373,7 @@ class M3DT(PromptDT):
             "m3dt_groups": [list(group) for group in self.groups],
             "group_rng": self.group_rng.bit_generator.state,
             "group_generator": self.group_generator.get_state(),
+            "router_generator": self.router_generator.get_state(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -367,3 +384,5 @@ class M3DT(PromptDT):
         super().load_state_dict(state)
         self.group_rng.bit_generator.state = state["group_rng"]
         self.group_generator.set_state(state["group_generator"])
+        if "router_generator" in state:  # checkpoints before router_init have not drawn from it
+            self.router_generator.set_state(state["router_generator"])

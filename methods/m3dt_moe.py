@@ -58,6 +58,23 @@ def router(width: int, num_experts: int) -> nn.Sequential:
     )
 
 
+RouterInit = Literal["official", "normal"]
+
+
+def torch_default_init(module: nn.Module, generator: torch.Generator) -> None:
+    """Every Linear of `module` as torch's own `reset_parameters` draws it (weights and biases
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)): kaiming_uniform with a=sqrt(5)), from `generator`. The
+    official Router keeps this init; the rest of its network is drawn N(0, 0.02)."""
+    for linear in module.modules():
+        if isinstance(linear, nn.Linear):
+            bound = linear.in_features**-0.5
+            for param in (linear.weight, linear.bias):
+                if param is not None:  # drawn on the CPU generator, then put on the device
+                    drawn = torch.empty(param.shape).uniform_(-bound, bound, generator=generator)
+                    with torch.no_grad():
+                        param.copy_(drawn)
+
+
 class MixtureFeedForward(nn.Module):
     """`shared(h)` plus the expert part selected by `route` (module docstring)."""
 

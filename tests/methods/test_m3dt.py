@@ -176,6 +176,28 @@ def test_state_dict_resumes_any_stage_bit_for_bit(build, saved_after):
         assert torch.equal(value, resumed.network.state_dict()[name]), name
 
 
+def test_the_official_router_init_is_torch_s_drawn_at_stage_three_and_leaves_stages_one_two(build):
+    losses, routers = {}, {}
+    for router_init in ("normal", "official"):
+        seed_everything(0)
+        method = build(router_init=router_init)
+        losses[router_init] = [method.train_step(step)["loss"] for step in range(5)]
+        method.enter_stage(3, 5)  # the routers as stage 3 starts, before its first step
+        routers[router_init] = [m for layer in method.moe_layers for m in layer.router
+                                if isinstance(m, torch.nn.Linear)]  # fmt: skip
+        start = [e for e in method.pop_events() if e["event"] == "stage_start"][-1]
+        assert start["router_init"] == router_init
+    assert losses["normal"] == losses["official"]  # stages 1 and 2, to the bit
+    assert build().config.router_init == "official"  # the default
+    for linear in routers["normal"]:
+        assert not linear.bias.any() and abs(linear.weight.std().item() - 0.02) < 0.002
+    for linear in routers["official"]:
+        bound = linear.in_features**-0.5  # U(-bound, bound): std bound / sqrt(3)
+        assert 0.9 * bound < linear.weight.abs().max() <= bound
+        assert abs(linear.weight.std().item() - bound / 3**0.5) < 0.2 * bound
+        assert linear.bias.abs().max() <= bound and linear.bias.all()
+
+
 def test_random_grouping_is_the_ablation(build):
     method = build(grouping="random")
     for step in range(4):
