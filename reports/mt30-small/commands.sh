@@ -20,6 +20,8 @@ bench run seed=2 tasks=mt30 scale=small progress=false run.root=reports/mt30-sma
 bench run seed=0 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=m3dt
 # reports/mt30-small/runs/mt30/near_optimal/m3dt/seed1, made at 052a0fba7dd9
 bench run seed=1 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=m3dt
+# reports/mt30-small/runs/mt30/near_optimal/m3dt/seed2, made at 052a0fba7dd9
+bench run seed=2 tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs method=m3dt
 # reports/mt30-small/runs/mt30/near_optimal/mtbc/seed0, made at 6731e6a483bb
 bench run seed=0 method=mtbc tasks=mt30 scale=small progress=false run.root=reports/mt30-small/runs
 # reports/mt30-small/runs/mt30/near_optimal/mtbc/seed1, made at efa76af72066
