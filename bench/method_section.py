@@ -57,14 +57,15 @@ def check_owned_overrides(overrides: Sequence[Override], method: str, families: 
         key = override.key_or_group
         head, _, field_name = key.partition(".")
         config_cls = get_method(method).config_cls if head == "method" else families[head]
-        fields = sorted(f.name for f in dataclasses.fields(config_cls))
+        fields = {f.name: f for f in dataclasses.fields(config_cls)}
         if field_name not in fields:
+            names = sorted(fields)
             raise UserError(
                 f"unknown option {override.key_or_group!r} for {_whose_option(head, method)}"
-                f"{did_you_mean(field_name, fields, prefix=head + '.')}; "
-                f"its options are: {', '.join(fields)}"
+                f"{did_you_mean(field_name, names, prefix=head + '.')}; "
+                f"its options are: {', '.join(names)}"
             )
-        metadata = next(f for f in dataclasses.fields(config_cls) if f.name == field_name).metadata
+        metadata = fields[field_name].metadata
         if not metadata.get("settable", True):
             raise UserError(
                 f"{key} is {metadata['follows']} for {_whose_option(head, method)}, not an option "

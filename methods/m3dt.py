@@ -274,16 +274,16 @@ class M3DT(PromptDT):
             event["num_experts_requested"] = self.config.num_experts
         if stage == 2 and not self.groups:
             self.groups = self.group_tasks()
-        if stage == 3 and self.config.router_init == "official":
-            # The official stage-3 script builds its routers fresh; the draws of `build_network`
-            # stay, so that stages 1 and 2 are those of router_init=normal to the bit.
-            for layer in self.moe_layers:
-                torch_default_init(layer.router, self.router_generator)
         if stage >= 2:
             names = [[self.data.task_data[t].task for t in group] for group in self.groups]
             event.update(grouping=self.config.grouping, groups=names, group_ids=self.groups)
         if stage == 3:
             event["router_init"] = self.config.router_init
+            if self.config.router_init == "official":
+                # The official stage-3 script builds its routers fresh; the draws of
+                # `build_network` stay, so that stages 1 and 2 are router_init=normal's to the bit.
+                for layer in self.moe_layers:
+                    torch_default_init(layer.router, self.router_generator)
         self.configure_stage(stage)
         trainable = sum(p.numel() for p in self.network.parameters() if p.requires_grad)
         event["trainable_parameters"] = trainable
