@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+
+# Records every child process that importing bench and then Meta-World starts.
+_IMPORT_AND_LIST_CHILDREN = """
+import sys
+started = []
+sys.addaudithook(lambda event, args: event == "subprocess.Popen" and started.append(args[1]))
+import bench.envs.metaworld, metaworld, glfw
+print(repr(started))
+print(glfw._glfw._name)
+"""
+
+
+def _import_in_a_fresh_process(**environment: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYGLFW")} | environment
+    child = subprocess.run([sys.executable, "-c", _IMPORT_AND_LIST_CHILDREN], env=env,
+                           capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
+    return child.stdout.splitlines()
+
+
+def test_importing_meta_world_starts_no_child_process():
+    """glfw's library search ran a Python child per candidate; a stop during it left the child's
+    traceback on the terminal (tests/bench/test_faults.py, the stop while the command starts)."""
+    started, library = _import_in_a_fresh_process()
+    assert started == "[]"
+    assert library.endswith(os.path.join("glfw", "x11", "libglfw.so"))
+
+
+def test_a_library_the_user_named_is_kept():
+    wayland = _import_in_a_fresh_process()[1].replace("x11", "wayland")
+    started, library = _import_in_a_fresh_process(PYGLFW_LIBRARY=wayland)
+    assert started == "[]" and library == wayland
