@@ -157,6 +157,7 @@ def _add_run(commands: _Commands) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bench.config import REPO_ROOT
     from bench.plan import describe_plan
+    from bench.run_claim import check_claimable
     from bench.settings import load_settings
 
     if args.multirun:
@@ -173,6 +174,9 @@ def _run(args: argparse.Namespace) -> int:
     local = settings.launcher.local
     if args.cfg == "job":
         return _print_jobs([settings], local)
+    # Before the plan, as a sweep's jobs are (bench.launch.check_jobs): a plan calling the run
+    # done or timing its training, then a refusal, would contradict itself.
+    check_claimable(settings)
     if not args.no_plan:
         print(describe_plan([settings], local), flush=True)
     if not local:  # one run is a sweep of one job

@@ -38,7 +38,7 @@ from bench.data.locations import dataset_path
 from bench.data.samplers import Segment, TaskData, episode_openings, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
 from bench.errors import UserError
-from bench.registry import build_for_run, get_method
+from bench.registry import build_for_run, earlier_values, get_method
 from bench.run_claim import config_differences
 from bench.settings import load_settings
 
@@ -127,17 +127,20 @@ def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     if not config_path.exists():
         raise UserError(f"{run_dir} has no {results.CONFIG}: is it a run directory?")
     saved = yaml.safe_load(config_path.read_text()) or {}
-    # The saved overrides on today's defaults must give the run's config back: a default that
-    # changed since (a context length, a dropout) would load the weights into another network.
-    # Composed, not checked: their store may have moved (`overrides` say where, below).
-    rebuilt = compose_run(saved.get("overrides", [])).config
-    differences = config_differences(config_path, rebuilt)
+    # The saved overrides (then the user's) on today's defaults must give the run's config back:
+    # a default that changed since (a context length, a dropout) would load the weights into
+    # another network, unless the user passes the old value. Options added since the run was
+    # made are set to what it ran with (`added_later`). Composed, not checked: the store may
+    # have moved (the user's `data.root=` says where).
+    earlier = [f"{key}={value}" for key, value in earlier_values(saved.get("config") or {}).items()]
+    made_with = [*saved.get("overrides", []), *earlier, *overrides]
+    differences = config_differences(config_path, compose_run(made_with).config)
     if differences:
         raise UserError(
             f"{run_dir} was made with a config its saved overrides no longer give: "
             f"{differences}; pass the old values as overrides"
         )
-    settings = load_settings([*saved.get("overrides", []), *overrides])
+    settings = load_settings(made_with)
     name = settings.method_name
     if not hasattr(get_method(name).cls, "evaluation_prompt"):
         raise UserError(

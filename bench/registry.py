@@ -71,6 +71,15 @@ def follows(key: str, default: Any, *, settable: bool = True) -> Any:
     return field(default=default, metadata={"follows": key, "settable": settable})
 
 
+def added_later(default: Any, *, earlier: Any) -> Any:
+    """A config field added after runs were saved without it: `earlier` is the value those
+    runs ran with, which a saved config lacking the field stands for when a run directory is
+    claimed or a run rebuilt (`earlier_values`). Without it, a saved run would pass for one of
+    today's default, as M3DT's sweep runs (router drawn `normal`) would for `router_init`'s
+    `official`."""
+    return field(default=default, metadata={"earlier": earlier})
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     """Base of every method's config. Its fields are the method's options (`method.<field>`),
@@ -206,6 +215,22 @@ def get_method(name: str) -> MethodSpec:
             )
         raise unknown_choice("method", name, _REGISTRY)
     return _REGISTRY[name]
+
+
+def earlier_values(saved_config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run's saved resolved config ran with in the fields it lacks, flat
+    (`{"method.router_init": "normal"}`): its method's `added_later` fields' `earlier` values.
+    Empty for a method no longer registered (another difference names it)."""
+    method = saved_config.get("method") or {}
+    _load_methods()
+    spec = _REGISTRY.get(str(method.get("name")))
+    if spec is None:
+        return {}
+    return {
+        f"method.{f.name}": f.metadata["earlier"]
+        for f in dataclasses.fields(spec.config_cls)
+        if "earlier" in f.metadata and f.name not in method
+    }
 
 
 def make_config(spec: MethodSpec, values: Mapping[str, Any]) -> MethodConfig:

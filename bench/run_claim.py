@@ -11,6 +11,7 @@ import yaml
 from bench import results
 from bench.errors import UserError, damage_reason
 from bench.identity import identity_values
+from bench.registry import earlier_values
 from bench.settings import Settings
 
 
@@ -46,15 +47,22 @@ def config_differences(config_path: Path, config: dict) -> str | None:
     """The result-affecting values in which the config saved at `config_path` (a run's
     config.yaml) differs from `config`; None when they agree."""
     try:
-        saved = identity_values(yaml.safe_load(config_path.read_text())["config"])
-    except (yaml.YAMLError, KeyError, TypeError) as error:
+        saved_config = yaml.safe_load(config_path.read_text())["config"]
+        earlier = earlier_values(saved_config)
+        saved = earlier | identity_values(saved_config)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
         raise damaged(config_path, error) from None
     new = identity_values(config)
-    # A key only one side has comes from another code version's config: not a difference.
+    # Any other key only one side has comes from another code version's config, and one that
+    # changes a result came with an `earlier` value: not a difference.
     differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
     if not differing:
         return None
-    return ", ".join(f"{k} ({saved[k]!r} -> {new[k]!r})" for k in differing[:3])
+
+    def before(key: str) -> str:
+        return f"{saved[key]!r}{', saved before the option existed' if key in earlier else ''}"
+
+    return ", ".join(f"{k} ({before(k)} -> {new[k]!r})" for k in differing[:3])
 
 
 def resume_advice(restart: bool) -> str:

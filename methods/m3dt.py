@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from bench.data.samplers import OfflineData, Segment
 from bench.errors import check_all
-from bench.registry import TrainingStage, follows, register
+from bench.registry import TrainingStage, added_later, follows, register
 from bench.suites import Suite
 from methods.dt import blocks_of, init_weights, state_token_rows
 from methods.m3dt_moe import (
@@ -58,7 +58,7 @@ class M3DTConfig(PromptDTConfig):
     # official: the code's Router keeps torch's nn.Linear init (U(+-1/sqrt(fan_in)), weights
     # and biases), drawn as stage 3 starts; normal: N(0, 0.02) and zero biases, the project's
     # init_weights, drawn with the experts (the MT30 sweep's M3DT runs, made at 052a0fb).
-    router_init: RouterInit = "official"
+    router_init: RouterInit = added_later("official", earlier="normal")
     # Stage lengths in steps. None: the official 400k : 200k : 400k split of the run
     # (40% backbone, 20% experts, the rest router); the router stage is what is left.
     backbone_steps: int | None = None

@@ -94,6 +94,9 @@ def test_a_run_whose_overrides_no_longer_give_its_config_is_refused(tmp_path, ca
     error = capsys.readouterr().err.strip()
     assert "no longer give" in error and "method.context_length (5 -> 20)" in error
     assert "\n" not in error
+    # As the error advises: the old value passed gets the run past the check (to its store).
+    assert main(["analyze", "conditioning", str(run), "method.context_length=5"]) == 2
+    assert "no longer give" not in capsys.readouterr().err
 
 
 def test_an_opening_asks_for_the_target_less_what_it_earned():
