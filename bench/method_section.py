@@ -3,7 +3,8 @@
 Later wins:
 
 1. the dataclass's defaults (the paper's values: methods/<name>.py);
-2. a field declared `follows("train.steps", ...)` takes that run key's value;
+2. a field declared `follows("train.steps", ...)` takes that run key's value (with
+   `settable=False` only that: steps 3 to 5 setting it are an error);
 3. the presets' family sections, base class first: `dt:` sets every Decision-Transformer
    method, then `harmodt:` the HarmoDT ones (a class names its section in `preset_section`);
 4. the method's YAML (configs/method/<name>.yaml): its name, and any deliberate override;
@@ -104,10 +105,33 @@ def fill(config: DictConfig, families: Families, overrides: Sequence[Override] =
         for name in (config.get(own_section) if own_section else None) or ():
             section[name] = "${" + f"{own_section}.{name}" + "}"
     section.update(from_yaml)
+    _refuse_set_copies(config_cls, section, from_yaml)
     config.method = OmegaConf.create(section)
     for override in overrides:
         if override.key_or_group.startswith("method."):
             OmegaConf.update(config, override.key_or_group, override.value(), merge=False)
+
+
+def _refuse_set_copies(
+    config_cls: type[MethodConfig], section: dict[str, Any], from_yaml: dict[str, Any]
+) -> None:
+    """A `settable=False` field set by a preset's family section or the method's YAML, which the
+    command line's check (`check_owned_overrides`) does not see."""
+    for field in dataclasses.fields(config_cls):
+        if field.metadata.get("settable", True) or section[field.name] == _default(field):
+            continue
+        follows = field.metadata["follows"]
+        # A family section's value is an interpolation of it (`${m3dt.total_steps}`).
+        value = str(section[field.name])
+        where = (
+            f"the method YAML of {section['name']!r}"
+            if field.name in from_yaml
+            else f"a preset's {value.removeprefix('${').partition('.')[0]}: section"
+        )
+        raise UserError(
+            f"{where} sets {field.name}, which is {follows} for method {section['name']!r}, not an "
+            f"option of its own: set {follows} instead"
+        )
 
 
 def drop_family_sections(resolved: dict[str, Any], families: Families) -> None:

@@ -86,3 +86,22 @@ def test_a_field_that_only_copies_a_run_key_cannot_be_set(key):
     assert config["method"]["total_steps"] == 90
     harmodt = compose_run(["method=harmodt_f", "scale=smoke", "method.total_steps=1000"]).config
     assert harmodt["method"]["total_steps"] == 1000  # E of Eq. 12 may differ from the run's length
+
+
+@pytest.mark.parametrize(
+    ("folder", "file", "text", "where"),
+    [
+        ("scale", "long.yaml", "# @package _global_\nscale: {name: long}\nm3dt: {total_steps: 9}\n",
+         "a preset's m3dt: section"),
+        ("method", "m3dt_long.yaml", "name: m3dt\ntotal_steps: 9\n", "the method YAML of 'm3dt'"),
+    ],
+)  # fmt: skip
+def test_a_run_key_copy_set_by_a_preset_or_a_method_yaml_is_one_user_error(
+    folder, file, text, where, tmp_path, monkeypatch
+):
+    (tmp_path / "configs" / folder).mkdir(parents=True)
+    (tmp_path / "configs" / folder / file).write_text(text)
+    monkeypatch.setenv("MTBENCH_PLUGINS", str(tmp_path))
+    choice = "scale=long" if folder == "scale" else "method=m3dt_long"
+    with pytest.raises(UserError, match=rf"^{where} sets total_steps, which is train.steps for"):
+        compose_run(["method=m3dt", choice] if folder == "scale" else [choice])
