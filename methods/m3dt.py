@@ -82,9 +82,6 @@ class M3DTConfig(PromptDTConfig):
         split = ", ".join(f"{s.name} {s.steps} ({origin[s.name]})" for s in stages)
         problems = {
             "num_experts must be >= 1": self.num_experts < 1,
-            "grouping must be gradient or random": self.grouping not in ("gradient", "random"),
-            "router_init must be official or normal": self.router_init
-            not in ("official", "normal"),
             "method.backbone_steps, method.expert_steps and train.steps must give each of "
             f"M3DT's three stages at least one step: train.steps={self.total_steps} gives "
             f"{split}": min(stage.steps for stage in stages) < 1,
