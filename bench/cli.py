@@ -172,11 +172,11 @@ def _run(args: argparse.Namespace) -> int:
         return _launch(args.overrides, args.wait)
     settings = load_settings(args.overrides)
     local = settings.launcher.local
-    if args.cfg == "job":
-        return _print_jobs([settings], local)
     # Before the plan, as a sweep's jobs are (bench.launch.check_jobs): a plan calling the run
     # done or timing its training, then a refusal, would contradict itself.
     check_claimable(settings)
+    if args.cfg == "job":
+        return _print_jobs([settings], local)
     if not args.no_plan:
         print(describe_plan([settings], local), flush=True)
     if not local:  # one run is a sweep of one job

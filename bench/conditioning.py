@@ -33,7 +33,7 @@ import yaml
 from tabulate import tabulate
 
 from bench import results
-from bench.config import compose_run
+from bench.config import as_override, compose_run
 from bench.data.locations import dataset_path
 from bench.data.samplers import Segment, TaskData, episode_openings, sample_segments
 from bench.data.store import MANIFEST_NAME, DatasetStore, read_manifest
@@ -132,8 +132,9 @@ def trained_method(run_dir: Path, overrides: Sequence[str] = ()) -> Any:
     # another network, unless the user passes the old value. Options added since the run was
     # made are set to what it ran with (`added_later`). Composed, not checked: the store may
     # have moved (the user's `data.root=` says where).
-    earlier = [f"{key}={value}" for key, value in earlier_values(saved.get("config") or {}).items()]
-    made_with = [*saved.get("overrides", []), *earlier, *overrides]
+    earlier = earlier_values(saved.get("config") or {})
+    made_with = [*saved.get("overrides", []), *(as_override(k, v) for k, v in earlier.items())]
+    made_with += overrides
     differences = config_differences(config_path, compose_run(made_with).config)
     if differences:
         raise UserError(

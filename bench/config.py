@@ -8,6 +8,7 @@ into one-line UserErrors listing the valid choices.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -101,6 +102,12 @@ def hydra_quoted(value: str) -> str:
     shell's single quotes can hold the whole `key="value"`."""
     escaped = re.sub(r'\\+(?="|$)', lambda run: run.group(0) * 2, value)
     return '"' + escaped.replace('"', '\\"') + '"'
+
+
+def as_override(key: str, value: Any) -> str:
+    """`key=value` as Hydra reads it back: a string quoted, anything else as JSON writes it
+    (null, true, 0.0001)."""
+    return f"{key}={hydra_quoted(value) if isinstance(value, str) else json.dumps(value)}"
 
 
 def _unparsable(override: str) -> str:

@@ -220,8 +220,11 @@ def get_method(name: str) -> MethodSpec:
 def earlier_values(saved_config: Mapping[str, Any]) -> dict[str, Any]:
     """What a run's saved resolved config ran with in the fields it lacks, flat
     (`{"method.router_init": "normal"}`): its method's `added_later` fields' `earlier` values.
-    Empty for a method no longer registered (another difference names it)."""
-    method = saved_config.get("method") or {}
+    Empty for a method no longer registered (another difference names it), and for a config
+    of another shape (the comparison names the damage)."""
+    method = saved_config.get("method") if isinstance(saved_config, Mapping) else None
+    if not isinstance(method, Mapping):
+        return {}
     _load_methods()
     spec = _REGISTRY.get(str(method.get("name")))
     if spec is None:

@@ -4,11 +4,14 @@ another config's progress (a checkpoint or a result) unless `run.restart=true` s
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from bench import results
+from bench.config import as_override
 from bench.errors import UserError, damage_reason
 from bench.identity import identity_values
 from bench.registry import earlier_values
@@ -20,15 +23,32 @@ def check_claimable(settings: Settings) -> None:
     _refuse_progress(settings, _config_differences(settings))
 
 
-def _refuse_progress(settings: Settings, differences: str | None) -> None:
+@dataclass(frozen=True)
+class Difference:
+    key: str
+    saved: Any
+    new: Any
+    earlier: bool  # the saved config lacks the key: `saved` is its option's `earlier` value
+
+    def __str__(self) -> str:
+        added = ", saved before the option existed" if self.earlier else ""
+        return f"{self.key} ({self.saved!r}{added} -> {self.new!r})"
+
+
+def _refuse_progress(settings: Settings, differences: list[Difference]) -> None:
     # A result is progress too: a finished run kept without its checkpoint (the committed
     # reports' runs) must never be cleared for another config.
     kept = (results.CHECKPOINT, results.RESULT)
     progress = any((settings.run_dir / name).exists() for name in kept)
     if differences and not settings.run.restart and progress:
+        # An option added since the run was made: passing its old value names another run
+        # directory (bench.identity), so this one is resumed by naming it.
+        as_made = " ".join(as_override(d.key, d.saved) for d in differences if d.earlier)
+        resume = f"; run.dir={settings.run_dir} {as_made} resumes it as made" if as_made else ""
         raise UserError(
-            f"{settings.run_dir} holds a run of a different config with progress: {differences}; "
-            "run.restart=true discards it and starts over (or undo the change to resume it)"
+            f"{settings.run_dir} holds a run of a different config with progress: "
+            f"{_describe(differences)}; run.restart=true discards it and starts over (or undo "
+            f"the change to resume it{resume})"
         )
 
 
@@ -36,16 +56,20 @@ def damaged(path: Path, error: Exception) -> UserError:
     return UserError(f"{path} is damaged ({damage_reason(error)}); {results.RESTART}")
 
 
-def _config_differences(settings: Settings) -> str | None:
+def _config_differences(settings: Settings) -> list[Difference]:
     config_path = settings.run_dir / results.CONFIG
     if not config_path.exists():
-        return None
-    return config_differences(config_path, settings.config)
+        return []
+    return differences_from_saved(config_path, settings.config)
 
 
-def config_differences(config_path: Path, config: dict) -> str | None:
+def _describe(differences: list[Difference]) -> str:
+    return ", ".join(str(d) for d in differences[:3])
+
+
+def differences_from_saved(config_path: Path, config: dict) -> list[Difference]:
     """The result-affecting values in which the config saved at `config_path` (a run's
-    config.yaml) differs from `config`; None when they agree."""
+    config.yaml) differs from `config`, by key."""
     try:
         saved_config = yaml.safe_load(config_path.read_text())["config"]
         earlier = earlier_values(saved_config)
@@ -56,13 +80,12 @@ def config_differences(config_path: Path, config: dict) -> str | None:
     # Any other key only one side has comes from another code version's config, and one that
     # changes a result came with an `earlier` value: not a difference.
     differing = sorted(k for k in set(saved) & set(new) if saved[k] != new[k])
-    if not differing:
-        return None
+    return [Difference(k, saved[k], new[k], k in earlier) for k in differing]
 
-    def before(key: str) -> str:
-        return f"{saved[key]!r}{', saved before the option existed' if key in earlier else ''}"
 
-    return ", ".join(f"{k} ({before(k)} -> {new[k]!r})" for k in differing[:3])
+def config_differences(config_path: Path, config: dict) -> str | None:
+    """`differences_from_saved` in words (the first three); None when the configs agree."""
+    return _describe(differences_from_saved(config_path, config)) or None
 
 
 def resume_advice(restart: bool) -> str:
@@ -83,4 +106,4 @@ def claim_directory(settings: Settings, run_dir: Path, say: Callable[[str], None
     _refuse_progress(settings, differences)
     if differences:
         results.clear_run(run_dir)
-        say(f"replacing the run in {run_dir}, which made no progress: {differences}")
+        say(f"replacing the run in {run_dir}, which made no progress: {_describe(differences)}")

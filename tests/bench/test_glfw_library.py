@@ -14,7 +14,9 @@ print(glfw._glfw._name)
 
 
 def _import_in_a_fresh_process(**environment: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYGLFW")} | environment
+    """A child on glfw's default variant (X11), as on this project's machines."""
+    chosen = ("PYGLFW_LIBRARY", "PYGLFW_LIBRARY_VARIANT", "XDG_SESSION_TYPE")
+    env = {k: v for k, v in os.environ.items() if k not in chosen} | environment
     child = subprocess.run([sys.executable, "-c", _IMPORT_AND_LIST_CHILDREN], env=env,
                            capture_output=True, text=True, timeout=300, check=True)  # fmt: skip
     return child.stdout.splitlines()
@@ -26,6 +28,12 @@ def test_importing_meta_world_starts_no_child_process():
     started, library = _import_in_a_fresh_process()
     assert started == "[]"
     assert library.endswith(os.path.join("glfw", "x11", "libglfw.so"))
+
+
+def test_a_library_path_that_is_not_there_is_replaced():
+    """Inherited from another install (a Slurm job's environment): glfw would fail to load it."""
+    started, library = _import_in_a_fresh_process(PYGLFW_LIBRARY="/gone/libglfw.so")
+    assert started == "[]" and library.endswith(os.path.join("glfw", "x11", "libglfw.so"))
 
 
 def test_a_library_the_user_named_is_kept():

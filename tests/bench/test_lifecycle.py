@@ -235,6 +235,8 @@ def test_a_different_config_with_progress_needs_run_restart(smoke_data_root, tmp
     assert "different config with progress: train.steps (50 -> 60)" in error
     assert "run.restart=true" in error and error.count("\n") == 1
     assert out == ""  # refused before a plan that would time its training
+    assert main([*args, "train.steps=60", "--cfg", "job"]) == 2  # as the run would be
+    assert "different config with progress" in capsys.readouterr().err
 
     assert main([*args, "train.steps=60", "run.restart=true"]) == 0
     assert f"cleared {run_dir}" in capsys.readouterr().out

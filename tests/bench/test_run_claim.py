@@ -37,6 +37,10 @@ def test_a_saved_config_without_an_option_added_later_stands_for_its_earlier_val
 
 def test_a_run_made_before_an_option_is_not_taken_for_one_of_its_default(tmp_path):
     overrides = _m3dt_run_made_before_router_init(tmp_path / "run")
-    with pytest.raises(UserError, match=r"different config with progress: method.router_init"):
+    refusal = r"different config with progress: method.router_init"
+    with pytest.raises(UserError, match=refusal) as refused:
         check_claimable(load_settings(overrides))
-    check_claimable(load_settings([*overrides, "method.router_init=normal"]))  # resumable as made
+    # Its advice, taken: the old value alone would name another directory (bench.identity).
+    advice = str(refused.value).rpartition("; ")[2].removesuffix(" resumes it as made)")
+    assert advice == f'run.dir={tmp_path / "run"} method.router_init="normal"'
+    check_claimable(load_settings([*overrides, *advice.split()]))
