@@ -254,8 +254,13 @@ def _train_line(active: Sequence[RunWork], local: bool) -> str:
     why = ("short: not timed; a run prints its speed as it starts" if local
            else "no finished run of this config under run.root to take a rate from")  # fmt: skip
     if len(active) == 1:
-        train = active[0].train
+        work = active[0]
+        train = work.train
         source = f"{train.value:.3g} steps/s, {train.source}" if train else why
+        if train and train.stage_seconds and work.train_seconds:
+            # The whole run's mean would misstate a run resumed in a slower or faster stage.
+            source = (f"{work.steps / work.train_seconds:.3g} steps/s over the steps left, each "
+                      f"stage at its own rate, {train.source}")  # fmt: skip
         return f"{steps:,} steps{time} ({source})"
     kinds = Counter(w.train.kind for w in known if w.train)
     rates = [f"{count} {_KIND_WORDS[kind]}" for kind, count in sorted(kinds.items())]

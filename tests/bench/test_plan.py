@@ -252,3 +252,17 @@ def test_a_resumed_run_is_timed_by_the_stages_it_has_left():
     assert plan.train_seconds_left(staged, stages, 1000) == 0
     plain = Rate(5.0, "timed", "")  # no per-stage figures: every step at the mean rate
     assert plan.train_seconds_left(plain, stages, 500) == pytest.approx(500 / 5.0)
+
+
+def test_a_resumed_staged_runs_plan_gives_the_rate_of_the_steps_it_has_left(tmp_path):
+    """Not the whole run's mean (5 steps/s): half-way through the expert stage, 500 steps take
+    96 s."""
+    settings = load_settings(["method=m3dt", "tasks=mt5", "scale=smoke", "train.steps=1000",
+                              *_roots(tmp_path)])  # fmt: skip
+    stages = settings.method_config.training_stages(1000)
+    staged = Rate(5.0, "timed", "timed now", stage_seconds=(0.02, 0.36, 0.15))
+    seconds = plan.train_seconds_left(staged, stages, 500)
+    work = plan.RunWork(settings, False, 500, staged, 0, 0.0, "", False, seconds)
+    line = plan._train_line([work], local=True)
+    assert line == ("500 steps, about 2 min (5.21 steps/s over the steps left, each stage at "
+                    "its own rate, timed now)")  # fmt: skip
