@@ -82,6 +82,7 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
     except UserError:
         raise _Damaged(f"{results.METRICS}: a line is not a JSON event") from None
     steps = [e["step"] for e in events if e.get("event") == "train"]
+    step = steps[-1] if steps else 0  # the last logged: a running run's latest known
     evaluations = [e for e in events if e.get("event") == "eval"]
     result_path = run_dir / results.RESULT
     success = ""  # not "nan": without a result (or scored by return) there is no success
@@ -91,11 +92,12 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
         except (OSError, ValueError, DamagedResult) as error:
             raise _Damaged(f"{results.RESULT}: {damage_reason(error)}") from None
         success = _score_text(result.success_rate)
+        step = result.steps if result.steps is not None else step  # past its last log
     record = read_job_record(run_dir)
     return {
         "status": (state.splitlines() or [""])[0],  # a failure's first line
         "job": record["job_id"] if record else "",
-        "step": f"{steps[-1] if steps else 0}/{planned}",
+        "step": f"{step}/{planned}",
         "last_eval": _last_eval(evaluations[-1] if evaluations else None),
         "success_rate": success,
     }
@@ -103,8 +105,9 @@ def _run_row(run_dir: Path, state: str) -> dict[str, str]:
 
 def status_table(root: Path) -> str:
     """One row per run below `root`: its state, its Slurm job where it has one, its last
-    logged step of its planned steps, its last periodic evaluation, and its mean success rate
-    once done (the final checkpoint's, never a best-of-training). Slurm is asked once."""
+    logged step (a finished run's last) of its planned steps, its last periodic evaluation,
+    and its mean success rate once done (the final checkpoint's, never a best-of-training).
+    Slurm is asked once."""
     from bench.slurm_queue import describe_runs
 
     results.check_runs_folder(root)

@@ -157,3 +157,18 @@ def test_status_reads_a_run_on_a_read_only_mount_without_writing_its_lock(tmp_pa
     finally:
         lock.release()
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_status_gives_a_finished_run_its_last_step_not_its_last_logged_one(tmp_path):
+    import shutil
+
+    from bench.console import status_table
+
+    committed = Path(__file__).parents[2] / "reports/mt30-small/runs/mt30/near_optimal/mtbc/seed0"
+    run_dir = tmp_path / "mtbc" / "seed0"
+    shutil.copytree(committed, run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    lines = metrics.read_text().splitlines(keepends=True)
+    # As if train.log_every did not divide train.steps: the last log before the end.
+    metrics.write_text("".join(x for x in lines if '"train"' not in x or '"step": 100000' not in x))
+    assert "| 100000/100000 |" in status_table(tmp_path)
