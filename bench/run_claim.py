@@ -60,14 +60,14 @@ def _config_differences(settings: Settings) -> list[Difference]:
     config_path = settings.run_dir / results.CONFIG
     if not config_path.exists():
         return []
-    return differences_from_saved(config_path, settings.config)
+    return _differences_from_saved(config_path, settings.config)
 
 
 def _describe(differences: list[Difference]) -> str:
     return ", ".join(str(d) for d in differences[:3])
 
 
-def differences_from_saved(config_path: Path, config: dict) -> list[Difference]:
+def _differences_from_saved(config_path: Path, config: dict) -> list[Difference]:
     """The result-affecting values in which the config saved at `config_path` (a run's
     config.yaml) differs from `config`, by key."""
     try:
@@ -84,8 +84,8 @@ def differences_from_saved(config_path: Path, config: dict) -> list[Difference]:
 
 
 def config_differences(config_path: Path, config: dict) -> str | None:
-    """`differences_from_saved` in words (the first three); None when the configs agree."""
-    return _describe(differences_from_saved(config_path, config)) or None
+    """`_differences_from_saved` in words (the first three); None when the configs agree."""
+    return _describe(_differences_from_saved(config_path, config)) or None
 
 
 def resume_advice(restart: bool) -> str:
