@@ -15,9 +15,12 @@ from pathlib import Path
 
 def name_bundled_glfw_library() -> None:
     """Set `PYGLFW_LIBRARY` to the wheel's own library (glfw's default variant, X11, or Wayland
-    where glfw itself would pick it), unless it names a file already (the user's, or ours
-    inherited by a worker or a Slurm job on this install) or glfw is not installed this way."""
-    if Path(os.environ.get("PYGLFW_LIBRARY") or "").is_file():
+    where glfw itself would pick it), unless it is set already (the user's choice, a path or a
+    name the loader finds, or ours inherited by a worker or a Slurm job), or glfw is not
+    installed this way. A path that is not there is replaced: inherited from another install,
+    glfw would fail to load it."""
+    chosen = os.environ.get("PYGLFW_LIBRARY", "")
+    if chosen and (not os.path.isabs(chosen) or Path(chosen).is_file()):
         return
     spec = importlib.util.find_spec("glfw")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:

@@ -105,7 +105,7 @@ def fill(config: DictConfig, families: Families, overrides: Sequence[Override] =
         for name in (config.get(own_section) if own_section else None) or ():
             section[name] = "${" + f"{own_section}.{name}" + "}"
     section.update(from_yaml)
-    _refuse_set_copies(config_cls, section, from_yaml)
+    _refuse_set_copies(config, config_cls, section, from_yaml)
     config.method = OmegaConf.create(section)
     for override in overrides:
         if override.key_or_group.startswith("method."):
@@ -113,24 +113,30 @@ def fill(config: DictConfig, families: Families, overrides: Sequence[Override] =
 
 
 def _refuse_set_copies(
-    config_cls: type[MethodConfig], section: dict[str, Any], from_yaml: dict[str, Any]
+    config: DictConfig,
+    config_cls: type[MethodConfig],
+    section: dict[str, Any],
+    from_yaml: dict[str, Any],
 ) -> None:
     """A `settable=False` field set by a preset's family section or the method's YAML, which the
-    command line's check (`check_owned_overrides`) does not see."""
+    command line's check (`check_owned_overrides`) does not see. Setting it to the key it
+    copies (`${train.steps}`) changes nothing and passes."""
     for field in dataclasses.fields(config_cls):
-        if field.metadata.get("settable", True) or section[field.name] == _default(field):
+        if field.metadata.get("settable", True):
+            continue
+        value, where = section[field.name], f"a method YAML selecting {section['name']!r}"
+        if field.name not in from_yaml and value != _default(field):
+            # A family section's value stands in the section as an interpolation of it.
+            family = str(value).removeprefix("${").partition(".")[0]
+            raw = cast("dict[str, Any]", OmegaConf.to_container(config[family], resolve=False))
+            value = raw[field.name]
+            where = f"a preset's {family}: section"
+        if value == _default(field):
             continue
         follows = field.metadata["follows"]
-        # A family section's value is an interpolation of it (`${m3dt.total_steps}`).
-        value = str(section[field.name])
-        where = (
-            f"the method YAML of {section['name']!r}"
-            if field.name in from_yaml
-            else f"a preset's {value.removeprefix('${').partition('.')[0]}: section"
-        )
         raise UserError(
             f"{where} sets {field.name}, which is {follows} for method {section['name']!r}, not an "
-            f"option of its own: set {follows} instead"
+            f"option of its own: set {follows}= instead"
         )
 
 

@@ -3,6 +3,7 @@ another config's progress (a checkpoint or a result) unless `run.restart=true` s
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from bench import results
-from bench.config import as_override
+from bench.config import as_override, hydra_quoted
 from bench.errors import UserError, damage_reason
 from bench.identity import identity_values
 from bench.registry import earlier_values
@@ -41,10 +42,14 @@ def _refuse_progress(settings: Settings, differences: list[Difference]) -> None:
     kept = (results.CHECKPOINT, results.RESULT)
     progress = any((settings.run_dir / name).exists() for name in kept)
     if differences and not settings.run.restart and progress:
-        # An option added since the run was made: passing its old value names another run
-        # directory (bench.identity), so this one is resumed by naming it.
-        as_made = " ".join(as_override(d.key, d.saved) for d in differences if d.earlier)
-        resume = f"; run.dir={settings.run_dir} {as_made} resumes it as made" if as_made else ""
+        # Options added since the run was made, and nothing else: passing their old values
+        # names another run directory (bench.identity), so this one is resumed by naming it.
+        # Quoted twice: for Hydra (a path's spaces or commas), then for the shell.
+        resume = ""
+        if all(d.earlier for d in differences):
+            as_made = [f"run.dir={hydra_quoted(str(settings.run_dir))}"]
+            as_made += [as_override(d.key, d.saved) for d in differences]
+            resume = f"; `{shlex.join(as_made)}` added to the command resumes it as made"
         raise UserError(
             f"{settings.run_dir} holds a run of a different config with progress: "
             f"{_describe(differences)}; run.restart=true discards it and starts over (or undo "

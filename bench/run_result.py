@@ -161,7 +161,7 @@ class RunResult:
             data=DataInfo.from_json(result["data"]),
             scale=result["scale"],
             seed=int(result["seed"]),
-            steps=result.get("steps"),
+            steps=int(result["steps"]) if result.get("steps") is not None else None,
             success_rate=result["success_rate"],
             mean_return=result.get("mean_return"),
             per_task={task: TaskScore.from_json(r) for task, r in result["per_task"].items()},

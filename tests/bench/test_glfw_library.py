@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 # Records every child process that importing bench and then Meta-World starts.
 _IMPORT_AND_LIST_CHILDREN = """
@@ -40,3 +41,11 @@ def test_a_library_the_user_named_is_kept():
     wayland = _import_in_a_fresh_process()[1].replace("x11", "wayland")
     started, library = _import_in_a_fresh_process(PYGLFW_LIBRARY=wayland)
     assert started == "[]" and library == wayland
+
+
+def test_a_library_name_the_loader_finds_is_kept():
+    wayland = Path(_import_in_a_fresh_process()[1].replace("x11", "wayland"))
+    started, library = _import_in_a_fresh_process(
+        PYGLFW_LIBRARY=wayland.name, LD_LIBRARY_PATH=str(wayland.parent)
+    )
+    assert started == "[]" and library == wayland.name

@@ -93,7 +93,8 @@ def test_a_field_that_only_copies_a_run_key_cannot_be_set(key):
     [
         ("scale", "long.yaml", "# @package _global_\nscale: {name: long}\nm3dt: {total_steps: 9}\n",
          "a preset's m3dt: section"),
-        ("method", "m3dt_long.yaml", "name: m3dt\ntotal_steps: 9\n", "the method YAML of 'm3dt'"),
+        ("method", "m3dt_long.yaml", "name: m3dt\ntotal_steps: 9\n",
+         "a method YAML selecting 'm3dt'"),
     ],
 )  # fmt: skip
 def test_a_run_key_copy_set_by_a_preset_or_a_method_yaml_is_one_user_error(
@@ -105,3 +106,13 @@ def test_a_run_key_copy_set_by_a_preset_or_a_method_yaml_is_one_user_error(
     choice = "scale=long" if folder == "scale" else "method=m3dt_long"
     with pytest.raises(UserError, match=rf"^{where} sets total_steps, which is train.steps for"):
         compose_run(["method=m3dt", choice] if folder == "scale" else [choice])
+
+
+def test_a_preset_may_set_a_run_key_copy_to_the_key_it_copies(tmp_path, monkeypatch):
+    (tmp_path / "configs" / "scale").mkdir(parents=True)
+    preset = ("# @package _global_\nscale: {name: long}\nm3dt: {total_steps: '${train.steps}'}\n"
+              "train: {steps: 50, log_every: 10, checkpoint_every: 25, eval_every: 0}\n")
+    (tmp_path / "configs" / "scale" / "long.yaml").write_text(preset)
+    monkeypatch.setenv("MTBENCH_PLUGINS", str(tmp_path))
+    config = compose_run(["method=m3dt", "scale=long", "train.steps=70"]).config
+    assert config["method"]["total_steps"] == 70
