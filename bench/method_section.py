@@ -100,12 +100,19 @@ def fill(config: DictConfig, families: Families, overrides: Sequence[Override] =
     section: dict[str, Any] = {"name": from_yaml["name"]}
     for field in dataclasses.fields(config_cls):
         section[field.name] = _default(field)
+    set_by: dict[str, tuple[str, Any]] = {}  # field -> (the source that sets it last, its value)
     for cls in reversed(config_cls.__mro__):
         own_section = vars(cls).get("preset_section")
-        for name in (config.get(own_section) if own_section else None) or ():
+        if not own_section or not config.get(own_section):
+            continue
+        preset = cast("dict[str, Any]", OmegaConf.to_container(config[own_section], resolve=False))
+        for name, value in preset.items():
             section[name] = "${" + f"{own_section}.{name}" + "}"
+            set_by[name] = (f"a preset's {own_section}: section", value)
     section.update(from_yaml)
-    _refuse_set_copies(config, config_cls, section, from_yaml)
+    method_yaml = f"a method YAML selecting {from_yaml['name']!r}"
+    set_by |= {name: (method_yaml, value) for name, value in from_yaml.items()}
+    _refuse_set_copies(config_cls, str(from_yaml["name"]), set_by)
     config.method = OmegaConf.create(section)
     for override in overrides:
         if override.key_or_group.startswith("method."):
@@ -113,29 +120,20 @@ def fill(config: DictConfig, families: Families, overrides: Sequence[Override] =
 
 
 def _refuse_set_copies(
-    config: DictConfig,
-    config_cls: type[MethodConfig],
-    section: dict[str, Any],
-    from_yaml: dict[str, Any],
+    config_cls: type[MethodConfig], method: str, set_by: dict[str, tuple[str, Any]]
 ) -> None:
     """A `settable=False` field set by a preset's family section or the method's YAML, which the
     command line's check (`check_owned_overrides`) does not see. Setting it to the key it
     copies (`${train.steps}`) changes nothing and passes."""
     for field in dataclasses.fields(config_cls):
-        if field.metadata.get("settable", True):
+        if field.metadata.get("settable", True) or field.name not in set_by:
             continue
-        value, where = section[field.name], f"a method YAML selecting {section['name']!r}"
-        if field.name not in from_yaml and value != _default(field):
-            # A family section's value stands in the section as an interpolation of it.
-            family = str(value).removeprefix("${").partition(".")[0]
-            raw = cast("dict[str, Any]", OmegaConf.to_container(config[family], resolve=False))
-            value = raw[field.name]
-            where = f"a preset's {family}: section"
+        where, value = set_by[field.name]
         if value == _default(field):
             continue
         follows = field.metadata["follows"]
         raise UserError(
-            f"{where} sets {field.name}, which is {follows} for method {section['name']!r}, not an "
+            f"{where} sets {field.name}, which is {follows} for method {method!r}, not an "
             f"option of its own: set {follows}= instead"
         )
 
